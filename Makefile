@@ -1,0 +1,32 @@
+# The README's two commands. Both create .venv and install what they need on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.rcd-installed
+DEMO_ARGS ?=
+
+.PHONY: demo test install clean
+
+demo: $(STAMP)
+	$(VENV)/bin/rcd demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+# A torch already importable by $(PYTHON) is reused (system site packages) and kept.
+$(PY):
+	if $(PYTHON) -c "import torch" 2>/dev/null; then \
+		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+
+$(STAMP): pyproject.toml scripts/install_torch.py | $(PY)
+	$(PY) scripts/install_torch.py
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) runs

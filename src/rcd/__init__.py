@@ -1,0 +1,24 @@
+"""rcd: Residual Context Diffusion for block-wise diffusion language models."""
+
+from .decode import DecodeConfig, GenerationOutput, TraceStep, decode_completions, encode_prompts, generate
+from .models import DiffusionModel, load, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
+from .residual import ResidualConfig
+from .tokenizer import char_tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DecodeConfig",
+    "DiffusionModel",
+    "GenerationOutput",
+    "RcdTinyConfig",
+    "RcdTinyForDiffusionLM",
+    "ResidualConfig",
+    "TraceStep",
+    "char_tokenizer",
+    "decode_completions",
+    "encode_prompts",
+    "generate",
+    "load",
+    "tiny_model",
+]

@@ -1,0 +1,27 @@
+"""Flag groups shared by the commands that decode: decoding options and residual options."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..decode import DecodeConfig
+from ..residual import ResidualConfig
+from .args import add_dataclass_arguments, dataclass_from_args
+
+RES_PREFIX = "res-"
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    add_dataclass_arguments(parser.add_argument_group("decoding"), DecodeConfig, skip=skip)
+    group = parser.add_argument_group("residual context (RCD)")
+    group.add_argument("--rcd", action="store_true", help="decode with residual context (default: plain SeqD)")
+    group.add_argument("--reference", default=None, help="reference model directory (for --res-init reference)")
+    add_dataclass_arguments(group, ResidualConfig, prefix=RES_PREFIX)
+
+
+def decode_config(args: argparse.Namespace) -> DecodeConfig:
+    return dataclass_from_args(DecodeConfig, args)
+
+
+def residual_config(args: argparse.Namespace) -> ResidualConfig | None:
+    return dataclass_from_args(ResidualConfig, args, prefix=RES_PREFIX) if args.rcd else None

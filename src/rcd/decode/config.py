@@ -1,0 +1,29 @@
+"""Decoding options as one dataclass, shared by the CLI, sweeps and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class DecodeConfig:
+    gen_length: int = field(default=64, metadata={"help": "tokens to generate after the prompt"})
+    block_length: int = field(default=32, metadata={"help": "tokens per block (decoded left to right)"})
+    steps: int | None = field(
+        default=None, metadata={"help": "fixed schedule: total denoising steps (default: gen_length)"}
+    )
+    threshold: float | None = field(
+        default=None, metadata={"help": "dynamic rule: commit positions with confidence > threshold"}
+    )
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
+    stop_at_eos: bool = field(default=False, metadata={"help": "stop a row after a block containing EOS"})
+    use_cache: bool = field(default=True, metadata={"help": "KV cache of finished blocks (block-causal models)"})
+
+    def generate_kwargs(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9'."""
+        if self.threshold is not None:
+            return f"tau={self.threshold:g}"
+        return f"steps={self.steps or self.gen_length}"

@@ -1,0 +1,376 @@
+"""The block-wise denoising loop of a dLLM, with or without residual context (RCD).
+
+One block at a time, left to right; each step is one forward pass: predict every masked
+position, commit some of the current block (commit policy), remask the rest. With a
+`ResidualConfig`, each still-masked position carries its most recent prediction into the
+next step as a soft token (the math lives in `rcd.residual`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..models.adapter import DiffusionModel, check_reference
+from ..residual import (
+    ResidualConfig,
+    dirichlet_probs,
+    mix_masked_embeddings,
+    residual_from_logits,
+    residual_from_probs,
+)
+from .output import GenerationOutput, TraceStep
+from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
+
+
+@dataclass
+class _Sequence:
+    """The sequence being decoded: ids, real-key mask and block grid, all rows together."""
+
+    ids: torch.Tensor  # (B, L)
+    key_valid: torch.Tensor  # (B, L) bool; False on left padding
+    gen_start: int
+    block_length: int
+
+    @property
+    def length(self) -> int:
+        return self.ids.shape[1]
+
+
+class _ModelPass:
+    """One model's forward passes over the sequence; keeps a block-causal model's KV cache.
+
+    With the cache, finished blocks are fed once (together with the first step of the next
+    block) and kept; the block being denoised is dropped from the cache after every pass.
+    """
+
+    def __init__(self, dm: DiffusionModel, seq: _Sequence, use_cache: bool):
+        self.dm, self.seq = dm, seq
+        self.use_cache = use_cache and dm.attention == "block-causal"
+        self.cache = None
+        self.cached = 0  # positions [0, cached) are in the cache
+
+    def logits(self, embed, lo: int, hi: int) -> torch.Tensor:
+        """Logits (B, hi - lo, V) for positions [lo, hi); `embed(start, end)` gives inputs."""
+        if self.dm.attention == "bidirectional":
+            start, end = 0, self.seq.length
+        else:
+            start, end = (self.cached if self.use_cache else 0), hi
+        logits, cache = self.dm.forward(
+            embed(start, end),
+            key_valid=self.seq.key_valid[:, :end],
+            query_start=start,
+            gen_start=self.seq.gen_start,
+            block_length=self.seq.block_length,
+            cache=self.cache,
+            keep=lo if self.use_cache else None,
+        )
+        if self.use_cache:
+            self.cache, self.cached = cache, lo
+        return logits[:, lo - start : hi - start]
+
+
+class _ResidualState:
+    """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
+
+    def __init__(self, batch: int, length: int, dm: DiffusionModel, config: ResidualConfig):
+        self.config = config
+        self.weight = dm.embedding_weight
+        self.mask_embedding = dm.mask_embedding()
+        dim = self.weight.shape[1]
+        self.delta = torch.zeros(batch, length, dim, dtype=dm.dtype, device=dm.device)
+        alpha_dtype = torch.promote_types(dm.dtype, torch.float32)
+        self.alpha = torch.zeros(batch, length, dtype=alpha_dtype, device=dm.device)
+        self.known = torch.zeros(batch, length, dtype=torch.bool, device=dm.device)
+
+    def mix(self, embeds: torch.Tensor, masked: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        return mix_masked_embeddings(
+            embeds, self.mask_embedding, self.delta[:, start:end], self.alpha[:, start:end], masked
+        )
+
+    def set(self, where: torch.Tensor, lo: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Store residuals for positions `where` (B, n) of the window starting at lo."""
+        hi = lo + where.shape[1]
+        self.delta[:, lo:hi][where] = delta.to(self.delta.dtype)
+        self.alpha[:, lo:hi][where] = alpha.to(self.alpha.dtype)
+        self.known[:, lo:hi] |= where
+
+    def update_from_logits(self, where: torch.Tensor, lo: int, logits: torch.Tensor) -> None:
+        if where.any():
+            self.set(where, lo, *residual_from_logits(logits[where], self.weight, self.config))
+
+
+def generate(
+    model: nn.Module | DiffusionModel,
+    input_ids: torch.Tensor,
+    *,
+    gen_length: int,
+    block_length: int,
+    steps: int | None = None,
+    threshold: float | None = None,
+    temperature: float = 0.0,
+    residual: ResidualConfig | None = None,
+    reference: nn.Module | DiffusionModel | None = None,
+    attention_mask: torch.Tensor | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    stop_at_eos: bool = False,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    return_trace: bool = False,
+    progress: bool = False,
+) -> GenerationOutput:
+    """Decode `gen_length` tokens after each (left-padded) prompt, block by block.
+
+    steps: fixed schedule, `steps // n_blocks` steps per block, top-k confidence commits.
+    threshold: commit every masked position of the block whose confidence > threshold, and
+        at least the most confident one. Give one of steps / threshold; neither means one
+        token per step (steps = gen_length).
+    temperature: 0 is greedy; > 0 samples with Gumbel-max (float64).
+    residual: turns RCD on (None = plain SeqD decoding); `reference` is the model of the
+        `init="reference"` warm start.
+    attention_mask: (B, P) 1 on real prompt tokens, 0 on left padding.
+    stop_at_eos: a row stops after a block that contains an EOS token (exact for
+        block-causal models, whose earlier blocks never see later ones); the rest of its
+        generation is filled with EOS.
+    use_cache: block-causal models reuse the KV cache of finished blocks (same tokens as
+        recomputing the prefix); bidirectional models always recompute (exact).
+    return_trace: record a `TraceStep` per denoising step.
+    """
+    dm = DiffusionModel.wrap(model)
+    ref = DiffusionModel.wrap(reference) if reference is not None else None
+    input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
+    eos_ids = _eos_list(eos_token_id)
+    steps_per_block = _check_options(
+        dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
+    )
+    batch, prompt_len = input_ids.shape
+    device = dm.device
+    mask_id = dm.mask_token_id
+    seq = _Sequence(
+        ids=torch.cat([input_ids.to(device), input_ids.new_full((batch, gen_length), mask_id).to(device)], 1),
+        key_valid=torch.cat(
+            [attention_mask.to(device).bool(), torch.ones(batch, gen_length, dtype=torch.bool, device=device)], 1
+        ),
+        gen_start=prompt_len,
+        block_length=block_length,
+    )
+    target = _ModelPass(dm, seq, use_cache)
+    ref_pass = _ModelPass(ref, seq, use_cache) if ref is not None and residual.init == "reference" else None
+    state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
+
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    row_passes = torch.zeros(batch, dtype=torch.long, device=device)
+    generated = torch.zeros(batch, dtype=torch.long, device=device)
+    nfe = reference_nfe = 0
+    trace: list[TraceStep] | None = [] if return_trace else None
+
+    def target_embeds(start: int, end: int) -> torch.Tensor:
+        ids = seq.ids[:, start:end]
+        embeds = dm.embed(ids)
+        return embeds if state is None else state.mix(embeds, ids == mask_id, start, end)
+
+    n_blocks = gen_length // block_length
+    with _inference(dm, ref):
+        for block in tqdm(range(n_blocks), desc="blocks", disable=not progress, leave=False):
+            bs = prompt_len + block * block_length
+            be = bs + block_length
+            lo, hi = (prompt_len, seq.length) if dm.attention == "bidirectional" else (bs, be)
+            block_ids = seq.ids[:, bs:be]  # a view: commits below write through to seq.ids
+
+            if state is not None:
+                need = (seq.ids[:, lo:hi] == mask_id) & active[:, None]
+                if not residual.reinit_blocks:
+                    need &= ~state.known[:, lo:hi]
+                made = _init_residuals(state, need, lo, hi, target, ref_pass, generator)
+                nfe += made == "model"
+                reference_nfe += made == "reference"
+                if made:
+                    row_passes += active.long()
+
+            masked_in_block = (block_ids == mask_id) & active[:, None]
+            schedule = (
+                fixed_schedule(masked_in_block.sum(-1), steps_per_block) if steps_per_block else None
+            )
+            step = 0
+            while True:
+                candidates = (block_ids == mask_id) & active[:, None]
+                if not candidates.any() or (schedule is not None and step >= steps_per_block):
+                    break
+                logits = target.logits(target_embeds, lo, hi)
+                nfe += 1
+                row_passes += (candidates.any(-1)).long()
+                tokens, confidence = choose_tokens(
+                    logits[:, bs - lo : be - lo], temperature, generator, banned=mask_id
+                )
+                if schedule is not None:
+                    commit = commit_top_k(confidence, candidates, schedule[:, step])
+                else:
+                    commit = commit_threshold(confidence, candidates, threshold)
+                if trace is not None:
+                    trace.append(_trace_step(block, step, bs, commit, confidence, candidates, state, tokens))
+                block_ids[commit] = tokens[commit]
+                if state is not None:
+                    rows = candidates.any(-1)  # rows idle this step keep their residuals
+                    still = (seq.ids[:, lo:hi] == mask_id) & rows[:, None]
+                    state.update_from_logits(still, lo, logits)
+                step += 1
+
+            generated += active.long() * block_length
+            if stop_at_eos:
+                stopped = active & torch.isin(block_ids, torch.tensor(eos_ids, device=device)).any(-1)
+                seq.ids[stopped, be:] = eos_ids[0]
+                active &= ~stopped
+                if not active.any():
+                    break
+
+    return GenerationOutput(
+        sequences=seq.ids,
+        prompt_length=prompt_len,
+        nfe=nfe,
+        reference_nfe=reference_nfe,
+        row_forward_passes=row_passes,
+        generated_tokens=generated,
+        trace=trace,
+    )
+
+
+def _init_residuals(
+    state: _ResidualState,
+    need: torch.Tensor,
+    lo: int,
+    hi: int,
+    target: _ModelPass,
+    reference: _ModelPass | None,
+    generator: torch.Generator | None,
+) -> str | None:
+    """Apply the init rule to positions `need` of window [lo, hi).
+
+    Returns which model ran a forward pass for it ("model", "reference") or None.
+    """
+    if not need.any():
+        return None
+    config = state.config
+    n = int(need.sum())
+    if config.init == "zero":
+        state.set(need, lo, state.delta.new_zeros(n, state.delta.shape[-1]), state.alpha.new_zeros(n))
+        return None
+    if config.init == "dirichlet":
+        probs = dirichlet_probs(
+            (n,), state.weight.shape[0], config.dirichlet_concentration, generator, state.alpha.device
+        )
+        state.set(need, lo, *residual_from_probs(probs, state.weight, config))
+        return None
+    pass_ = reference if config.init == "reference" else target
+    ids = pass_.seq.ids
+    logits = pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi)
+    state.update_from_logits(need, lo, logits)
+    return "reference" if config.init == "reference" else "model"
+
+
+def _trace_step(block, step, start, commit, confidence, candidates, state, tokens) -> TraceStep:
+    nan = torch.tensor(float("nan"), device=confidence.device)
+    if state is None:
+        alpha = torch.zeros_like(confidence)
+    else:
+        alpha = state.alpha[:, start : start + commit.shape[1]]
+    return TraceStep(
+        block=block,
+        step=step,
+        block_start=start,
+        committed=commit.cpu(),
+        confidence=torch.where(candidates, confidence, nan).cpu(),
+        alpha=torch.where(candidates, alpha, nan).cpu(),
+        tokens=tokens.cpu(),
+    )
+
+
+@contextlib.contextmanager
+def _inference(*models: DiffusionModel | None) -> Iterator[None]:
+    """No grad, eval mode (no dropout) for the duration; training flags restored after."""
+    modules = [m.model for m in models if m is not None]
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        with torch.inference_mode():
+            yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def _check_prompt(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, dm: DiffusionModel
+) -> tuple[torch.Tensor, torch.Tensor]:
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.dim() == 1:
+        input_ids = input_ids.unsqueeze(0)
+        attention_mask = None if attention_mask is None else torch.as_tensor(attention_mask).reshape(1, -1)
+    if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError("input_ids must be a (batch, prompt_length) tensor of token ids")
+    input_ids = input_ids.long()
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    attention_mask = torch.as_tensor(attention_mask)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}")
+    valid = attention_mask.bool()
+    if (valid[:, :-1] & ~valid[:, 1:]).any():
+        raise ValueError("prompts must be left-padded: attention_mask may not go from 1 back to 0")
+    if (valid & (input_ids == dm.mask_token_id)).any():
+        raise ValueError(f"a prompt contains the mask token id {dm.mask_token_id}")
+    return input_ids, attention_mask
+
+
+def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:
+    if eos_token_id is None:
+        return []
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+
+
+def _check_options(
+    dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
+) -> int | None:
+    """Validate decoding options; return steps per block (None under a threshold)."""
+    if gen_length <= 0 or block_length <= 0:
+        raise ValueError("gen_length and block_length must be positive")
+    if gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+    if dm.attention == "block-causal" and dm.block_length and dm.block_length != block_length:
+        raise ValueError(
+            f"this block-causal model was trained with block_length {dm.block_length}, got {block_length}"
+        )
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    if stop_at_eos and not eos_ids:
+        raise ValueError("stop_at_eos needs eos_token_id")
+    if residual is not None and not isinstance(residual, ResidualConfig):
+        raise TypeError("residual must be an rcd.ResidualConfig or None")
+    if residual is not None and residual.init == "reference":
+        if ref is None:
+            raise ValueError("ResidualConfig(init='reference') needs reference=<model>")
+        check_reference(dm, ref)
+    elif ref is not None:
+        warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
+    if steps is not None and threshold is not None:
+        raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
+    n_blocks = gen_length // block_length
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError("threshold must lie in [0, 1]")
+        return None
+    steps = gen_length if steps is None else steps
+    if steps <= 0 or steps % n_blocks:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
+    if steps // n_blocks > block_length:
+        raise ValueError(
+            f"{steps // n_blocks} steps per block exceed block_length ({block_length}): "
+            "some steps would commit nothing"
+        )
+    return steps // n_blocks

@@ -1,0 +1,65 @@
+"""Commit policies: which masked positions of the current block take their token this step.
+
+Two rules (method doc section 1): a fixed schedule (LLaDA: the block's masked count split
+evenly over its steps, remainder to the earliest, top-k confidence), and a dynamic
+threshold (SDAR low_confidence_dynamic / Fast-dLLM: every position above tau, at least
+the single most confident one). Token choice (greedy or Gumbel-max sampling) is here too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..residual import at_least_fp32
+
+
+def fixed_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
+    """Tokens to commit at each step, (B, steps): even split, remainder to the earliest."""
+    base = torch.div(masked_count, steps, rounding_mode="floor")
+    remainder = masked_count % steps
+    counts = base[:, None].expand(-1, steps).clone()
+    counts += (torch.arange(steps, device=masked_count.device)[None, :] < remainder[:, None]).long()
+    return counts
+
+
+def choose_tokens(
+    logits: torch.Tensor,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    banned: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token per position and its confidence (the model's probability of that token).
+
+    temperature 0 is greedy; above 0, Gumbel-max in float64 as LLaDA does, which samples
+    from softmax(z / temperature). Confidence is always softmax(z) of the chosen token.
+    `banned` (the mask id) is never chosen: committing [M] would leave the position masked
+    forever; a trained dLLM gives it ~0 probability, so this changes nothing else.
+    """
+    if banned is not None:
+        logits = logits.clone()
+        logits[..., banned] = float("-inf")
+    if temperature > 0:
+        noise = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-300)))
+        tokens = (logits.double() + temperature * gumbel).argmax(dim=-1)
+    else:
+        tokens = logits.argmax(dim=-1)
+    probs = torch.softmax(at_least_fp32(logits), dim=-1)
+    return tokens, probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def commit_top_k(confidence: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Bool (B, N): the k[b] most confident candidate positions of each row."""
+    scores = confidence.masked_fill(~candidates, float("-inf"))
+    order = scores.argsort(dim=-1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    return candidates & (rank < k[:, None])
+
+
+def commit_threshold(confidence: torch.Tensor, candidates: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Bool (B, N): candidates with confidence > threshold, plus each row's most confident."""
+    scores = confidence.masked_fill(~candidates, float("-inf"))
+    best = torch.zeros_like(candidates)
+    best.scatter_(-1, scores.argmax(dim=-1, keepdim=True), True)
+    return candidates & ((scores > threshold) | best)

@@ -1,0 +1,194 @@
+"""Residual math of RCD (method doc section 2): the one place where Eq. 1-3 live.
+
+Decoding and training both call these functions, so the train/test symmetry of the
+method is visible in code and a fix here fixes both.
+
+    Delta_i = sum_j p_ij E_j                                  (Eq. 1, soft embedding)
+    alpha_i = H(p_i) / log V                                  (Eq. 3, normalized entropy)
+    e_i     = (1 - alpha_i) E[M] + alpha_i Delta_i  if masked (Eq. 2, highway mix)
+
+Probabilities, entropy and the mix are computed in fp32 (fp64 for fp64 models); the
+p @ E product runs in the embedding's dtype with fp32 accumulation (GEMM kernels
+accumulate in fp32), so a bf16 model never materialises an fp32 copy of its V x D table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+ALPHA_STRATEGIES = (
+    "entropy",
+    "confidence",
+    "fixed",
+    "one",
+    "top1",
+    "inv-entropy",
+    "inv-confidence",
+)
+INIT_RULES = ("zero", "reference", "dirichlet", "self")
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    """How residuals are made and fed back. `None` in place of a config means plain SeqD.
+
+    alpha: weighting strategy. `entropy` (default, Eq. 3) won the paper's ablation;
+        `confidence` = max p; `fixed` = `fixed_alpha`; `one` = plain residual (alpha = 1,
+        known to break); `top1` = entropy alpha but Delta is the embedding of the argmax
+        token; `inv-entropy` = 1 - H/log V; `inv-confidence` = 1 - max p.
+    temperature: residual temperature T_res; alpha and Delta use softmax(z / T_res).
+    init: residual of positions not predicted yet. `zero` (cold start: plain masks),
+        `reference` (warm: one forward pass of a reference model), `dirichlet` (random p),
+        `self` (one extra plain-mask forward pass of the decoded model itself).
+    reinit_blocks: apply `init` again at the start of every block, not only to positions
+        never predicted (the paper's LLaDA warm start runs the reference once per block).
+    top_k: if set, Delta uses the renormalised top-k probabilities only (gathered
+        embedding rows instead of a dense V x D product); alpha still uses the full p.
+    """
+
+    alpha: str = field(default="entropy", metadata={"help": "alpha strategy", "choices": ALPHA_STRATEGIES})
+    fixed_alpha: float = field(default=0.3, metadata={"help": "alpha of the 'fixed' strategy"})
+    temperature: float = field(default=1.0, metadata={"help": "residual temperature T_res"})
+    init: str = field(default="zero", metadata={"help": "residual of unseen positions", "choices": INIT_RULES})
+    reinit_blocks: bool = field(default=False, metadata={"help": "re-apply init at every block start"})
+    dirichlet_concentration: float = field(default=1.0, metadata={"help": "Dirichlet init concentration"})
+    top_k: int | None = field(default=None, metadata={"help": "truncate Delta to the top-k probabilities"})
+
+    def __post_init__(self) -> None:
+        if self.alpha not in ALPHA_STRATEGIES:
+            raise ValueError(f"alpha must be one of {ALPHA_STRATEGIES}, got {self.alpha!r}")
+        if self.init not in INIT_RULES:
+            raise ValueError(f"init must be one of {INIT_RULES}, got {self.init!r}")
+        if not 0.0 <= self.fixed_alpha <= 1.0:
+            raise ValueError(f"fixed_alpha must lie in [0, 1], got {self.fixed_alpha}")
+        if not self.temperature > 0:
+            raise ValueError(f"residual temperature must be > 0, got {self.temperature}")
+        if not self.dirichlet_concentration > 0:
+            raise ValueError("dirichlet_concentration must be > 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """x in fp32, or unchanged if it is already fp32/fp64."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def residual_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """softmax(z / T_res) in fp32: the distribution behind both alpha and Delta."""
+    return torch.softmax(at_least_fp32(logits) / temperature, dim=-1)
+
+
+def normalized_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """H(p) / log V in [0, 1] (Eq. 3). Safe at p = 0 and one-hot (0 log 0 = 0)."""
+    vocab = probs.shape[-1]
+    if vocab < 2:
+        return probs.new_zeros(probs.shape[:-1])
+    entropy = torch.special.entr(at_least_fp32(probs)).sum(dim=-1)
+    return (entropy / math.log(vocab)).clamp_(0.0, 1.0)
+
+
+def alpha_from_probs(probs: torch.Tensor, config: ResidualConfig) -> torch.Tensor:
+    """Per-position interpolation weight alpha for the chosen strategy, shape p.shape[:-1]."""
+    kind = config.alpha
+    if kind in ("entropy", "top1"):
+        return normalized_entropy(probs)
+    if kind == "inv-entropy":
+        return 1.0 - normalized_entropy(probs)
+    if kind == "confidence":
+        return at_least_fp32(probs).amax(dim=-1)
+    if kind == "inv-confidence":
+        return 1.0 - at_least_fp32(probs).amax(dim=-1)
+    fill = config.fixed_alpha if kind == "fixed" else 1.0
+    return at_least_fp32(probs).new_full(probs.shape[:-1], fill)
+
+
+def soft_embedding(
+    probs: torch.Tensor, embedding_weight: torch.Tensor, top_k: int | None = None
+) -> torch.Tensor:
+    """Delta = p @ E (Eq. 1) over the INPUT embedding table; fp32 (or fp64) result.
+
+    A probability vector shorter than the table (a reference whose vocabulary lacks the
+    target's padding rows) uses the first rows only; a longer one is a caller error.
+    """
+    vocab = probs.shape[-1]
+    if vocab > embedding_weight.shape[0]:
+        raise ValueError(
+            f"distribution over {vocab} tokens but the embedding table has only "
+            f"{embedding_weight.shape[0]} rows"
+        )
+    table = embedding_weight[:vocab]
+    if top_k is not None and top_k < vocab:
+        weights, index = probs.topk(top_k, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+        rows = table[index]  # (..., k, D)
+        return at_least_fp32(torch.einsum("...k,...kd->...d", weights.to(rows.dtype), rows))
+    return at_least_fp32(probs.to(table.dtype) @ table)
+
+
+def residual_from_probs(
+    probs: torch.Tensor, embedding_weight: torch.Tensor, config: ResidualConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Delta, alpha) for a distribution over the vocabulary: the shared core of RCD."""
+    alpha = alpha_from_probs(probs, config)
+    if config.alpha == "top1":
+        delta = at_least_fp32(embedding_weight[probs.argmax(dim=-1)])
+    else:
+        delta = soft_embedding(probs, embedding_weight, config.top_k)
+    return delta, alpha
+
+
+def residual_from_logits(
+    logits: torch.Tensor,
+    embedding_weight: torch.Tensor,
+    config: ResidualConfig,
+    temperature: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Delta, alpha) from logits at `temperature` (default: the config's T_res)."""
+    t = config.temperature if temperature is None else temperature
+    return residual_from_probs(residual_probs(logits, t), embedding_weight, config)
+
+
+def dirichlet_probs(
+    shape: tuple[int, ...],
+    vocab: int,
+    concentration: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Random distributions p ~ Dir(concentration * 1_V): the paper's 'Dirichlet' init.
+
+    torch's Gamma sampler takes no generator, so a seed is drawn from `generator` and
+    used in a forked RNG: reproducible without touching the global random state.
+    """
+    rate = torch.full((*shape, vocab), float(concentration), device=device)
+    gamma = torch.distributions.Gamma(rate, torch.ones_like(rate))
+    if generator is None:
+        draws = gamma.sample()
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        cuda = [rate.device] if rate.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            draws = gamma.sample()
+    return draws / draws.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+
+
+def mix_masked_embeddings(
+    token_embeds: torch.Tensor,
+    mask_embedding: torch.Tensor,
+    delta: torch.Tensor,
+    alpha: torch.Tensor,
+    masked: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 2: at masked positions e = (1 - alpha) E[M] + alpha Delta; elsewhere E(x).
+
+    token_embeds (B, L, D) in the model dtype; delta (B, L, D) and alpha (B, L) are the
+    residual state of the same positions; masked (B, L) bool. The mix is done in fp32.
+    """
+    a = at_least_fp32(alpha).unsqueeze(-1)
+    mixed = (1.0 - a) * at_least_fp32(mask_embedding) + a * at_least_fp32(delta)
+    return torch.where(masked.unsqueeze(-1), mixed.to(token_embeds.dtype), token_embeds)

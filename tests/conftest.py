@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+import rcd
+
+VOCAB = 48
+MASK = VOCAB - 1
+
+
+def make_model(attention: str = "bidirectional", seed: int = 0, **kw):
+    """A tiny fp64 model with peaky random logits, so thresholds commit several tokens.
+
+    fp64 keeps rounding noise far below decision margins: soft-token recursions (alpha=1
+    above all) amplify last-bit differences between equivalent computations.
+    """
+    block = kw.pop("block_length", 4 if attention == "block-causal" else None)
+    return rcd.tiny_model(
+        vocab_size=kw.pop("vocab_size", VOCAB),
+        seed=seed,
+        attention=attention,
+        block_length=block,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        initializer_range=0.3,
+        **kw,
+    ).double()
+
+
+@pytest.fixture(scope="session")
+def bidirectional():
+    return make_model("bidirectional", seed=0)
+
+
+@pytest.fixture(scope="session")
+def block_causal():
+    return make_model("block-causal", seed=1)
+
+
+@pytest.fixture(scope="session")
+def models(bidirectional, block_causal):
+    return {"bidirectional": bidirectional, "block-causal": block_causal}
+
+
+def random_prompts(n: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(4, MASK, (n, length), generator=g)

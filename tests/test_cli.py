@@ -1,0 +1,32 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import rcd
+from rcd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_generate_command_with_saved_model(tmp_path, capsys):
+    tok = rcd.char_tokenizer()
+    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    args = ["generate", "--model", str(tmp_path), "--prompt", "1+1=", "--prompt", "12+3=",
+            "--gen-length", "8", "--block-length", "4", "--threshold", "0.5", "--rcd", "--res-temperature", "0.9"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "'1+1=' ->" in out and "'12+3=' ->" in out and "forward passes:" in out
+
+
+def test_python_dash_m_rcd_help():
+    done = subprocess.run([sys.executable, "-m", "rcd", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "generate" in done.stdout and "demo" in done.stdout

@@ -1,0 +1,159 @@
+import pytest
+import torch
+
+import rcd
+from conftest import MASK, make_model, random_prompts
+from naive import naive_generate
+
+MODES = ["bidirectional", "block-causal"]
+RESIDUALS = {
+    "seqd": None,
+    "rcd-zero": dict(alpha="entropy", temperature=1.0, init="zero"),
+    "rcd-self-tres": dict(alpha="entropy", temperature=0.9, init="self"),
+    "rcd-confidence": dict(alpha="confidence", temperature=1.0, init="zero"),
+    "rcd-one": dict(alpha="one", temperature=1.2, init="self"),
+    "rcd-reference": dict(alpha="entropy", temperature=1.0, init="reference"),
+}
+POLICIES = {"fixed-1": dict(steps=12), "fixed-2": dict(steps=6), "threshold": dict(threshold=0.3)}
+
+
+@pytest.fixture(scope="module")
+def references():
+    return {mode: make_model(mode, seed=7) for mode in MODES}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("residual", RESIDUALS)
+def test_matches_naive_reference_loop(models, references, mode, policy, residual):
+    model, ref = models[mode], references[mode]
+    spec = RESIDUALS[residual]
+    prompts = random_prompts(2, 5, seed=3)
+    config = None if spec is None else rcd.ResidualConfig(**spec)
+    out = rcd.generate(
+        model, prompts, gen_length=12, block_length=4, residual=config,
+        reference=ref if residual == "rcd-reference" else None, **POLICIES[policy],
+    )
+    for row in range(2):
+        expect, nfe, ref_nfe = naive_generate(
+            model, prompts[row].tolist(), gen_length=12, block_length=4, residual=spec,
+            reference=ref, **POLICIES[policy],
+        )
+        assert out.sequences[row].tolist() == expect
+        if policy.startswith("fixed"):
+            assert (out.nfe, out.reference_nfe) == (nfe, ref_nfe)
+
+
+def test_fixed_schedule_counts_forward_passes():
+    model = make_model()
+    out = rcd.generate(model, random_prompts(1, 4), gen_length=16, block_length=8, steps=4)
+    assert out.nfe == 4 and out.tokens_per_step == 4.0
+    assert (out.generated != MASK).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_warm_start_pass_counts(models, references, mode):
+    out = rcd.generate(
+        models[mode], random_prompts(1, 4), gen_length=12, block_length=4, steps=12,
+        residual=rcd.ResidualConfig(init="reference"), reference=references[mode],
+    )
+    # bidirectional: all positions are predicted from the first step on -> one warm-start pass;
+    # block-causal: every new block is unseen -> one pass per block
+    assert out.reference_nfe == (1 if mode == "bidirectional" else 3)
+    assert out.nfe == 12
+    assert out.tokens_per_step == pytest.approx(12 / (12 + out.reference_nfe))
+    again = rcd.generate(
+        models[mode], random_prompts(1, 4), gen_length=12, block_length=4, steps=12,
+        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True), reference=references[mode],
+    )
+    assert again.reference_nfe == 3
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("residual", ["seqd", "rcd-self-tres"])
+def test_kv_cache_equals_recompute(block_causal, policy, residual):
+    spec = RESIDUALS[residual]
+    config = None if spec is None else rcd.ResidualConfig(**spec)
+    prompts = random_prompts(3, 6, seed=5)
+    mask = torch.ones_like(prompts)
+    mask[1, :2] = 0
+    mask[2, :4] = 0
+    kw = dict(gen_length=16, block_length=4, residual=config, attention_mask=mask, **POLICIES[policy])
+    if policy != "threshold":
+        kw["steps"] = 16 // (12 // kw["steps"])
+    cached = rcd.generate(block_causal, prompts, use_cache=True, **kw)
+    recomputed = rcd.generate(block_causal, prompts, use_cache=False, **kw)
+    assert torch.equal(cached.sequences, recomputed.sequences)
+    assert cached.nfe == recomputed.nfe
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy", ["fixed-2", "threshold"])
+@pytest.mark.parametrize("residual", ["seqd", "rcd-zero", "rcd-self-tres"])
+def test_batch_invariance_with_left_padding(models, mode, policy, residual):
+    spec = RESIDUALS[residual]
+    config = None if spec is None else rcd.ResidualConfig(**spec)
+    lengths = [3, 7, 5]
+    prompts = [random_prompts(1, n, seed=10 + n)[0] for n in lengths]
+    width = max(lengths)
+    batch = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(batch)
+    for i, p in enumerate(prompts):
+        batch[i, width - len(p):] = p
+        mask[i, width - len(p):] = 1
+    kw = dict(gen_length=12, block_length=4, residual=config, **POLICIES[policy])
+    together = rcd.generate(models[mode], batch, attention_mask=mask, **kw)
+    for i, p in enumerate(prompts):
+        alone = rcd.generate(models[mode], p[None], **kw)
+        assert together.generated[i].tolist() == alone.generated[0].tolist()
+        assert together.row_forward_passes[i] == alone.row_forward_passes[0]
+
+
+def test_early_stop_at_eos_fills_tail(block_causal):
+    prompts = random_prompts(1, 5, seed=2)
+    full = rcd.generate(block_causal, prompts, gen_length=16, block_length=4, steps=16)
+    eos = int(full.generated[0, 5])  # a token that appears in the second block
+    first_block = next(b for b in range(4) if eos in full.generated[0, 4 * b:4 * b + 4].tolist())
+    out = rcd.generate(
+        block_causal, prompts, gen_length=16, block_length=4, steps=16, eos_token_id=eos, stop_at_eos=True
+    )
+    done = 4 * (first_block + 1)
+    assert out.generated[0, :done].tolist() == full.generated[0, :done].tolist()
+    assert (out.generated[0, done:] == eos).all()
+    assert out.nfe == done and out.generated_tokens.item() == done
+
+
+def test_trace_records_every_step(bidirectional):
+    out = rcd.generate(
+        bidirectional, random_prompts(2, 4), gen_length=8, block_length=4, threshold=0.3,
+        residual=rcd.ResidualConfig(), return_trace=True,
+    )
+    assert len(out.trace) == out.nfe
+    committed = sum(step.committed.long().sum(-1) for step in out.trace)
+    assert committed.tolist() == [8, 8]
+    first = out.trace[0]
+    assert torch.all(first.alpha[~first.confidence.isnan()] == 0)  # cold start: plain masks
+    later = [s for s in out.trace if s.block == 0 and s.step > 0]
+    assert later and (later[0].alpha.nan_to_num() > 0).any()  # residuals flow afterwards
+
+
+def test_sampling_is_reproducible(bidirectional):
+    kw = dict(gen_length=8, block_length=4, steps=8, temperature=1.0)
+    a = rcd.generate(bidirectional, random_prompts(2, 4), generator=torch.Generator().manual_seed(0), **kw)
+    b = rcd.generate(bidirectional, random_prompts(2, 4), generator=torch.Generator().manual_seed(0), **kw)
+    c = rcd.generate(bidirectional, random_prompts(2, 4), generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(a.sequences, b.sequences) and not torch.equal(a.sequences, c.sequences)
+
+
+def test_dirichlet_init_runs_and_is_seeded(bidirectional):
+    kw = dict(gen_length=8, block_length=4, steps=4, residual=rcd.ResidualConfig(init="dirichlet"))
+    a = rcd.generate(bidirectional, random_prompts(1, 4), generator=torch.Generator().manual_seed(0), **kw)
+    b = rcd.generate(bidirectional, random_prompts(1, 4), generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(a.sequences, b.sequences) and a.nfe == 4
+
+
+def test_generate_restores_training_mode(bidirectional):
+    bidirectional.train()
+    rcd.generate(bidirectional, random_prompts(1, 3), gen_length=4, block_length=4)
+    assert bidirectional.training
+    bidirectional.eval()

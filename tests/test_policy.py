@@ -1,0 +1,40 @@
+import torch
+
+from rcd.decode.policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
+
+
+def test_fixed_schedule_even_split_remainder_first():
+    assert fixed_schedule(torch.tensor([10, 4, 3]), 4).tolist() == [[3, 3, 2, 2], [1, 1, 1, 1], [1, 1, 1, 0]]
+    assert fixed_schedule(torch.tensor([32]), 1).tolist() == [[32]]
+
+
+def test_top_k_among_candidates_only():
+    conf = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.95]])
+    cand = torch.tensor([[True, True, True, True, False]])
+    assert commit_top_k(conf, cand, torch.tensor([2])).tolist() == [[True, False, True, False, False]]
+    assert commit_top_k(conf, cand, torch.tensor([0])).sum() == 0
+
+
+def test_threshold_commits_above_tau_and_at_least_one():
+    conf = torch.tensor([[0.9, 0.5, 0.86, 0.99], [0.2, 0.3, 0.1, 0.4]])
+    cand = torch.tensor([[True, True, True, False], [True, True, True, False]])
+    got = commit_threshold(conf, cand, 0.85)
+    assert got.tolist() == [[True, False, True, False], [False, True, False, False]]
+
+
+def test_greedy_choice_and_confidence():
+    z = torch.tensor([[[0.0, 2.0, 1.0]]])
+    tok, conf = choose_tokens(z)
+    assert tok.item() == 1 and conf.item() == torch.softmax(z, -1)[0, 0, 1].item()
+
+
+def test_gumbel_sampling_is_seeded_and_follows_softmax():
+    z = torch.log(torch.tensor([0.6, 0.3, 0.1])).expand(4000, 3)
+    a, _ = choose_tokens(z, 1.0, torch.Generator().manual_seed(0))
+    b, _ = choose_tokens(z, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    freq = torch.bincount(a, minlength=3).float() / a.numel()
+    assert torch.allclose(freq, torch.tensor([0.6, 0.3, 0.1]), atol=0.03)
+    # temperature sharpens: at T=0.25 the top token dominates
+    c, _ = choose_tokens(z, 0.25, torch.Generator().manual_seed(0))
+    assert (c == 0).float().mean() > 0.9

@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from rcd.residual import (
+    ResidualConfig,
+    alpha_from_probs,
+    dirichlet_probs,
+    mix_masked_embeddings,
+    normalized_entropy,
+    residual_from_logits,
+    residual_from_probs,
+    soft_embedding,
+)
+
+E = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [-1.0, 3.0]])  # V=4, D=2
+
+
+def test_normalized_entropy_by_hand():
+    p = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25] * 4, [1.0, 0.0, 0.0, 0.0]])
+    assert normalized_entropy(p).tolist() == pytest.approx([math.log(2) / math.log(4), 1.0, 0.0])
+
+
+def test_entropy_is_nan_free_at_zero_and_one_hot():
+    logits = torch.tensor([[0.0, float("-inf"), float("-inf"), 5.0], [1e4, -1e4, 0.0, 0.0]])
+    delta, alpha = residual_from_logits(logits, E, ResidualConfig())
+    assert torch.isfinite(delta).all() and torch.isfinite(alpha).all()
+    assert alpha[1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_alpha_strategies_by_hand():
+    p = torch.tensor([[0.7, 0.1, 0.1, 0.1]])
+    h = -(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1)) / math.log(4)
+    expected = {
+        "entropy": h,
+        "top1": h,
+        "inv-entropy": 1 - h,
+        "confidence": 0.7,
+        "inv-confidence": 0.3,
+        "fixed": 0.3,
+        "one": 1.0,
+    }
+    for kind, value in expected.items():
+        got = alpha_from_probs(p, ResidualConfig(alpha=kind)).item()
+        assert got == pytest.approx(value, abs=1e-6), kind
+    assert alpha_from_probs(p, ResidualConfig(alpha="fixed", fixed_alpha=0.6)).item() == pytest.approx(0.6)
+
+
+def test_soft_embedding_is_probability_weighted_sum():
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0]])
+    assert soft_embedding(p, E).tolist() == [[0.5 + 0.5, 0.25 + 0.5]]
+
+
+def test_top1_uses_argmax_row_and_top_k_truncates():
+    p = torch.tensor([[0.1, 0.2, 0.6, 0.1]])
+    delta, _ = residual_from_probs(p, E, ResidualConfig(alpha="top1"))
+    assert delta.tolist() == [[2.0, 2.0]]
+    # top-2 renormalised: 0.75 * E2 + 0.25 * E1
+    assert soft_embedding(p, E, top_k=2)[0].tolist() == pytest.approx([1.5, 1.75])
+    assert torch.allclose(soft_embedding(p, E, top_k=4), soft_embedding(p, E))
+
+
+def test_residual_temperature_applies_to_alpha_and_delta():
+    z = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    for t in (0.5, 0.92, 2.0):
+        p = torch.softmax(z / t, -1)
+        delta, alpha = residual_from_logits(z, E, ResidualConfig(temperature=t))
+        assert torch.allclose(delta, p @ E) and torch.allclose(alpha, normalized_entropy(p))
+    # flatter distribution -> more residual
+    assert residual_from_logits(z, E, ResidualConfig(temperature=2.0))[1] > residual_from_logits(
+        z, E, ResidualConfig(temperature=0.5)
+    )[1]
+
+
+def test_mix_only_at_masked_positions():
+    tok = torch.tensor([[[9.0, 9.0], [8.0, 8.0]]])
+    m = torch.tensor([1.0, -1.0])
+    delta = torch.tensor([[[3.0, 5.0], [7.0, 7.0]]])
+    alpha = torch.tensor([[0.25, 0.5]])
+    out = mix_masked_embeddings(tok, m, delta, alpha, torch.tensor([[True, False]]))
+    assert out.tolist() == [[[0.75 * 1 + 0.25 * 3, 0.75 * -1 + 0.25 * 5], [8.0, 8.0]]]
+    # alpha = 0 is exactly the plain mask embedding
+    out0 = mix_masked_embeddings(tok, m, delta, torch.zeros(1, 2), torch.tensor([[True, True]]))
+    assert out0[0, 0].tolist() == m.tolist()
+
+
+def test_bf16_residual_is_finite_and_close_to_fp32():
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(500, 64, generator=g)
+    z = (torch.randn(8, 500, generator=g) * 10).bfloat16()
+    table = table.bfloat16()
+    d16, a16 = residual_from_logits(z, table, ResidualConfig())
+    d32, a32 = residual_from_logits(z.float(), table.float(), ResidualConfig())
+    assert d16.dtype == torch.float32 and torch.isfinite(d16).all()
+    assert torch.equal(a16, a32)  # softmax and entropy run in fp32 whatever the input dtype
+    assert torch.allclose(d16, d32, atol=2e-2)
+
+
+def test_dirichlet_is_a_distribution_and_seeded():
+    a = dirichlet_probs((3,), 10, generator=torch.Generator().manual_seed(1))
+    b = dirichlet_probs((3,), 10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.allclose(a.sum(-1), torch.ones(3)) and (a >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(alpha="nope"), dict(init="warm"), dict(temperature=0.0), dict(fixed_alpha=1.5), dict(top_k=0)],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        ResidualConfig(**kwargs)
