@@ -18,7 +18,7 @@ def tok():
 
 def test_bad_lines_name_file_and_line(tmp_path, tok):
     bad = write(tmp_path / "a.jsonl", [json.dumps({"prompt": "1+1=", "response": "2"}), "{oops"])
-    with pytest.raises(DataError, match=r"a\.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"a\.jsonl:2: invalid JSON"):
         load_sft(bad, tok, max_prompt_length=9, max_response_length=9)
     missing = write(tmp_path / "b.jsonl", [json.dumps({"prompt": "1+1="})])
     with pytest.raises(DataError, match=r"b\.jsonl:1: needs string fields"):
