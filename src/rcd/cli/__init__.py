@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, generate, train
+from . import demo, generate, sweep, train
 
-COMMANDS = {"demo": demo, "train": train, "generate": generate}
+COMMANDS = {"demo": demo, "train": train, "sweep": sweep, "generate": generate}
 
 
 def main(argv: list[str] | None = None) -> int:
