@@ -53,7 +53,7 @@ class DemoConfig:
         """The --quick variant: the same pipeline at a size that runs in a couple of minutes."""
         if not self.quick:
             return self
-        return replace(self, n_train=2000, n_test=100, ref_steps=150, stage_steps=60, model="tiny-xs")
+        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, model="tiny-xs", batch_size=32)
 
 
 def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]:
