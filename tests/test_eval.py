@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,18 @@ def test_eval_resumes_after_sigkill_without_losing_rows(tiny_checkpoint, short_g
     assert after[: len(before)] == before  # no finished row lost or rewritten
     assert sorted(r["index"] for r in after) == list(range(n))  # each problem exactly once
     assert json.loads((out / "summary.json").read_text())["complete"]
+
+
+def test_eval_splits_work_across_processes(tiny_checkpoint, short_gsm8k, tmp_path):
+    """Two processes (torchrun; Accelerate's PartialState splits and gathers), one row per problem."""
+    out = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "rcd",
+           *eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "5", "--device", "cpu", *DECODE)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    rows = read_rows(out / "predictions.jsonl")
+    assert sorted(r["index"] for r in rows) == [0, 1, 2, 3, 4]
+    assert {r["rank"] for r in rows} == {0, 1}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["this_run"]["rows_written"] == 5 and summary["complete"]

@@ -16,6 +16,9 @@ likelihood, and the Monte Carlo estimate of LLaDA's evaluator is not implemented
 from __future__ import annotations
 
 import argparse
+import warnings
+
+import torch
 
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
@@ -56,9 +59,9 @@ def _options(pretrained: str, kwargs: dict) -> argparse.Namespace:
 
 @register_model("rcd")
 class RcdLM(TemplateLM):
-    def __init__(self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, **kwargs):
+    def __init__(self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, device=None, **kwargs):
         super().__init__()
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs = {k: v for k, v in {"device": _available(device), **kwargs}.items() if v is not None}
         options = _options(pretrained, kwargs)
         self.options = options
         load_options = load_config(options).kwargs()
@@ -114,6 +117,14 @@ class RcdLM(TemplateLM):
             bar.update(len(batch))
         bar.close()
         return results
+
+
+def _available(device: str | None) -> str | None:
+    """lm-eval's --device defaults to cuda; fall back to the CPU where there is none."""
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"device {device!r} is not available; running on cpu", stacklevel=3)
+        return "cpu"
+    return device
 
 
 def _cut(text: str, until) -> str:

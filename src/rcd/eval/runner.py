@@ -82,8 +82,9 @@ def evaluate(
     command: Sequence[str] | None = None,
 ) -> dict | None:
     """Run (or resume) an evaluation into directory `out`; the summary on the main process."""
-    state = PartialState()
     load_config = load_config or LoadConfig()
+    # Accelerate treats a process group on CPUs as distributed only when told it is on CPU
+    state = PartialState(cpu=load_config.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "") in ("1", "true"))
     task = get_task(config.task)
     shots = task.default_shots if config.shots is None else config.shots
     problems = load_problems(task, config.data)[: config.limit]
@@ -207,19 +208,21 @@ def _options(model_path, reference_path, load_config, decode, residual, config, 
 
 
 def _prepare(out: Path, options: dict) -> None:
-    """Create `out`, or check that a resumed run has the same options (limit may differ)."""
+    """Create `out`, or check that a resumed run has the same options (limit and device may differ)."""
     out.mkdir(parents=True, exist_ok=True)
     saved_path = out / OPTIONS
     if saved_path.exists():
-        saved = json.loads(saved_path.read_text())
-        same = {**saved, "eval": {**saved["eval"], "limit": None}} == {**options, "eval": {**options["eval"], "limit": None}}
-        if not same:
+        if _comparable(json.loads(saved_path.read_text())) != _comparable(options):
             raise ValueError(
                 f"{out} holds predictions made with other options ({saved_path}); "
                 "use another output directory"
             )
     _write_json(saved_path, options)
     cut_torn_tail(out / PREDICTIONS)
+
+
+def _comparable(options: dict) -> dict:
+    return {**options, "eval": {**options["eval"], "limit": None}, "load": {**options["load"], "device": None}}
 
 
 def _write_json(path: Path, data: dict) -> None:
