@@ -90,9 +90,9 @@ def test_lm_eval_model_reads_rcd_options(setup):
     _, _, model = setup
     lm = RcdLM(pretrained=str(model), gen_length=8, block_length=4, steps=8, residual="entropy",
                res_temperature="0.92", stop_at_eos="true", batch_size="2")
-    assert lm.residual == rcd.ResidualConfig(alpha="entropy", temperature=0.92)
-    assert (lm.decode.steps, lm.decode.stop_at_eos, lm.batch_size) == (8, True, 2)
-    assert RcdLM(pretrained=str(model), residual="none").residual is None
+    assert lm.decoder.residual == rcd.ResidualConfig(alpha="entropy", temperature=0.92)
+    assert (lm.decoder.decode.steps, lm.decoder.decode.stop_at_eos, lm.batch_size) == (8, True, 2)
+    assert RcdLM(pretrained=str(model), residual="none").decoder.residual is None
     with pytest.raises(ValueError, match="bad rcd model_args"):
         RcdLM(pretrained=str(model), no_such_option=1)
 

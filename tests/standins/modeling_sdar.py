@@ -9,7 +9,7 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_sdar import SDARConfig
-from .core import Block, sdpa
+from .core import Backbone, sdpa
 
 try:
     from flash_attn import flash_attn_func
@@ -17,28 +17,15 @@ except ImportError:
     flash_attn_func = None
 
 
-class SDARModel(nn.Module):
-    def __init__(self, config: SDARConfig):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.layers = nn.ModuleList(
-            Block(config.hidden_size, config.num_attention_heads, config.num_key_value_heads)
-            for _ in range(config.num_hidden_layers)
-        )
-        self.norm = nn.LayerNorm(config.hidden_size)
-
+class SDARModel(Backbone):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, store_kv=False, **kwargs):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache()
-        x = x + self.positions(position_ids)
         mask = attention_mask.bool() if attention_mask is not None else None
-        for i, layer in enumerate(self.layers):
-            x = layer(x, lambda q, k, v, i=i: self._attend(q, k, v, mask, past_key_values, store_kv, i))
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x),
-                                       past_key_values=past_key_values if use_cache else None)
+        hidden = self.run(x, position_ids, lambda i: lambda q, k, v: self._attend(q, k, v, mask, past_key_values, store_kv, i))
+        return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=past_key_values if use_cache else None)
 
     @staticmethod
     def _attend(q, k, v, mask, cache, store_kv, layer):

@@ -25,9 +25,7 @@ from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
 from ..cli.options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
-from ..decode import decode_completions, encode_prompts, generate
-from ..decode.text import stop_ids
-from ..models.loading import load
+from .decoder import Decoder
 
 LOGLIKELIHOOD_REFUSED = (
     "the rcd model type decodes by diffusion and answers generate_until tasks only (e.g. gsm8k, "
@@ -63,13 +61,10 @@ class RcdLM(TemplateLM):
         super().__init__()
         kwargs = {k: v for k, v in {"device": _available(device), **kwargs}.items() if v is not None}
         options = _options(pretrained, kwargs)
-        self.options = options
-        load_options = load_config(options).kwargs()
-        self.model, self.tokenizer = load(pretrained, **load_options)
-        self.reference = load(options.reference, **load_options)[0] if options.reference else None
-        self.decode = decode_config(options)
-        self.residual = residual_config(options)
-        self.stops = stop_ids(self.tokenizer, self.model.config)
+        self.decoder = Decoder.load(
+            pretrained, load_config(options), decode_config(options), residual_config(options), options.reference
+        )
+        self.tokenizer = self.decoder.tokenizer
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
 
     @property
@@ -99,18 +94,8 @@ class RcdLM(TemplateLM):
         bar = tqdm(total=len(requests), desc="rcd generate_until", disable=disable_tqdm)
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
-            contexts = [r.args[0] for r in batch]
-            input_ids, attention_mask = encode_prompts(self.tokenizer, contexts)
-            out = generate(
-                self.model,
-                input_ids,
-                attention_mask=attention_mask,
-                residual=self.residual,
-                reference=self.reference,
-                eos_token_id=self.stops or None,
-                **self.decode.generate_kwargs(),
-            )
-            for request, text in zip(batch, decode_completions(self.tokenizer, out.generated, self.stops)):
+            texts, _ = self.decoder.complete([r.args[0] for r in batch])
+            for request, text in zip(batch, texts):
                 text = _cut(text, request.args[1].get("until"))
                 self.cache_hook.add_partial("generate_until", request.args, text)
                 results.append(text)

@@ -16,7 +16,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,10 +25,10 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..decode import DecodeConfig, decode_completions, encode_prompts, generate
-from ..decode.text import stop_ids
-from ..models.loading import LoadConfig, load
+from ..decode import DecodeConfig
+from ..models.loading import LoadConfig
 from ..residual import ResidualConfig
+from .decoder import Decoder
 from .grading import grade
 from .predictions import RowWriter, cut_torn_tail, read_rows
 from .report import summarize
@@ -59,15 +59,10 @@ class EvalConfig:
 class _Run:
     """What one process needs to decode and grade."""
 
-    model: torch.nn.Module
-    tokenizer: object
-    reference: torch.nn.Module | None
+    decoder: Decoder
     task: Task
     shots: int
     config: EvalConfig
-    decode: DecodeConfig
-    residual: ResidualConfig | None
-    stops: list[int]
 
 
 def evaluate(
@@ -96,11 +91,8 @@ def evaluate(
     done = {(r["index"], r["sample"]) for r in read_rows(out / PREDICTIONS)}
     pending = [(p, s) for p in problems for s in range(config.n_samples) if (p.index, s) not in done]
 
-    device = load_config.device or str(state.device)
-    kwargs = {**load_config.kwargs(), "device": device}
-    model, tokenizer = load(model_path, **kwargs)
-    reference = load(reference_path, **kwargs)[0] if reference_path else None
-    run = _Run(model, tokenizer, reference, task, shots, config, decode, residual, stops=stop_ids(tokenizer, model.config))
+    on_device = replace(load_config, device=load_config.device or str(state.device))
+    run = _Run(Decoder.load(model_path, on_device, decode, residual, reference_path), task, shots, config)
     started = time.perf_counter()
     with state.split_between_processes(pending) as mine:
         written = _decode_all(run, mine, out / PREDICTIONS, state.process_index)
@@ -113,7 +105,7 @@ def evaluate(
         **summarize(rows, task.name),
         "n_problems_requested": len(problems),
         "complete": len(rows) == len(problems) * config.n_samples,
-        "device": _device_name(model),
+        "device": _device_name(run.decoder.model),
         "num_processes": state.num_processes,
         "batch_size": config.batch_size,
         "this_run": {"rows_written": sum(s["rows"] for s in stats), "wall_seconds": max(s["seconds"] for s in stats)},
@@ -136,25 +128,17 @@ def _decode_all(run: _Run, items: list[tuple[Problem, int]], path: Path, rank: i
 
 
 def _decode_batch(run: _Run, batch: list[tuple[Problem, int]], rank: int) -> list[dict]:
-    prompts = [prompt_text(run.task, run.tokenizer, p.question, run.shots, run.config.chat) for p, _ in batch]
-    input_ids, attention_mask = encode_prompts(run.tokenizer, prompts)
+    decoder = run.decoder
+    prompts = [prompt_text(run.task, decoder.tokenizer, p.question, run.shots, run.config.chat) for p, _ in batch]
     generator = None
-    if run.decode.temperature > 0:
+    if decoder.decode.temperature > 0:  # seeded by the batch's first (problem, sample)
         first, sample = batch[0][0].index, batch[0][1]
-        generator = torch.Generator(run.model.device).manual_seed(run.config.seed * 1_000_003 + first * 1_009 + sample)
+        seed = run.config.seed * 1_000_003 + first * 1_009 + sample
+        generator = torch.Generator(decoder.model.device).manual_seed(seed)
     started = time.perf_counter()
-    out = generate(
-        run.model,
-        input_ids,
-        attention_mask=attention_mask,
-        residual=run.residual,
-        reference=run.reference,
-        eos_token_id=run.stops or None,
-        generator=generator,
-        **run.decode.generate_kwargs(),
-    )
+    texts, out = decoder.complete(prompts, generator)
     seconds = (time.perf_counter() - started) / len(batch)
-    texts = decode_completions(run.tokenizer, out.generated, run.stops)
+    stops = decoder.stops
     rows = []
     for i, ((problem, sample), prompt, text) in enumerate(zip(batch, prompts, texts)):
         completion = cut_at_next_question(run.task, text) if run.shots else text
@@ -170,7 +154,7 @@ def _decode_batch(run: _Run, batch: list[tuple[Problem, int]], rank: int) -> lis
             "correct": correct,
             "nfe": int(out.row_forward_passes[i]),
             "tokens": int(out.generated_tokens[i]),
-            "completion_tokens": next((k for k, t in enumerate(ids) if t in run.stops), len(ids)),
+            "completion_tokens": next((k for k, t in enumerate(ids) if t in stops), len(ids)),
             "seconds": round(seconds, 4),
             "rank": rank,
         })

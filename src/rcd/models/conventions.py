@@ -51,7 +51,7 @@ class ForwardConvention:
             attention_mask=additive_bias(allowed, inputs_embeds.dtype),
             position_ids=position_ids,
             use_cache=use_cache,
-            **{_cache_argument(type(model)): cache},
+            **{cache_argument(type(model)): cache},
         )
         return out.logits, _output_cache(out) if use_cache else None
 
@@ -125,7 +125,7 @@ def _refuse_cache(name: str, cache, use_cache: bool) -> None:
 
 
 @functools.cache
-def _cache_argument(model_type: type) -> str:
+def cache_argument(model_type: type) -> str:
     """transformers 5 renamed `past_key_values` to `cache` in the native models' forward."""
     params = inspect.signature(inspect.unwrap(model_type.forward)).parameters
     return "cache" if "cache" in params else "past_key_values"
