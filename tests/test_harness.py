@@ -68,7 +68,8 @@ def test_lm_eval_runs_a_local_generate_until_task(setup, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = root / "results"
     main(["lm-eval", "--model", "rcd", "--model_args", MODEL_ARGS.format(model=model), "--tasks", "rcd_tiny_sums",
-          "--include_path", str(tasks), "--output_path", str(out), "--log_samples", "--batch_size", "2"])
+          "--include_path", str(tasks), "--output_path", str(out), "--log_samples", "--batch_size", "2",
+          "--device", "cpu"])
     results = json.loads(next(out.rglob("results_*.json")).read_text())
     samples = [json.loads(line) for line in next(out.rglob("samples_rcd_tiny_sums_*.jsonl")).read_text().splitlines()]
     assert len(samples) == 3 and results["config"]["model"] == "rcd"
