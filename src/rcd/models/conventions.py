@@ -8,7 +8,9 @@ expects and returns (logits, cache). The families really differ (docs/field-note
   used as given, position ids, a transformers Cache (argument `cache` in transformers 5,
   `past_key_values` before).
 - llada: no mask or a 2D padding mask (LLaDA applies it only when it holds a zero), any
-  other structure as an additive `attention_bias`; no position ids, no KV cache.
+  other structure as an additive `attention_bias`; no position ids, no KV cache. Whether
+  the attention kernel honours mask and bias depends on the version of the checkpoint's
+  code (a public copy of the original passes no mask to SDPA): unpadded batches are exact.
 - dream: a boolean 4D mask and position ids; the logits are shifted right by one, since
   Dream (initialised from an AR model) predicts token i at position i - 1.
 - sdar: a boolean 4D mask (the remote code calls `.bool()` on it), position ids, and
