@@ -49,7 +49,7 @@ def natural_logits(kind, model, ids):
     """Logits from the family's own way of calling its model on token ids (no padding)."""
     n = ids.shape[1]
     if kind == "llada":
-        return model(input_ids=ids).logits
+        return model(input_ids=ids, use_cache=False).logits
     if kind == "dream":
         logits = model(input_ids=ids).logits
         return torch.cat([logits[:, :1], logits[:, :-1]], 1)
@@ -173,3 +173,17 @@ def test_sdar_block_size_from_config_or_name():
     assert detect_preset(Config(), "x-b32").block_length == 64
     assert detect_preset(type("C", (), {"model_type": "llama"})()) is None
     assert PRESETS["sdar-b16"].block_length == 16 and PRESETS["sdar-b16"].attention == "block-causal"
+
+
+def test_transformers4_era_remote_classes_are_adapted(checkpoints):
+    """LLaDA-style code skips post_init and takes no tie_weights arguments: plain loading fails."""
+    from rcd.models.compat import adapt_remote_class
+    from standins.modeling_llada import LLaDAModelLM
+
+    class Old(LLaDAModelLM):
+        pass
+
+    with pytest.raises(AttributeError, match="all_tied_weights_keys"):
+        Old.from_pretrained(checkpoints["llada"])
+    model = adapt_remote_class(Old).from_pretrained(checkpoints["llada"])
+    assert adapt_remote_class(Old) is Old and isinstance(model.all_tied_weights_keys, dict)

@@ -1,6 +1,8 @@
 """LLaDA's conventions: `inputs_embeds` (passed on as input embeddings), a 2D mask applied
 only when it holds a zero, an optional `attention_bias`, no position ids (0..L-1), no KV
-cache, the embedding table at `model.transformer.wte`, an untied output layer."""
+cache, the embedding table at `model.transformer.wte`, an untied output layer; and the
+transformers-4 era: `__init__` never calls `post_init()`, `tie_weights()` takes no arguments,
+`use_cache` defaults to `config.use_cache`."""
 
 import torch
 from torch import nn
@@ -48,11 +50,12 @@ class LLaDAModelLM(PreTrainedModel):
     def __init__(self, config: LLaDAConfig):
         super().__init__(config)
         self.model = LLaDAModel(config)
-        self.post_init()
 
     def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, attention_bias=None,
                 past_key_values=None, labels=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
+        if use_cache is None:
+            use_cache = self.config.use_cache  # LLaDA's default; transformers 5 configs lack it
         if use_cache or past_key_values is not None:
             raise AssertionError("The kvcache is not supported for MDM.")
         logits = self.model(input_ids, input_embeddings=inputs_embeds, attention_mask=attention_mask,
@@ -64,3 +67,6 @@ class LLaDAModelLM(PreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.model.transformer.wte = value
+
+    def tie_weights(self):
+        pass  # the output layer is untied

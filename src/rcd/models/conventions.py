@@ -74,7 +74,9 @@ class LLaDAConvention(ForwardConvention):
             extra = {"attention_mask": allowed[:, 0, 0, :].long()}
         else:
             extra = {"attention_bias": additive_bias(allowed, torch.float32)}
-        return model(inputs_embeds=inputs_embeds, **extra).logits, None
+        # use_cache=False said explicitly: LLaDA reads config.use_cache otherwise, an attribute
+        # transformers 5 configs no longer carry
+        return model(inputs_embeds=inputs_embeds, use_cache=False, **extra).logits, None
 
 
 class DreamConvention(ForwardConvention):

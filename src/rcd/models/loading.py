@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
+from .compat import adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
 from .presets import PRESETS, Preset, detect_preset, get_preset
@@ -132,8 +134,11 @@ def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_i
             )
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    auto = getattr(transformers, preset.auto_class)
-    return auto.from_pretrained(source, **kwargs)
+    class_ref = (getattr(config, "auto_map", None) or {}).get(preset.auto_class)
+    if preset.remote_code and class_ref:
+        model_class = adapt_remote_class(get_class_from_dynamic_module(class_ref, source))
+        return model_class.from_pretrained(source, **kwargs)
+    return getattr(transformers, preset.auto_class).from_pretrained(source, **kwargs)
 
 
 def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block_length) -> None:
