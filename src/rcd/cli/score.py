@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..eval.report import rescore
+from ..eval.scoring import rescore
 from ..eval.tasks import TASKS
 
 HELP = "re-grade a predictions JSONL file against a benchmark's gold answers"

@@ -1,7 +1,7 @@
 """Evaluation: benchmarks, grading, the resumable `rcd eval` runner, lm-eval integration."""
 
 from .grading import extract_answer, grade, is_equivalent
-from .report import rescore, summarize
+from .scoring import rescore, summarize
 from .runner import EvalConfig, evaluate
 from .tasks import TASKS, Problem, Task, get_task, load_problems
 

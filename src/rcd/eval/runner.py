@@ -31,7 +31,7 @@ from ..residual import ResidualConfig
 from .decoder import Decoder
 from .grading import grade
 from .predictions import RowWriter, cut_torn_tail, read_rows
-from .report import summarize
+from .scoring import summarize
 from .tasks import TASKS, Problem, Task, get_task, load_problems
 
 PREDICTIONS, OPTIONS, SUMMARY = "predictions.jsonl", "options.json", "summary.json"
