@@ -107,22 +107,22 @@ def test_sdar_trains_through_the_adapter(checkpoints):
     model.eval()
 
 
-@pytest.mark.parametrize("kind", ["llada", "llama"])
-def test_custom_bias_replaces_the_attention_structure(checkpoints, kind):
-    """Training passes its own masks: a block-causal bias hides later blocks from earlier ones."""
+@pytest.mark.parametrize("kind", ["llada", "llama", "sdar"])
+def test_explicit_attention_pattern_reaches_the_model(checkpoints, kind):
+    """Training calls `DiffusionModel.call` with its own patterns: a block-causal one hides
+    later blocks from earlier ones, through every family's convention."""
     model, tok = load(checkpoints, kind)
     dm = DiffusionModel.wrap(model)
     ids = torch.tensor([tok("1+2=3;45")["input_ids"]])
     changed = ids.clone()
     changed[0, -1] = tok.convert_tokens_to_ids("9")
     valid = torch.ones_like(ids, dtype=torch.bool)
-    structure = allowed_keys(valid, 0, mode="block-causal", gen_start=0, block_length=BLOCK)
-    additive = torch.zeros(structure.shape, dtype=torch.float64).masked_fill(~structure, torch.finfo(torch.float64).min)
+    positions = torch.arange(ids.shape[1])[None]
+    causal = allowed_keys(valid, 0, mode="block-causal", gen_start=0, block_length=BLOCK)
+    full = allowed_keys(valid, 0, mode="bidirectional", gen_start=0, block_length=None)
     with torch.no_grad():
-        a = dm.forward(dm.embed(ids), key_valid=valid, bias=structure)[0]
-        b = dm.forward(dm.embed(changed), key_valid=valid, bias=additive)[0]
-        full_a = dm.forward(dm.embed(ids), key_valid=valid)[0]
-        full_b = dm.forward(dm.embed(changed), key_valid=valid)[0]
+        a, b, full_a, full_b = (dm.call(dm.embed(x), allowed=pattern, position_ids=positions)[0]
+                                for x, pattern in ((ids, causal), (changed, causal), (ids, full), (changed, full)))
     assert torch.allclose(a[:, :BLOCK], b[:, :BLOCK], atol=1e-10)
     assert not torch.allclose(full_a[:, :BLOCK], full_b[:, :BLOCK])
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, eval, generate, lm_eval, score
+from . import demo, eval, generate, lm_eval, score, sweep, train
 
-COMMANDS = {"demo": demo, "generate": generate, "eval": eval, "score": score, "lm-eval": lm_eval}
+COMMANDS = {
+    "demo": demo,
+    "train": train,
+    "sweep": sweep,
+    "generate": generate,
+    "eval": eval,
+    "score": score,
+    "lm-eval": lm_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
 from .loading import LoadConfig, load
 from .presets import PRESETS, Preset
-from .tiny import RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
+from .tiny import TINY_PRESETS, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
 
 __all__ = [
     "ATTENTION_MODES",
@@ -14,6 +14,7 @@ __all__ = [
     "Preset",
     "RcdTinyConfig",
     "RcdTinyForDiffusionLM",
+    "TINY_PRESETS",
     "load",
     "tiny_model",
 ]

@@ -107,7 +107,6 @@ class DiffusionModel:
         block_length: int | None = None,
         cache=None,
         keep: int | None = None,
-        bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, object]:
         """Logits for the queries at absolute positions [query_start, K).
 
@@ -115,40 +114,38 @@ class DiffusionModel:
         query_start must be in `cache`. If `keep` is given the call uses a KV cache and
         crops it to the first `keep` positions afterwards (finished blocks stay, the
         block being denoised is dropped); the cache is returned.
-        bias: a custom (B or 1, 1, Q, K) attention structure replacing the one of
-        `attention` (training objectives build their own): bool (True = may attend) or
-        additive (0 = may attend, very negative = may not).
         """
-        if bias is None:
-            allowed = allowed_keys(
-                key_valid,
-                query_start,
-                mode=self.attention,
-                gen_start=gen_start,
-                block_length=block_length or self.block_length,
-            )
-        else:
-            allowed = _allowed_from_bias(bias)
+        allowed = allowed_keys(
+            key_valid,
+            query_start,
+            mode=self.attention,
+            gen_start=gen_start,
+            block_length=block_length or self.block_length,
+        )
+        positions = position_ids(key_valid)[:, query_start:]
+        return self.call(inputs_embeds, allowed=allowed, position_ids=positions, cache=cache, keep=keep)
+
+    def call(
+        self,
+        inputs_embeds: torch.Tensor,
+        *,
+        allowed: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache=None,
+        keep: int | None = None,
+    ) -> tuple[torch.Tensor, object]:
+        """The model call under an explicit attention pattern `allowed` (B, 1, Q, K) bool.
+
+        Training uses it directly for layouts decoding never needs (the block-diffusion
+        2L concatenation of noisy and clean copies). The family's forward convention
+        turns the pattern into its own arguments (and SDAR's into a training-safe call).
+        """
         logits, cache = self.convention(
-            self.model,
-            inputs_embeds,
-            allowed,
-            position_ids(key_valid)[:, query_start:],
-            cache=cache,
-            use_cache=keep is not None,
+            self.model, inputs_embeds, allowed, position_ids, cache=cache, use_cache=keep is not None
         )
         if keep is not None:
             crop_cache(cache, keep)
         return logits, cache
-
-
-def _allowed_from_bias(bias: torch.Tensor) -> torch.Tensor:
-    """Bool structure of a custom mask: bool as given, additive as 'not very negative'."""
-    if bias.dim() != 4:
-        raise ValueError(f"bias must be 4D (B, 1, Q, K), got shape {tuple(bias.shape)}")
-    if bias.dtype == torch.bool:
-        return bias
-    return bias > torch.finfo(bias.dtype).min / 2
 
 
 def crop_cache(cache, length: int) -> None:
