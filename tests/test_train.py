@@ -219,3 +219,11 @@ def test_ddp_two_cpu_processes(tmp_path, data):
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 6
     assert all(loss == loss for _, loss in losses(tmp_path))  # finite, logged
+
+
+@pytest.mark.parametrize("source", ["more-masked", "self"])
+def test_residual_sources_beyond_the_paper(tmp_path, data, reference_dir, source):
+    residual = ResidualTrainingConfig(source=source, more_masked_fraction=0.5, dropout=0.3)
+    summary = train(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),
+                          max_steps=4), residual)
+    assert summary["residual"]["source"] == source and summary["eval_loss"] > 0
