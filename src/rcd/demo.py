@@ -10,6 +10,7 @@ Pipeline (each stage's output is reused when it already exists with the same set
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -70,10 +71,9 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
         tokenizer = char_tokenizer(task.alphabet)
     tokenizer.save_pretrained(root / "tokenizer")
     longest = max(len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) for r in train_rows + test_rows)
-    block = config.block_length
-    gen_length = longest + 1  # room for EOS
-    if block:
-        gen_length = -(-gen_length // block) * block
+    # room for EOS, and a multiple of 8 (and of the block) so that 1, 2, 4, 8 tokens per step divide it
+    unit = math.lcm(8, config.block_length or 8)
+    gen_length = -(-(longest + 1) // unit) * unit
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
