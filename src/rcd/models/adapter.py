@@ -86,6 +86,7 @@ class DiffusionModel:
         block_length: int | None = None,
         cache=None,
         keep: int | None = None,
+        key_order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, object]:
         """Logits for the queries at absolute positions [query_start, K).
 
@@ -93,7 +94,15 @@ class DiffusionModel:
         query_start must be in `cache`. If `keep` is given the call uses a KV cache and
         crops it to the first `keep` positions afterwards (finished blocks stay, the
         block being denoised is dropped); the cache is returned.
+        key_order: (K,) absolute positions in the order the model sees them (cached keys,
+            then the inputs; "query_start" then counts in that order). Only bidirectional
+            attention ignores order, so only it accepts one (the dual cache uses it).
         """
+        positions = position_ids(key_valid)
+        if key_order is not None:
+            if self.attention != "bidirectional":
+                raise ValueError("key_order needs bidirectional attention")
+            key_valid, positions = key_valid[:, key_order], positions[:, key_order]
         allowed = allowed_keys(
             key_valid,
             query_start,
@@ -104,7 +113,7 @@ class DiffusionModel:
         out = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=additive_bias(allowed, inputs_embeds.dtype),
-            position_ids=position_ids(key_valid)[:, query_start:],
+            position_ids=positions[:, query_start:],
             past_key_values=cache,
             use_cache=keep is not None,
         )
