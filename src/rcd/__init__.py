@@ -3,7 +3,7 @@
 from .decode import DecodeConfig, GenerationOutput, TraceStep, decode_completions, encode_prompts, generate
 from .models import DiffusionModel, load, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
 from .residual import ResidualConfig
-from .tokenizer import char_tokenizer
+from .tokenizer import char_tokenizer, word_tokenizer
 
 __version__ = "0.1.0"
 
@@ -21,4 +21,5 @@ __all__ = [
     "generate",
     "load",
     "tiny_model",
+    "word_tokenizer",
 ]

@@ -147,32 +147,44 @@ def soft_embedding(
 ) -> torch.Tensor:
     """Delta = p @ E (Eq. 1) over the INPUT embedding table; fp32 (or fp64) result.
 
-    A probability vector shorter than the table (a reference whose vocabulary lacks the
-    target's padding rows) uses the first rows only; a longer one is a caller error.
+    With `top_k`, only the k most likely rows are gathered and weighted by their
+    renormalised probabilities (a sparse approximation of Eq. 1).
+    """
+    probs = align_vocab(probs, embedding_weight.shape[0])
+    if top_k is not None and top_k < probs.shape[-1]:
+        weights, index = probs.topk(top_k, dim=-1)
+        return sparse_soft_embedding(weights, index, embedding_weight)
+    return at_least_fp32(probs.to(embedding_weight.dtype) @ embedding_weight)
+
+
+def sparse_soft_embedding(
+    weights: torch.Tensor, index: torch.Tensor, embedding_weight: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 1 over a few rows: sum_k w_k E[index_k], with w renormalised to sum to 1.
+
+    `index_select` gathers the rows (on CPU several times faster than advanced indexing)
+    and one batched (1 x k) @ (k x D) product mixes them: O(k D) per position.
+    """
+    k, dim = index.shape[-1], embedding_weight.shape[-1]
+    weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+    rows = embedding_weight.index_select(0, index.reshape(-1)).view(-1, k, dim)
+    mixed = torch.bmm(weights.reshape(-1, 1, k).to(rows.dtype), rows)
+    return at_least_fp32(mixed.view(*index.shape[:-1], dim))
+
+
+def align_vocab(probs: torch.Tensor, size: int) -> torch.Tensor:
+    """Fit a distribution to a table of `size` rows (vocabularies that differ by padding rows).
+
+    Extra trailing entries (padding rows of a larger reference) are dropped and the rest
+    renormalised; a shorter distribution is zero-padded.
     """
     vocab = probs.shape[-1]
-    if vocab > embedding_weight.shape[0]:
-        raise ValueError(
-            f"distribution over {vocab} tokens but the embedding table has only "
-            f"{embedding_weight.shape[0]} rows"
-        )
-    table = embedding_weight[:vocab]
-    if top_k is not None and top_k < vocab:
-        return _top_k_embedding(probs, table, top_k)
-    return at_least_fp32(probs.to(table.dtype) @ table)
-
-
-def _top_k_embedding(probs: torch.Tensor, table: torch.Tensor, k: int) -> torch.Tensor:
-    """sum over the k most likely tokens of (p_j / sum of those p) E_j.
-
-    `index_select` gathers the k rows per position (much faster on CPU than advanced
-    indexing), and one batched (1 x k) @ (k x D) product mixes them.
-    """
-    weights, index = probs.topk(k, dim=-1)
-    weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
-    rows = table.index_select(0, index.reshape(-1)).view(-1, k, table.shape[-1])
-    mixed = torch.bmm(weights.reshape(-1, 1, k).to(rows.dtype), rows)
-    return at_least_fp32(mixed.view(*probs.shape[:-1], table.shape[-1]))
+    if vocab == size:
+        return probs
+    if vocab < size:
+        return torch.nn.functional.pad(probs, (0, size - vocab))
+    kept = probs[..., :size]
+    return kept / kept.sum(dim=-1, keepdim=True).clamp_min(1e-30)
 
 
 def residual_from_probs(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, generate
+from . import demo, generate, train
 
-COMMANDS = {"demo": demo, "generate": generate}
+COMMANDS = {"demo": demo, "train": train, "generate": generate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ def add_dataclass_arguments(
                 type=kind,
                 default=default,
                 choices=choices,
+                required=f.metadata.get("required", False),
                 help=f"{help_text} (default: {shown})" + (" [optional]" if optional else ""),
             )
 

@@ -3,6 +3,6 @@
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
 from .loading import load
-from .tiny import RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
+from .tiny import TINY_PRESETS, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
 
-__all__ = ["ATTENTION_MODES", "DiffusionModel", "RcdTinyConfig", "RcdTinyForDiffusionLM", "load", "tiny_model"]
+__all__ = ["TINY_PRESETS", "ATTENTION_MODES", "DiffusionModel", "RcdTinyConfig", "RcdTinyForDiffusionLM", "load", "tiny_model"]

@@ -110,10 +110,28 @@ class DiffusionModel:
             gen_start=gen_start,
             block_length=block_length or self.block_length,
         )
+        return self.call(
+            inputs_embeds, allowed=allowed, position_ids=positions[:, query_start:], cache=cache, keep=keep
+        )
+
+    def call(
+        self,
+        inputs_embeds: torch.Tensor,
+        *,
+        allowed: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache=None,
+        keep: int | None = None,
+    ) -> tuple[torch.Tensor, object]:
+        """The model call under an explicit attention pattern `allowed` (B, 1, Q, K) bool.
+
+        Training uses it directly for layouts decoding never needs (the block-diffusion
+        2L concatenation of noisy and clean copies).
+        """
         out = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=additive_bias(allowed, inputs_embeds.dtype),
-            position_ids=positions[:, query_start:],
+            position_ids=position_ids,
             past_key_values=cache,
             use_cache=keep is not None,
         )

@@ -49,6 +49,23 @@ def allowed_keys(
     return allowed
 
 
+def block_diffusion_allowed(key_valid: torch.Tensor, gen_start: int, block_length: int) -> torch.Tensor:
+    """Bool (B, 1, 2L, 2L) for the block-diffusion training layout [noisy copy ; clean copy].
+
+    Noisy block k sees itself (bidirectional) and clean blocks < k; clean tokens see clean
+    blocks up to their own (block-causal); nothing sees the noisy copy from outside its
+    block. This is what a KV-cached decode of block k sees, for every block at once.
+    """
+    length = key_valid.shape[1]
+    blocks = block_ids(torch.arange(length, device=key_valid.device), gen_start, block_length)
+    q, k = blocks[:, None], blocks[None, :]
+    noisy_rows = torch.cat([q == k, k < q], dim=1)
+    clean_rows = torch.cat([torch.zeros_like(q == k), k <= q], dim=1)
+    allowed = torch.cat([noisy_rows, clean_rows], dim=0)[None, None]
+    keys = torch.cat([key_valid, key_valid], dim=1).bool()
+    return allowed & keys[:, None, None, :]
+
+
 def additive_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """0 where attention is allowed, the dtype's most negative value elsewhere.
 

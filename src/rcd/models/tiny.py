@@ -110,6 +110,14 @@ AutoModel.register(RcdTinyConfig, RcdTinyForDiffusionLM, exist_ok=True)
 AutoModelForMaskedLM.register(RcdTinyConfig, RcdTinyForDiffusionLM, exist_ok=True)
 
 
+TINY_PRESETS: dict[str, dict[str, int]] = {
+    "tiny-xs": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4),
+    "tiny-s": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4),
+    "tiny-m": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8),
+    "tiny-l": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=8),
+}
+
+
 def tiny_model(
     vocab_size: int = 64,
     *,

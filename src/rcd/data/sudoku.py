@@ -1,0 +1,138 @@
+"""6x6 Sudoku (2x3 boxes) with a unique solution.
+
+6x6 rather than 4x4: a 4x4 board has only 288 solution grids, which a model memorises;
+6x6 has 28,200,960. Train and test never share a solution grid (split by answer).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from .spec import Example, TaskSpec
+
+SIZE, BOX_ROWS, BOX_COLS = 6, 2, 3
+HOLES = range(16, 23)
+BLANK = "."
+ALL_DIGITS = sum(1 << d for d in range(1, SIZE + 1))
+
+Grid = list[int]
+"""Row-major cells, 0 for a blank."""
+
+
+def _unit_of(cell: int) -> tuple[int, int, int]:
+    row, col = divmod(cell, SIZE)
+    return row, col, row // BOX_ROWS * (SIZE // BOX_COLS) + col // BOX_COLS
+
+
+CELL_UNITS = [_unit_of(cell) for cell in range(SIZE * SIZE)]
+GROUPS = [
+    [cell for cell, units in enumerate(CELL_UNITS) if units[kind] == unit]
+    for kind in range(3)
+    for unit in range(SIZE)
+]
+"""The 18 groups (rows, columns, boxes) that must each hold every digit once."""
+
+
+def solutions(grid: Grid, limit: int, rng: random.Random | None = None) -> list[Grid]:
+    """Up to `limit` completions of grid (depth-first, fewest candidates first).
+
+    With an rng the digits are tried in random order, so an empty grid yields a random
+    solution grid; limit=2 tells a unique puzzle from an ambiguous one.
+    """
+    used = [[0] * SIZE for _ in range(3)]  # digit bitmasks per row, column, box
+    for cell, digit in enumerate(grid):
+        if digit:
+            if any(used[kind][unit] >> digit & 1 for kind, unit in enumerate(CELL_UNITS[cell])):
+                return []
+            for kind, unit in enumerate(CELL_UNITS[cell]):
+                used[kind][unit] |= 1 << digit
+    work, found = list(grid), []
+
+    def candidates(cell: int) -> int:
+        row, col, box = CELL_UNITS[cell]
+        return ALL_DIGITS & ~(used[0][row] | used[1][col] | used[2][box])
+
+    def search() -> None:
+        blanks = [cell for cell in range(SIZE * SIZE) if not work[cell]]
+        if not blanks:
+            found.append(list(work))
+            return
+        cell = min(blanks, key=lambda c: candidates(c).bit_count())
+        digits = [d for d in range(1, SIZE + 1) if candidates(cell) >> d & 1]
+        if rng is not None:
+            rng.shuffle(digits)
+        for digit in digits:
+            work[cell] = digit
+            for kind, unit in enumerate(CELL_UNITS[cell]):
+                used[kind][unit] ^= 1 << digit
+            search()
+            for kind, unit in enumerate(CELL_UNITS[cell]):
+                used[kind][unit] ^= 1 << digit
+            work[cell] = 0
+            if len(found) >= limit:
+                return
+
+    search()
+    return found
+
+
+def make_puzzle(rng: random.Random) -> tuple[Grid, Grid]:
+    """(puzzle, solution): cells of a random grid blanked in random order, each only if
+    the solution stays unique."""
+    solution = solutions([0] * SIZE * SIZE, 1, rng)[0]
+    puzzle, holes, target = list(solution), 0, rng.choice(HOLES)
+    for cell in rng.sample(range(SIZE * SIZE), SIZE * SIZE):
+        if holes == target:
+            break
+        puzzle[cell] = 0
+        if len(solutions(puzzle, 2)) == 1:
+            holes += 1
+        else:
+            puzzle[cell] = solution[cell]
+    return puzzle, solution
+
+
+def format_grid(grid: Grid) -> str:
+    text = "".join(str(d) if d else BLANK for d in grid)
+    return "|".join(text[i : i + SIZE] for i in range(0, SIZE * SIZE, SIZE))
+
+
+def parse_grid(text: str, blanks: bool) -> Grid | None:
+    """The grid written by format_grid, or None when text is not one."""
+    cell = f"[1-{SIZE}{re.escape(BLANK) if blanks else ''}]"
+    if not re.fullmatch(rf"({cell}{{{SIZE}}}\|){{{SIZE - 1}}}{cell}{{{SIZE}}}", text):
+        return None
+    return [0 if ch == BLANK else int(ch) for ch in text.replace("|", "")]
+
+
+def _sample(rng: random.Random) -> Example:
+    puzzle, solution = make_puzzle(rng)
+    answer = format_grid(solution)
+    return {"prompt": format_grid(puzzle) + ":", "response": answer, "answer": answer}
+
+
+def _check(prompt: str, completion: str) -> bool:
+    """A valid filled grid that keeps every given (validity, not comparison with a key)."""
+    givens = parse_grid(prompt.removesuffix(":"), blanks=True)
+    if givens is None or not prompt.endswith(":"):
+        raise ValueError(f"not a sudoku prompt: {prompt!r}")
+    grid = parse_grid(completion, blanks=False)
+    return (
+        grid is not None
+        and all(g in (0, d) for g, d in zip(givens, grid, strict=True))
+        and all(len({grid[cell] for cell in group}) == SIZE for group in GROUPS)
+    )
+
+
+SUDOKU = TaskSpec(
+    name="sudoku6",
+    description="6x6 Sudoku, 16-22 blanks, unique solution; cells of a row, column or box "
+    "exclude each other, so cells filled in one step can collide on the same digit",
+    sample=_sample,
+    check=_check,
+    alphabet=f"123456{BLANK}|:",
+    max_prompt_chars=SIZE * SIZE + SIZE,
+    max_response_chars=SIZE * SIZE + SIZE - 1,
+    split_key="answer",
+)

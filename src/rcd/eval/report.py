@@ -1,0 +1,82 @@
+"""Reports of a sweep: a markdown table, the accuracy-vs-parallelism plot, a trace picture."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..decode.output import TraceStep  # noqa: E402
+
+
+def markdown_table(curves: Mapping[str, Sequence[dict]]) -> str:
+    """One row per setting; per method 'accuracy % @ tokens/step'."""
+    names = list(curves)
+    settings = list(dict.fromkeys(p["setting"] for pts in curves.values() for p in pts))
+    lines = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for setting in settings:
+        cells = []
+        for name in names:
+            point = next((p for p in curves[name] if p["setting"] == setting), None)
+            cells.append("" if point is None else f"{100 * point['accuracy']:.1f}% @ {point['tokens_per_step']:.2f}")
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: str = "") -> None:
+    """Accuracy vs tokens per forward pass; circles: fixed schedules, triangles: thresholds."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in curves.items():
+        pts = sorted(points, key=lambda p: p["tokens_per_step"])
+        x = [p["tokens_per_step"] for p in pts]
+        y = [100 * p["accuracy"] for p in pts]
+        (line,) = ax.plot(x, y, "-", alpha=0.5, label=name)
+        for p in pts:
+            marker = "^" if p["setting"].startswith("tau") else "o"
+            ax.plot(p["tokens_per_step"], 100 * p["accuracy"], marker, color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("tokens per forward pass (every pass counted)")
+    ax.set_ylabel("exact-match accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="o fixed schedule, ^ threshold", fontsize=8, title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def trace_plot(
+    traces: Mapping[str, Sequence[TraceStep]], path: str | Path, row: int = 0, title: str = ""
+) -> None:
+    """Per method: alpha per position per step (colour), and where each position was committed (x).
+
+    The picture of the method at a glance: SeqD feeds plain masks (alpha = 0) while RCD
+    feeds uncertain positions back with high alpha until they are committed.
+    """
+    fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 4), squeeze=False)
+    for ax, (name, trace) in zip(axes[0], traces.items()):
+        starts = sorted({s.block_start for s in trace})
+        width = trace[0].alpha.shape[1]
+        offset = {start: i * width for i, start in enumerate(starts)}
+        length = width * len(starts)
+        alpha = np.full((len(trace), length), np.nan)
+        for t, step in enumerate(trace):
+            cols = slice(offset[step.block_start], offset[step.block_start] + width)
+            alpha[t, cols] = step.alpha[row].numpy()
+        image = ax.imshow(alpha, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        for t, step in enumerate(trace):
+            cols = np.nonzero(step.committed[row].numpy())[0] + offset[step.block_start]
+            ax.plot(cols, [t] * len(cols), "x", color="red", markersize=5)
+        ax.set_xlabel("generated position")
+        ax.set_ylabel("denoising step (forward pass)")
+        ax.set_title(f"{name}: {len(trace)} steps")
+        fig.colorbar(image, ax=ax, label="alpha fed into this step")
+    fig.suptitle(title or "red x: committed at this step; colour: residual weight alpha (blank: decoded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,83 @@
+"""Configuration of a training run (`rcd train` flags are generated from these fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..data.sft import OVERFLOW_RULES
+from ..models.attention import ATTENTION_MODES
+from .stages import STAGES
+
+SCHEDULES = ("constant", "cosine", "linear")
+PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    stage: str = field(
+        default="ref",
+        metadata={"help": "ref / seqd: plain objective; rcd: residual-aware, needs --reference", "choices": STAGES},
+    )
+    model: str = field(
+        default="tiny-s",
+        metadata={"help": "model directory to fine-tune, or a tiny preset (tiny-xs/-s/-m/-l) built from scratch"},
+    )
+    data: str = field(
+        default="", metadata={"help": "training JSONL: prompt+response or chat messages per line", "required": True}
+    )
+    out: str = field(
+        default="", metadata={"help": "output directory (final model, checkpoints, metrics.jsonl)", "required": True}
+    )
+    reference: str | None = field(default=None, metadata={"help": "frozen reference model directory (stage rcd)"})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "tiny presets: tokenizer directory (default: rcd's character tokenizer)"}
+    )
+    attention: str | None = field(
+        default=None,
+        metadata={"help": "attention mode (default: the model's own; presets: bidirectional)", "choices": ATTENTION_MODES},
+    )
+    block_length: int | None = field(
+        default=None, metadata={"help": "block size of block-causal models (block-diffusion objective)"}
+    )
+    eval_data: str | None = field(default=None, metadata={"help": "held-out JSONL for the eval loss"})
+    max_prompt_length: int = field(default=256, metadata={"help": "longest prompt in tokens"})
+    max_response_length: int = field(default=256, metadata={"help": "longest response in tokens (EOS included)"})
+    overflow: str = field(
+        default="drop", metadata={"help": "over-long examples: drop or truncate (counted)", "choices": OVERFLOW_RULES}
+    )
+    epochs: int = field(default=1, metadata={"help": "passes over the data"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    batch_size: int = field(default=16, metadata={"help": "examples per micro-batch and process"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (AdamW; the paper used 1e-5)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
+    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision", "choices": PRECISIONS})
+    seed: int = field(default=0, metadata={"help": "seed of model init, data order and noise"})
+    eps: float = field(default=1e-3, metadata={"help": "smallest masking level t"})
+    log_every: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
+    eval_every: int = field(default=0, metadata={"help": "eval loss every N steps (0: at the end only)"})
+    save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: at the end only)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last complete checkpoint in --out"})
+    cache_reference: bool = field(
+        default=False,
+        metadata={"help": "stage rcd: cache the reference's top-k on epoch 1, reuse later (noise then repeats)"},
+    )
+    cache_top_k: int = field(default=64, metadata={"help": "probabilities kept per position by --cache-reference"})
+    lora_rank: int = field(default=0, metadata={"help": "train LoRA adapters of this rank (peft) instead of all weights"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha"})
+    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj", metadata={"help": "LoRA target modules"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.out:
+            raise ValueError("a training run needs data and out")
+        if (self.stage == "rcd") != (self.reference is not None):
+            raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise ValueError("batch_size, grad_accum and epochs must be >= 1")
+        if self.cache_reference and self.stage != "rcd":
+            raise ValueError("cache_reference applies to stage rcd only")

@@ -1,0 +1,134 @@
+"""The three training stages: `ref` and `seqd` (plain objective) and `rcd` (residual-aware).
+
+Stage `rcd` (method doc section 3): a frozen reference predicts p on the noisy input; the
+target's inputs at masked positions become (1 - alpha) E[M] + alpha p @ E_target through
+the same `rcd.residual` functions that decoding uses; the target is trained with the usual
+loss. Two options beyond the paper: residual dropout (plain masks for some samples or
+positions) and a "more-masked" residual source (the reference sees extra masks, as the
+previous denoising step did at inference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..models.adapter import DiffusionModel
+from ..residual import ResidualConfig, mix_masked_embeddings, residual_from_logits, sparse_soft_embedding
+from .noise import NoisyBatch, dropped_residuals, extra_masks
+from .objectives import diffusion_loss, noisy_logits
+
+STAGES = ("ref", "seqd", "rcd")
+RESIDUAL_SOURCES = ("noisy", "more-masked")
+DROPOUT_UNITS = ("sample", "position")
+
+
+@dataclass
+class ResidualTrainingConfig:
+    alpha: str = field(default="entropy", metadata={"help": "alpha strategy of the residual (as in decoding)"})
+    top_k: int | None = field(default=None, metadata={"help": "sparse residual from the top-k probabilities"})
+    dropout: float = field(default=0.0, metadata={"help": "residual dropout rate (plain masks instead)"})
+    dropout_unit: str = field(
+        default="sample",
+        metadata={"help": "residual dropout per 'sample' or per 'position'", "choices": DROPOUT_UNITS},
+    )
+    source: str = field(
+        default="noisy",
+        metadata={
+            "help": "reference input: the noisy x_t (paper) or a 'more-masked' copy",
+            "choices": RESIDUAL_SOURCES,
+        },
+    )
+    more_masked_fraction: float = field(
+        default=0.25, metadata={"help": "extra masking rate of unmasked response tokens for 'more-masked'"}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout <= 1.0 or not 0.0 <= self.more_masked_fraction <= 1.0:
+            raise ValueError("residual dropout and more_masked_fraction must lie in [0, 1]")
+        if self.source not in RESIDUAL_SOURCES or self.dropout_unit not in DROPOUT_UNITS:
+            raise ValueError(f"source must be one of {RESIDUAL_SOURCES}, dropout_unit one of {DROPOUT_UNITS}")
+        self.residual_config()  # validates alpha and top_k
+
+    def residual_config(self) -> ResidualConfig:
+        """Training uses the reference's plain distribution: T_res = 1."""
+        return ResidualConfig(alpha=self.alpha, top_k=self.top_k, temperature=1.0)
+
+
+@dataclass
+class ReferenceSignal:
+    """What the frozen reference says at the batch's masked positions (in `masked` order):
+    its logits, or a cached (alpha, top-k index, top-k probabilities)."""
+
+    logits: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+    top_index: torch.Tensor | None = None
+    top_probs: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def reference_signal(
+    reference: DiffusionModel,
+    batch: NoisyBatch,
+    block_length: int | None,
+    options: ResidualTrainingConfig,
+) -> ReferenceSignal:
+    """Run the frozen reference on the noisy input (or on a more-masked copy of it)."""
+    ids = batch.noisy
+    if options.source == "more-masked":
+        ids = batch.clean.masked_fill(extra_masks(batch, options.more_masked_fraction), reference.mask_token_id)
+    logits = noisy_logits(reference, reference.embed(ids), batch, block_length)
+    return ReferenceSignal(logits=logits[batch.masked])
+
+
+class StageModule(nn.Module):
+    """One training step's computation through the trainable model, inside one forward.
+
+    Embedding lookup, residual mixing and the loss all run in `forward`, so DDP and FSDP
+    see every use of the parameters (E included: Delta = p @ E_target is differentiable).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        attention: str | None = None,
+        block_length: int | None = None,
+        residual: ResidualTrainingConfig | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.attention = attention
+        self.block_length = block_length
+        self.residual = residual
+
+    @property
+    def diffusion_model(self) -> DiffusionModel:
+        return DiffusionModel.wrap(self.model, self.attention)
+
+    def forward(self, batch: NoisyBatch, signal: ReferenceSignal | None = None) -> torch.Tensor:
+        target = self.diffusion_model
+        embeds = target.embed(batch.noisy)
+        if signal is not None:
+            embeds = self.residual_inputs(target, batch, embeds, signal)
+        return diffusion_loss(noisy_logits(target, embeds, batch, self.block_length), batch)
+
+    def residual_inputs(
+        self, target: DiffusionModel, batch: NoisyBatch, embeds: torch.Tensor, signal: ReferenceSignal
+    ) -> torch.Tensor:
+        """Eq. 2 at masked positions, with Delta over the target's own embedding table."""
+        options = self.residual or ResidualTrainingConfig()
+        weight = target.embedding_weight
+        if signal.logits is not None:
+            delta, alpha = residual_from_logits(signal.logits, weight, options.residual_config())
+        else:
+            delta, alpha = sparse_soft_embedding(signal.top_probs, signal.top_index, weight), signal.alpha
+        full_delta = embeds.new_zeros(embeds.shape, dtype=delta.dtype)
+        full_delta[batch.masked] = delta
+        full_alpha = torch.zeros(batch.masked.shape, dtype=alpha.dtype, device=alpha.device)
+        full_alpha[batch.masked] = alpha
+        if options.dropout > 0:
+            full_alpha = full_alpha.masked_fill(dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0)
+        return mix_masked_embeddings(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked)

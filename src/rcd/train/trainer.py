@@ -1,0 +1,344 @@
+"""The training loop shared by all stages, on Accelerate (CPU, one GPU, DDP, FSDP).
+
+AdamW with warmup + cosine/linear/constant schedule, gradient accumulation, clipping,
+mixed precision, tqdm progress, a JSONL metrics log, atomic checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase, get_scheduler
+
+from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
+from ..data.sft import SftCollator, load_sft
+from ..models.adapter import DiffusionModel
+from ..models.loading import load
+from ..models.tiny import TINY_PRESETS, tiny_model
+from ..tokenizer import char_tokenizer
+from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .noise import add_noise
+from .reference_cache import ReferenceCache
+from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule, reference_signal
+
+EVAL_EPOCH = 2**31 - 1  # noise key of the held-out set: the same noise at every evaluation
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "train_summary.json"
+
+
+def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """A tiny preset built from scratch (seeded), or a saved model to fine-tune."""
+    if config.model in TINY_PRESETS:
+        tokenizer = load_tokenizer(config.tokenizer)
+        attention = config.attention or "bidirectional"
+        model = tiny_model(
+            len(tokenizer),
+            seed=config.seed,
+            attention=attention,
+            block_length=config.block_length if attention == "block-causal" else None,
+            mask_token_id=tokenizer.mask_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            max_position_embeddings=max(1024, config.max_prompt_length + config.max_response_length),
+            **TINY_PRESETS[config.model],
+        )
+        return model.train(), tokenizer
+    if not Path(config.model).is_dir():
+        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    model, tokenizer = load(config.model)
+    return model.train(), tokenizer
+
+
+def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
+    if path is None or path == "char":
+        return char_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_reference(path: str, tokenizer: PreTrainedTokenizerBase, device: torch.device) -> DiffusionModel:
+    """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
+    model, ref_tokenizer = load(path)
+    if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
+        )
+    model.requires_grad_(False)
+    return DiffusionModel.wrap(model.to(device).eval())
+
+
+def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, lora_dropout=0.0)
+    return get_peft_model(model, lora)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, residual: ResidualTrainingConfig | None = None):
+        self.config = config
+        self.residual = residual or ResidualTrainingConfig()
+        self.out = Path(config.out)
+        self.accelerator = Accelerator(
+            # without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)
+            cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        )
+        set_seed(config.seed)
+        model, self.tokenizer = build_model(config)
+        if config.lora_rank:
+            model = apply_lora(model, config)
+        target = DiffusionModel.wrap(model, config.attention)
+        self.attention = target.attention
+        self.block_length = config.block_length or target.block_length
+        if self.attention == "block-causal" and not self.block_length:
+            raise ValueError("block-causal training needs --block-length")
+        device = self.accelerator.device
+        self.reference = (
+            load_reference(config.reference, self.tokenizer, device) if config.stage == "rcd" else None
+        )
+        self.cache = (
+            ReferenceCache(config.cache_top_k, self.residual.residual_config()) if config.cache_reference else None
+        )
+        collate = SftCollator(
+            self.tokenizer.pad_token_id,
+            self.tokenizer.eos_token_id,
+            self.block_length if self.attention == "block-causal" else None,
+        )
+        train_examples = self._load(config.data)
+        loader = DataLoader(train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
+        eval_loader = (
+            DataLoader(self._load(config.eval_data), batch_size=config.batch_size, collate_fn=collate)
+            if config.eval_data
+            else None
+        )
+        module = StageModule(
+            model,
+            attention=self.attention,
+            block_length=self.block_length,
+            residual=self.residual if self.reference is not None else None,
+        )
+        optimizer = torch.optim.AdamW(
+            [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.steps_per_epoch = math.ceil(
+            math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum
+        )
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        scheduler = get_scheduler(
+            config.schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=self.total_steps
+        )
+        prepared = self.accelerator.prepare(module, optimizer, loader, scheduler)
+        self.module, self.optimizer, self.loader, self.scheduler = prepared
+        self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
+        self.state = TrainerState()
+
+    def _load(self, path: str):
+        examples, stats = load_sft(
+            path,
+            self.tokenizer,
+            max_prompt_length=self.config.max_prompt_length,
+            max_response_length=self.config.max_response_length,
+            overflow=self.config.overflow,
+        )
+        self.accelerator.print(f"{path}: {stats.describe()}")
+        return examples
+
+    # ----------------------------------------------------------------- one batch
+    def _noisy(self, batch: dict[str, torch.Tensor], epoch: int):
+        return add_noise(
+            batch,
+            mask_token_id=self.tokenizer.mask_token_id,
+            seed=self.config.seed,
+            epoch=epoch,
+            eps=self.config.eps,
+            block_length=self.block_length if self.attention == "block-causal" else None,
+        )
+
+    def _signal(self, noisy, use_cache: bool) -> ReferenceSignal | None:
+        if self.reference is None:
+            return None
+        if use_cache and self.cache is not None:
+            cached = self.cache.lookup(noisy, self.accelerator.device)
+            if cached is not None:
+                return cached
+        with self.accelerator.autocast():
+            signal = reference_signal(self.reference, noisy, self.block_length, self.residual)
+        if use_cache and self.cache is not None:
+            self.cache.store(noisy, signal.logits)
+        return signal
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss of the stage's own objective on the held-out set, with fixed noise."""
+        if self.eval_loader is None:
+            return None
+        self.module.eval()
+        total = torch.zeros(2, device=self.accelerator.device)
+        for batch in self.eval_loader:
+            noisy = self._noisy(batch, EVAL_EPOCH)
+            loss = self.module(noisy, self._signal(noisy, use_cache=False))
+            total += torch.stack([loss * len(batch["index"]), torch.tensor(len(batch["index"]), device=loss.device)])
+        self.module.train()
+        total = self.accelerator.reduce(total, reduction="sum")
+        return float(total[0] / total[1])
+
+    # ----------------------------------------------------------------- the loop
+    def train(self) -> dict[str, Any]:
+        config, acc = self.config, self.accelerator
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._resume()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            desc=f"train {config.stage}",
+            disable=not (config.progress and acc.is_local_main_process),
+            dynamic_ncols=True,
+        )
+        window = {"loss": 0.0, "micro": 0, "tokens": 0, "seconds": 0.0}
+        last_loss = None
+        self.module.train()
+        while self.state.step < self.total_steps:
+            epoch = self.state.epoch
+            self.loader.set_epoch(epoch)
+            batches = acc.skip_first_batches(self.loader, self.state.batch_in_epoch) if self.state.batch_in_epoch else self.loader
+            noise_epoch = 0 if self.cache is not None else epoch
+            for batch in batches:
+                started = time.perf_counter()
+                noisy = self._noisy(batch, noise_epoch)
+                with acc.accumulate(self.module):
+                    loss = self.module(noisy, self._signal(noisy, use_cache=True))
+                    acc.backward(loss)
+                    if acc.sync_gradients and config.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.module.parameters(), config.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                self.state.batch_in_epoch += 1
+                elapsed = time.perf_counter() - started
+                self.state.seconds += elapsed
+                window["seconds"] += elapsed
+                window["loss"] += loss.detach().float().item()
+                window["micro"] += 1
+                window["tokens"] += int(batch["attention_mask"].sum())
+                if not acc.sync_gradients:
+                    continue
+                self.state.step += 1
+                bar.update(1)
+                saving = config.save_every and self.state.step % config.save_every == 0
+                if saving or self.state.step % config.log_every == 0 or self.state.step == self.total_steps:
+                    last_loss = self._log(window, bar)  # before a checkpoint: resume restarts a window
+                if config.eval_every and self.state.step % config.eval_every == 0:
+                    self._log_eval()
+                if saving:
+                    self._save_checkpoint()
+                if self.state.step >= self.total_steps:
+                    break
+            else:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+                if self.cache is not None and acc.is_main_process and epoch == 0:
+                    self.cache.save(self.out / "reference_cache.pt")
+        bar.close()
+        eval_loss = self._log_eval()
+        return self._finish(last_loss, eval_loss)
+
+    def _log(self, window: dict, bar) -> float:
+        acc = self.accelerator
+        seconds = max(window["seconds"], 1e-9)
+        stats = torch.tensor([window["loss"] / max(window["micro"], 1), window["tokens"]], device=acc.device)
+        stats = acc.reduce(stats, reduction="sum")
+        loss = float(stats[0]) / acc.num_processes
+        tokens = int(stats[1])
+        self.state.tokens += tokens
+        row = {
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens": self.state.tokens,
+            "tokens_per_second": tokens / seconds,
+            "train_seconds": self.state.seconds,
+        }
+        if acc.is_main_process:
+            append_jsonl(self.out / METRICS_FILE, row)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_second']:.0f}")
+        window.update(loss=0.0, micro=0, tokens=0, seconds=0.0)
+        return loss
+
+    def _log_eval(self) -> float | None:
+        eval_loss = self.evaluate()
+        if eval_loss is not None and self.accelerator.is_main_process:
+            append_jsonl(self.out / METRICS_FILE, {"step": self.state.step, "eval_loss": eval_loss})
+        return eval_loss
+
+    def _save_checkpoint(self) -> None:
+        path = save_checkpoint(self.accelerator, self.out, self.state, self.config.keep_checkpoints)
+        if self.cache is not None and self.accelerator.is_main_process:
+            self.cache.save(path / "reference_cache.pt")
+
+    def _resume(self) -> None:
+        if not self.config.resume:
+            if (self.out / METRICS_FILE).exists() and self.accelerator.is_main_process:
+                (self.out / METRICS_FILE).unlink()
+            return
+        path = latest_checkpoint(self.out)
+        if path is None:
+            self.accelerator.print(f"--resume: no checkpoint in {self.out}, starting from scratch")
+            return
+        self.state = load_checkpoint(self.accelerator, path)
+        if self.cache is not None and (path / "reference_cache.pt").exists():
+            self.cache.load(path / "reference_cache.pt")
+        metrics = self.out / METRICS_FILE
+        if metrics.exists() and self.accelerator.is_main_process:
+            write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= self.state.step])
+        self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+
+    def _finish(self, last_loss: float | None, eval_loss: float | None) -> dict[str, Any]:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        summary = {
+            "stage": self.config.stage,
+            "steps": self.state.step,
+            "epochs_started": self.state.epoch + (self.state.batch_in_epoch > 0),
+            "train_seconds": self.state.seconds,
+            "tokens": self.state.tokens,
+            "tokens_per_second": self.state.tokens / max(self.state.seconds, 1e-9),
+            "final_loss": last_loss,
+            "eval_loss": eval_loss,
+            "processes": acc.num_processes,
+            "device": str(acc.device),
+            "config": asdict(self.config),
+            "residual": asdict(self.residual) if self.reference is not None else None,
+        }
+        if self.cache is not None:
+            summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
+        model = acc.unwrap_model(self.module).model
+        if self.config.lora_rank:
+            model = model.merge_and_unload()
+        if acc.is_main_process:
+            model.save_pretrained(self.out, safe_serialization=True)
+            self.tokenizer.save_pretrained(self.out)
+            (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        acc.wait_for_everyone()
+        return summary
+
+
+def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
+    """Run one training stage; returns the summary also written to OUT/train_summary.json."""
+    return Trainer(config, residual).train()
