@@ -249,8 +249,9 @@ def mix_masked_embeddings(
     """Eq. 2: at masked positions e = (1 - alpha) E[M] + alpha Delta; elsewhere E(x).
 
     token_embeds (B, L, D) in the model dtype; delta (B, L, D) and alpha (B, L) are the
-    residual state of the same positions; masked (B, L) bool. The mix is done in fp32.
+    residual state of the same positions; masked (B, L) bool. The mix is done in fp32, as
+    one `lerp` (E[M] + alpha (Delta - E[M])): the decode loop runs it at every step.
     """
     a = at_least_fp32(alpha).unsqueeze(-1)
-    mixed = (1.0 - a) * at_least_fp32(mask_embedding) + a * at_least_fp32(delta)
+    mixed = torch.lerp(at_least_fp32(mask_embedding).to(a.dtype), at_least_fp32(delta).to(a.dtype), a)
     return torch.where(masked.unsqueeze(-1), mixed.to(token_embeds.dtype), token_embeds)

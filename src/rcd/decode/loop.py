@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -95,7 +96,7 @@ def generate(
         models reuse the KV cache of finished blocks, bidirectional models recompute.
         "none" recomputes everything. "prefix" / "dual": Fast-dLLM's approximate caches
         for bidirectional models (see `rcd.decode.passes`; drift measured by
-        `python -m benchmarks.decode`).
+        `python -m benchmarks`).
     use_cache: False is the older spelling of cache="none".
     return_trace: record a `TraceStep` per denoising step.
     """
