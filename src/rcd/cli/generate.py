@@ -8,21 +8,22 @@ import time
 from .. import generate as rcd_generate
 from ..decode.text import decode_completions, encode_prompts, stop_ids
 from ..models.loading import load
-from .options import add_decode_arguments, decode_config, residual_config
+from .options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
 
 HELP = "decode prompts with a saved model"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model directory (save_pretrained format)")
+    add_model_arguments(parser)
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for a batch")
     add_decode_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load(args.model)
-    reference = load(args.reference)[0] if args.reference else None
+    options = load_config(args).kwargs()
+    model, tokenizer = load(args.model, **options)
+    reference = load(args.reference, **options)[0] if args.reference else None
     config = decode_config(args)
     input_ids, attention_mask = encode_prompts(tokenizer, args.prompt)
     eos = stop_ids(tokenizer, model.config)

@@ -1,10 +1,11 @@
-"""Flag groups shared by the commands that decode: decoding options and residual options."""
+"""Flag groups shared by the commands that decode: model loading, decoding, residual options."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..decode import DecodeConfig
+from ..models.loading import LoadConfig
 from ..residual import ResidualConfig
 from .args import add_dataclass_arguments, dataclass_from_args
 
@@ -25,3 +26,18 @@ def decode_config(args: argparse.Namespace) -> DecodeConfig:
 
 def residual_config(args: argparse.Namespace) -> ResidualConfig | None:
     return dataclass_from_args(ResidualConfig, args, prefix=RES_PREFIX) if args.rcd else None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model plus the loading options (preset, trust-remote-code, dtype, device, overrides)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help="checkpoint directory or hub id")
+    add_dataclass_arguments(group, LoadConfig, skip=("block_length",))
+    group.add_argument(
+        "--model-block-length", type=int, default=None,
+        help="block size a block-causal model was trained with (default: from config, preset or name)",
+    )
+
+
+def load_config(args: argparse.Namespace) -> LoadConfig:
+    return dataclass_from_args(LoadConfig, args, block_length=args.model_block_length)

@@ -21,8 +21,9 @@ def encode_prompts(
 
 
 def stop_ids(tokenizer: PreTrainedTokenizerBase, model_config=None) -> list[int]:
-    """EOS ids from the tokenizer and the model config (a dLLM may have several)."""
-    ids = {tokenizer.eos_token_id}
+    """EOS ids from the tokenizer, the model config and its preset (a dLLM may have several,
+    e.g. LLaDA's end-of-text and end-of-turn)."""
+    ids = {tokenizer.eos_token_id, *(getattr(model_config, "rcd_stop_token_ids", None) or ())}
     extra = getattr(model_config, "eos_token_id", None)
     ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
     return sorted(i for i in ids if i is not None)

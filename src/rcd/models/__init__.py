@@ -2,7 +2,19 @@
 
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
-from .loading import load
+from .loading import LoadConfig, load
+from .presets import PRESETS, Preset
 from .tiny import TINY_PRESETS, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
 
-__all__ = ["TINY_PRESETS", "ATTENTION_MODES", "DiffusionModel", "RcdTinyConfig", "RcdTinyForDiffusionLM", "load", "tiny_model"]
+__all__ = [
+    "ATTENTION_MODES",
+    "DiffusionModel",
+    "LoadConfig",
+    "PRESETS",
+    "Preset",
+    "RcdTinyConfig",
+    "RcdTinyForDiffusionLM",
+    "TINY_PRESETS",
+    "load",
+    "tiny_model",
+]

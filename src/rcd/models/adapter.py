@@ -1,19 +1,21 @@
 """The adapter: what rcd needs from any HF-compatible dLLM, and nothing about decoding.
 
-A dLLM here is a module with `forward(inputs_embeds=..., attention_mask=..., ...)`
-returning `.logits`, a `get_input_embeddings()` table and `config.mask_token_id`. The
-adapter turns rcd's logical request (these query positions, that attention structure,
-keep this much KV cache) into the model's call.
+A dLLM here is a module with a forward that takes input embeddings and returns logits,
+an input embedding table and `config.mask_token_id`. The adapter turns rcd's logical
+request (these query positions, that attention structure, keep this much KV cache) into
+an attention structure and position ids; the family's `ForwardConvention` turns those
+into the model's actual call (see `conventions.py`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .attention import ATTENTION_MODES, additive_bias, allowed_keys, position_ids
+from .attention import ATTENTION_MODES, allowed_keys, position_ids
+from .conventions import ForwardConvention, get_convention
 
 
 @dataclass
@@ -23,16 +25,24 @@ class DiffusionModel:
     attention: "bidirectional" (LLaDA, Dream) or "block-causal" (SDAR: bidirectional
         inside a block, causal across blocks, KV cache reusable for finished blocks).
     block_length: the block size a block-causal model was trained with, if known.
+    convention: how the family's forward is called (rcd-tiny and transformers-native
+        models: the default; LLaDA, Dream, SDAR: their own, see `rcd.models.presets`).
     """
 
     model: nn.Module
     mask_token_id: int
     attention: str = "bidirectional"
     block_length: int | None = None
+    convention: ForwardConvention = field(default_factory=ForwardConvention)
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.attention == "block-causal" and not self.convention.supports_cache:
+            raise ValueError(
+                f"{self.convention.name} models are bidirectional: their forward has no KV cache "
+                "for block-causal decoding"
+            )
 
     @classmethod
     def wrap(cls, model: nn.Module | DiffusionModel, attention: str | None = None) -> DiffusionModel:
@@ -40,22 +50,33 @@ class DiffusionModel:
         if isinstance(model, DiffusionModel):
             if attention is None or attention == model.attention:
                 return model
-            return cls(model.model, model.mask_token_id, attention, model.block_length)
+            return cls(model.model, model.mask_token_id, attention, model.block_length, model.convention)
         config = getattr(model, "config", None)
         mask_id = getattr(config, "mask_token_id", None)
         if mask_id is None:
             raise ValueError(
                 "the model has no mask token: set model.config.mask_token_id (a dLLM needs one)"
             )
-        if not hasattr(model, "get_input_embeddings"):
-            raise TypeError("the model must provide get_input_embeddings()")
+        convention = get_convention(convention_name(config))
         mode = attention or getattr(config, "attention", None) or "bidirectional"
-        return cls(model, int(mask_id), mode, getattr(config, "block_length", None))
+        dm = cls(model, int(mask_id), mode, getattr(config, "block_length", None), convention)
+        dm.embeddings()  # fail early on a model without a reachable embedding table
+        return dm
+
+    def embeddings(self) -> nn.Embedding:
+        """The input embedding module, found where the model family keeps it."""
+        try:
+            return self.convention.embeddings(self.model)
+        except (AttributeError, NotImplementedError) as err:
+            raise TypeError(
+                f"cannot reach the input embedding table of {type(self.model).__name__} "
+                f"({self.convention.name} convention): {err}"
+            ) from err
 
     @property
     def embedding_weight(self) -> torch.Tensor:
         """The input embedding table E (V x D) that residuals are built from."""
-        return self.model.get_input_embeddings().weight
+        return self.embeddings().weight
 
     @property
     def vocab_size(self) -> int:
@@ -70,7 +91,7 @@ class DiffusionModel:
         return self.embedding_weight.dtype
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(input_ids)
+        return self.embeddings()(input_ids)
 
     def mask_embedding(self) -> torch.Tensor:
         """E([M]), shape (D,)."""
@@ -126,20 +147,15 @@ class DiffusionModel:
         """The model call under an explicit attention pattern `allowed` (B, 1, Q, K) bool.
 
         Training uses it directly for layouts decoding never needs (the block-diffusion
-        2L concatenation of noisy and clean copies).
+        2L concatenation of noisy and clean copies). The family's forward convention
+        turns the pattern into its own arguments (and SDAR's into a training-safe call).
         """
-        out = self.model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=additive_bias(allowed, inputs_embeds.dtype),
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=keep is not None,
+        logits, cache = self.convention(
+            self.model, inputs_embeds, allowed, position_ids, cache=cache, use_cache=keep is not None
         )
-        if keep is None:
-            return out.logits, None
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        crop_cache(cache, keep)
-        return out.logits, cache
+        if keep is not None:
+            crop_cache(cache, keep)
+        return logits, cache
 
 
 def crop_cache(cache, length: int) -> None:
@@ -152,6 +168,17 @@ def crop_cache(cache, length: int) -> None:
         cache.crop(-extra)
     elif extra < 0:
         raise ValueError(f"cache holds {length + extra} positions, cannot keep {length}")
+
+
+def convention_name(config) -> str:
+    """The forward convention of a model config: set by `rcd.load`, else from its family."""
+    from .presets import detect_preset  # presets import the adapter's siblings only
+
+    explicit = getattr(config, "rcd_forward", None)
+    if explicit:
+        return explicit
+    preset = detect_preset(config)
+    return preset.forward if preset is not None else "hf"
 
 
 def check_reference(target: DiffusionModel, reference: DiffusionModel) -> None:

@@ -1,22 +1,180 @@
-"""Loading saved dLLMs and their tokenizers from a local directory."""
+"""Loading dLLMs and their tokenizers, ready for `rcd.generate` and training.
+
+`load` finds the family preset (LLaDA, Dream, SDAR, rcd-tiny, or any transformers
+architecture), loads model and tokenizer with the right Auto class, and writes what the
+adapter needs into the model config (mask id, attention mode, block size, forward
+convention, stop ids), so `DiffusionModel.wrap(model)` and a `save_pretrained` copy of the
+model both know them. Remote code runs only with `trust_remote_code=True`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+import transformers
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+from .adapter import DiffusionModel
+from .attention import ATTENTION_MODES
+from .compat import adapt_remote_class
+from .conventions import get_convention
+from .flash_fallback import install_sdpa_fallback
+from .presets import PRESETS, Preset, detect_preset, get_preset
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+# custom 4D masks reach the kernel with these two; flash-attention kernels take no masks
+_MASKED_ATTENTION = ("sdpa", "eager")
+
+
+@dataclass
+class LoadConfig:
+    """How to load a model; every field is also a CLI flag (`--preset`, `--dtype`, ...)."""
+
+    preset: str | None = field(
+        default=None,
+        metadata={"help": "model family (default: detected from the config)", "choices": tuple(PRESETS)},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "run the modeling code shipped with the checkpoint (LLaDA, Dream, SDAR)"}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "weights dtype", "choices": tuple(DTYPES)})
+    device: str | None = field(default=None, metadata={"help": "device, e.g. cuda or cpu"})
+    mask_token_id: int | None = field(default=None, metadata={"help": "override the mask token id"})
+    attention: str | None = field(
+        default=None, metadata={"help": "override the attention mode", "choices": ATTENTION_MODES}
+    )
+    block_length: int | None = field(default=None, metadata={"help": "block size of a block-causal model"})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "transformers attention kernel (sdpa or eager for native models)"}
+    )
+
+    def kwargs(self) -> dict:
+        return asdict(self)
 
 
 def load(
-    path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None
+    path_or_id: str | Path,
+    *,
+    preset: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    mask_token_id: int | None = None,
+    attention: str | None = None,
+    block_length: int | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """Model (eval mode) and tokenizer saved with `save_pretrained` in `path`."""
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no model at {path} (config.json missing)")
-    model = AutoModel.from_pretrained(path, dtype=dtype) if dtype else AutoModel.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    """Model (eval mode) and left-padding tokenizer of a checkpoint directory or hub id.
+
+    preset: family name (see `rcd.models.presets.PRESETS`); default: detected from the
+        config's model type, and "hf" (any transformers causal LM run as a dLLM) otherwise.
+    mask_token_id / attention / block_length: override the checkpoint's and the preset's.
+    """
+    source = _check_source(path_or_id)
+    config = _load_config(source, trust_remote_code)
+    chosen = get_preset(preset) if preset else (detect_preset(config, source) or PRESETS["hf"])
+    if chosen.remote_code and not trust_remote_code:
+        raise ValueError(
+            f"{source} is a {chosen.name} checkpoint, whose modeling code ships with the weights: "
+            "pass trust_remote_code=True (--trust-remote-code) if you trust it"
+        )
+    model = _load_model(source, config, chosen, trust_remote_code, _dtype(dtype), attn_implementation)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    _configure(model, tokenizer, chosen, mask_token_id, attention, block_length)
+    DiffusionModel.wrap(model)  # refuse now what decoding would refuse later
+    if chosen.remote_code:
+        install_sdpa_fallback(model)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _check_source(path_or_id: str | Path) -> str:
+    path = Path(path_or_id)
+    if path.is_dir() and not (path / "config.json").exists():
+        raise FileNotFoundError(f"no model at {path} (config.json missing)")
+    if not path.is_dir() and (path.is_absolute() or str(path_or_id).startswith(".") or path.exists()):
+        raise FileNotFoundError(f"no model directory at {path}")
+    return str(path_or_id)
+
+
+def _load_config(source: str, trust_remote_code: bool):
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        if not trust_remote_code and "trust_remote_code" in str(err):
+            raise ValueError(
+                f"{source} ships its own modeling code (as LLaDA, Dream and SDAR do): "
+                "pass trust_remote_code=True (--trust-remote-code) if you trust it"
+            ) from err
+        raise
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_implementation):
+    kwargs: dict = {"config": config, "trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if preset.forward == "hf":
+        attn_implementation = attn_implementation or "sdpa"
+        if attn_implementation not in _MASKED_ATTENTION:
+            raise ValueError(
+                f"attn_implementation {attn_implementation!r} cannot take rcd's custom attention masks; "
+                f"use one of {_MASKED_ATTENTION}"
+            )
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    class_ref = (getattr(config, "auto_map", None) or {}).get(preset.auto_class)
+    if preset.remote_code and class_ref:
+        model_class = adapt_remote_class(get_class_from_dynamic_module(class_ref, source))
+        return model_class.from_pretrained(source, **kwargs)
+    return getattr(transformers, preset.auto_class).from_pretrained(source, **kwargs)
+
+
+def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block_length) -> None:
+    """Write mask id, attention mode, block size, convention and stop ids into the config."""
+    config = model.config
+    vocab = get_convention(preset.forward).embeddings(model).weight.shape[0]
+    mask_id = _first(mask_token_id, getattr(config, "mask_token_id", None), preset.mask_token_id,
+                     tokenizer.mask_token_id)
+    if mask_id is None:
+        raise ValueError(
+            "no mask token id: the config, the tokenizer and the preset give none; pass mask_token_id"
+        )
+    if not 0 <= mask_id < vocab:
+        raise ValueError(f"mask token id {mask_id} is outside the embedding table ({vocab} rows)")
+    config_attention = getattr(config, "attention", None)
+    mode = _first(attention, config_attention if config_attention in ATTENTION_MODES else None, preset.attention)
+    block = _first(block_length, preset.block_length, getattr(config, "block_length", None))
+    if mode == "block-causal" and block is None:
+        raise ValueError(
+            "a block-causal model needs its block size: pass block_length (SDAR: preset sdar-b32 etc.)"
+        )
+    config.mask_token_id = int(mask_id)
+    config.attention = mode
+    config.block_length = block
+    config.rcd_forward = preset.forward
+    config.rcd_preset = preset.name
+    config.rcd_stop_token_ids = [i for i in preset.stop_token_ids if i < vocab]
+
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token_id == mask_id:
+        raise ValueError("the pad token must differ from the mask token (padding would read as [M])")
+    if tokenizer.chat_template is None and preset.chat_template is not None:
+        tokenizer.chat_template = preset.chat_template
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)

@@ -10,8 +10,6 @@ with the transformers Auto classes under model type "rcd-tiny".
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
@@ -26,6 +24,7 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .attention import ATTENTION_MODES, additive_bias
+from .conventions import cache_argument
 from .attention import position_ids as padded_positions
 
 
@@ -97,13 +96,7 @@ class RcdTinyForDiffusionLM(LlamaPreTrainedModel):
         return embeds.new_ones((embeds.shape[0], past + embeds.shape[1]), dtype=torch.bool)
 
 
-def _cache_kwarg_name() -> str:
-    """transformers 5.x renamed Llama's `past_key_values` argument to `cache`."""
-    params = inspect.signature(inspect.unwrap(LlamaModel.forward)).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-_CACHE_KWARG = _cache_kwarg_name()
+_CACHE_KWARG = cache_argument(LlamaModel)
 
 AutoConfig.register(RcdTinyConfig.model_type, RcdTinyConfig, exist_ok=True)
 AutoModel.register(RcdTinyConfig, RcdTinyForDiffusionLM, exist_ok=True)

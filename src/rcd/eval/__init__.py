@@ -1,0 +1,21 @@
+"""Evaluation: benchmarks, grading, the resumable `rcd eval` runner, lm-eval integration."""
+
+from .grading import extract_answer, grade, is_equivalent
+from .scoring import rescore, summarize
+from .runner import EvalConfig, evaluate
+from .tasks import TASKS, Problem, Task, get_task, load_problems
+
+__all__ = [
+    "EvalConfig",
+    "Problem",
+    "TASKS",
+    "Task",
+    "evaluate",
+    "extract_answer",
+    "get_task",
+    "grade",
+    "is_equivalent",
+    "load_problems",
+    "rescore",
+    "summarize",
+]

@@ -1,0 +1,119 @@
+"""lm-evaluation-harness model type "rcd": generate-until tasks with SeqD or RCD decoding.
+
+Importing this module registers "rcd" with lm-eval (which has no plugin discovery for
+model types); `rcd lm-eval ...` does that and then runs lm-eval's own command line, so
+`rcd lm-eval --model rcd --model_args pretrained=DIR,residual=entropy,... --tasks gsm8k`
+works like `lm_eval`. `model_args` take the flags of `rcd eval` with underscores
+(gen_length, block_length, threshold, steps, temperature, stop_at_eos, preset,
+trust_remote_code, dtype, reference, res_temperature, res_init, ...); `residual=ALPHA`
+turns RCD on with that alpha strategy (`residual=none`: SeqD). Decoding options come from
+model_args, not from the task's generation kwargs; a task's `until` strings cut the text.
+
+Loglikelihood requests (multiple-choice tasks) are refused: a dLLM has no left-to-right
+likelihood, and the Monte Carlo estimate of LLaDA's evaluator is not implemented here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from tqdm.auto import tqdm
+
+from ..cli.options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
+from .decoder import Decoder
+
+LOGLIKELIHOOD_REFUSED = (
+    "the rcd model type decodes by diffusion and answers generate_until tasks only (e.g. gsm8k, "
+    "minerva_math); loglikelihood requests (multiple-choice and perplexity tasks) are not supported"
+)
+
+
+def _options(pretrained: str, kwargs: dict) -> argparse.Namespace:
+    """model_args -> the same parsed options as `rcd eval`'s flags."""
+    parser = argparse.ArgumentParser(prog="rcd lm-eval model_args", add_help=False)
+    add_model_arguments(parser)
+    add_decode_arguments(parser)
+    argv = ["--model", pretrained]
+    residual = kwargs.pop("residual", None)
+    if residual is not None and str(residual).lower() not in ("none", "false", "off"):
+        argv += ["--rcd", "--res-alpha", str(residual)]
+    for key, value in kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+            truth = value if isinstance(value, bool) else str(value).lower() == "true"
+            argv.append(flag if truth else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as err:
+        raise ValueError(f"bad rcd model_args: {' '.join(argv[2:])}") from err
+
+
+@register_model("rcd")
+class RcdLM(TemplateLM):
+    def __init__(self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, device=None, **kwargs):
+        super().__init__()
+        kwargs = {k: v for k, v in {"device": _available(device), **kwargs}.items() if v is not None}
+        options = _options(pretrained, kwargs)
+        self.decoder = Decoder.load(
+            pretrained, load_config(options), decode_config(options), residual_config(options), options.reference
+        )
+        self.tokenizer = self.decoder.tokenizer
+        self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        return self.tokenizer.encode(string, add_special_tokens=bool(add_special_tokens))
+
+    def _loglikelihood_tokens(self, requests, **kwargs):
+        raise NotImplementedError(LOGLIKELIHOOD_REFUSED)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(LOGLIKELIHOOD_REFUSED)
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        results = []
+        bar = tqdm(total=len(requests), desc="rcd generate_until", disable=disable_tqdm)
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start : start + self.batch_size]
+            texts, _ = self.decoder.complete([r.args[0] for r in batch])
+            for request, text in zip(batch, texts):
+                text = _cut(text, request.args[1].get("until"))
+                self.cache_hook.add_partial("generate_until", request.args, text)
+                results.append(text)
+            bar.update(len(batch))
+        bar.close()
+        return results
+
+
+def _available(device: str | None) -> str | None:
+    """lm-eval's --device defaults to cuda; fall back to the CPU where there is none."""
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"device {device!r} is not available; running on cpu", stacklevel=3)
+        return "cpu"
+    return device
+
+
+def _cut(text: str, until) -> str:
+    """Text up to the earliest stop string."""
+    stops = [until] if isinstance(until, str) else list(until or [])
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return text[: min(cuts)] if cuts else text

@@ -1,0 +1,61 @@
+"""The predictions file: one JSON row per sample, appended and fsynced as it is made.
+
+A run killed at any moment loses at most the row being written: every finished row is on
+disk, and a torn last line (no newline, or cut JSON) is ignored on reading and cut off
+before appending again. Several processes may append to one file: each row is a single
+`write` to a file opened with O_APPEND, which the OS does not interleave on a local disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Complete rows of a predictions file ([] if it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn or empty
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not a JSON row") from err
+    return rows
+
+
+def cut_torn_tail(path: str | Path) -> None:
+    """Remove an unfinished last line, so the next row starts on a line of its own."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+
+class RowWriter:
+    """Appends rows durably: one write and one fsync per row."""
+
+    def __init__(self, path: str | Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, row: dict) -> None:
+        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,53 @@
+"""Summaries of graded rows, and re-grading a predictions file without a model (`rcd score`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .grading import grade
+from .predictions import read_rows
+from .tasks import get_task, load_problems
+
+
+def summarize(rows: list[dict], task: str) -> dict:
+    """Accuracy (pass@1: the mean over all samples of all problems) and speed figures.
+
+    tokens_per_step pools all rows (decoded positions / forward passes, as
+    `GenerationOutput.tokens_per_step`); tokens_per_second divides decoded positions by
+    decoding time per process.
+    """
+    n = len(rows)
+    tokens = sum(r.get("tokens", 0) for r in rows)
+    passes = sum(r.get("nfe", 0) for r in rows)
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    return {
+        "task": task,
+        "accuracy": sum(bool(r["correct"]) for r in rows) / n if n else 0.0,
+        "n": n,
+        "n_problems": len({r["index"] for r in rows}),
+        "tokens_per_step": tokens / passes if passes else None,
+        "tokens_per_second": tokens / seconds if seconds else None,
+        "mean_nfe": passes / n if n else None,
+        "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in rows) / n if n else None,
+    }
+
+
+def rescore(task_name: str, predictions: str | Path, data: str | Path | None = None) -> tuple[dict, list[dict]]:
+    """Grade every row's `completion` against the data file's gold answer at row `index`.
+
+    Returns the summary and the re-graded rows (`answer`, `gold`, `correct` replaced).
+    """
+    task = get_task(task_name)
+    problems = load_problems(task, data)
+    rows = read_rows(predictions)
+    regraded = []
+    for number, row in enumerate(rows, 1):
+        if "index" not in row or "completion" not in row:
+            raise ValueError(f"{predictions}:{number}: a row needs 'index' and 'completion'")
+        index = row["index"]
+        if not isinstance(index, int) or not 0 <= index < len(problems):
+            raise ValueError(f"{predictions}:{number}: index {index!r} is not a row of the data file")
+        gold = problems[index].gold
+        answer, correct = grade(row["completion"], gold, task.style)
+        regraded.append({**row, "answer": answer, "gold": gold, "correct": correct})
+    return summarize(regraded, task.name), regraded

@@ -1,0 +1,141 @@
+"""How each dLLM family's forward is called with input embeddings and an attention structure.
+
+rcd states attention as a boolean (B, 1, Q, K) `allowed` tensor (True: query q may see key
+k) plus RoPE position ids. A convention turns that into the arguments one family's forward
+expects and returns (logits, cache). The families really differ (docs/field-notes.md):
+
+- hf: transformers-native models (rcd-tiny, Llama, Qwen2, Qwen3, ...): an additive 4D mask
+  used as given, position ids, a transformers Cache (argument `cache` in transformers 5,
+  `past_key_values` before).
+- llada: no mask or a 2D padding mask (LLaDA applies it only when it holds a zero), any
+  other structure as an additive `attention_bias`; no position ids, no KV cache. Whether
+  the attention kernel honours mask and bias depends on the version of the checkpoint's
+  code (a public copy of the original passes no mask to SDPA): unpadded batches are exact.
+- dream: a boolean 4D mask and position ids; the logits are shifted right by one, since
+  Dream (initialised from an AR model) predicts token i at position i - 1.
+- sdar: a boolean 4D mask (the remote code calls `.bool()` on it), position ids, and
+  `store_kv` to write the keys into the cache. Its top-level forward refuses
+  `inputs_embeds` in training mode, so the backbone (`model.model`) and `lm_head` are
+  called directly: one path for decoding and training.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+from .attention import additive_bias
+
+
+class ForwardConvention:
+    """transformers-native call: additive 4D mask, position ids, transformers cache."""
+
+    name = "hf"
+    supports_cache = True
+
+    def embeddings(self, model: nn.Module) -> nn.Embedding:
+        return model.get_input_embeddings()
+
+    def __call__(
+        self,
+        model: nn.Module,
+        inputs_embeds: torch.Tensor,
+        allowed: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache=None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, object]:
+        out = model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=additive_bias(allowed, inputs_embeds.dtype),
+            position_ids=position_ids,
+            use_cache=use_cache,
+            **{cache_argument(type(model)): cache},
+        )
+        return out.logits, _output_cache(out) if use_cache else None
+
+
+class LLaDAConvention(ForwardConvention):
+    """LLaDA: 2D padding mask or `attention_bias`, positions implied (0..L-1), no cache."""
+
+    name = "llada"
+    supports_cache = False
+
+    def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        _refuse_cache(self.name, cache, use_cache)
+        q, k = allowed.shape[-2:]
+        same_keys_for_all_queries = bool((allowed == allowed[:, :, :1, :]).all())
+        if q == k and bool(allowed.all()):
+            extra = {}
+        elif q == k and same_keys_for_all_queries:
+            extra = {"attention_mask": allowed[:, 0, 0, :].long()}
+        else:
+            extra = {"attention_bias": additive_bias(allowed, torch.float32)}
+        # use_cache=False said explicitly: LLaDA reads config.use_cache otherwise, an attribute
+        # transformers 5 configs no longer carry
+        return model(inputs_embeds=inputs_embeds, use_cache=False, **extra).logits, None
+
+
+class DreamConvention(ForwardConvention):
+    """Dream: boolean 4D mask, position ids; logits shifted so position i predicts token i."""
+
+    name = "dream"
+    supports_cache = False
+
+    def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        _refuse_cache(self.name, cache, use_cache)
+        logits = model(inputs_embeds=inputs_embeds, attention_mask=allowed, position_ids=position_ids).logits
+        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1), None
+
+
+class SDARConvention(ForwardConvention):
+    """SDAR: backbone + lm_head, boolean 4D mask, `store_kv` while caching."""
+
+    name = "sdar"
+
+    def embeddings(self, model: nn.Module) -> nn.Embedding:
+        return model.model.embed_tokens
+
+    def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        out = model.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=allowed,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=use_cache,
+            store_kv=use_cache,
+        )
+        logits = model.lm_head(out.last_hidden_state)
+        return logits, _output_cache(out) if use_cache else None
+
+
+CONVENTIONS: dict[str, ForwardConvention] = {
+    c.name: c for c in (ForwardConvention(), LLaDAConvention(), DreamConvention(), SDARConvention())
+}
+
+
+def get_convention(name: str) -> ForwardConvention:
+    if name not in CONVENTIONS:
+        raise ValueError(f"unknown forward convention {name!r}; known: {sorted(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
+
+def _refuse_cache(name: str, cache, use_cache: bool) -> None:
+    if cache is not None or use_cache:
+        raise ValueError(f"the {name} forward has no KV cache (bidirectional models recompute every step)")
+
+
+@functools.cache
+def cache_argument(model_type: type) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` in the native models' forward."""
+    params = inspect.signature(inspect.unwrap(model_type.forward)).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(out):
+    """The cache of a model output, whichever name the model's transformers version uses."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)

@@ -1,0 +1,66 @@
+"""`rcd demo --quick` end to end (structure, not numbers), and `rcd sweep` on its models."""
+
+import json
+
+import pytest
+
+from rcd.cli import main
+
+POINT_KEYS = {"setting": str, "tokens_per_step": float, "accuracy": float, "n": int}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def check_curves(curves, names):
+    assert set(names) <= set(curves)
+    for name in names:
+        assert curves[name], name
+        for point in curves[name]:
+            for key, kind in POINT_KEYS.items():
+                assert isinstance(point[key], kind), (name, key)
+            assert 0.0 <= point["accuracy"] <= 1.0 and point["tokens_per_step"] > 0
+
+
+def is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_demo_writes_the_report(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    assert isinstance(report["task"], str)
+    check_curves(report["curves"], ["seqd", "rcd"])
+    settings = [p["setting"] for p in report["curves"]["seqd"]]
+    assert any(s.startswith("steps=") for s in settings) and any(s.startswith("tau=") for s in settings)
+    for stage in ("ref", "seqd", "rcd"):
+        figures = report["training"][stage]
+        assert figures["steps"] > 0 and figures["train_seconds"] > 0 and figures["final_loss"] > 0
+    assert report["training"]["seqd"]["steps"] == report["training"]["rcd"]["steps"]  # same budget
+    assert report["total_seconds"] > 0
+    assert is_png(demo_dir / "pareto.png") and is_png(demo_dir / "trace.png")
+    table = (demo_dir / "report.md").read_text()
+    assert "| setting |" in table and "seqd" in table and "rcd" in table
+
+
+def test_demo_reuses_finished_stages(demo_dir, capsys):
+    before = json.loads((demo_dir / "report.json").read_text())["training"]
+    assert main(["demo", "--quick", "--out", str(demo_dir)]) == 0
+    after = json.loads((demo_dir / "report.json").read_text())["training"]
+    assert after == before  # nothing retrained
+
+
+def test_sweep_command_on_demo_models(demo_dir, tmp_path):
+    report = json.loads((demo_dir / "report.json").read_text())
+    args = ["sweep", "--model", str(demo_dir / "rcd"), "--reference", str(demo_dir / "ref"),
+            "--baseline", str(demo_dir / "seqd"), "--data", str(demo_dir / "data" / "test.jsonl"),
+            "--task", report["task"], "--out", str(tmp_path), "--gen-length", str(report["decoding"]["gen_length"]),
+            "--tokens-per-step", "1,4", "--thresholds", "0.9", "--limit", "40"]
+    assert main(args) == 0
+    sweep = json.loads((tmp_path / "report.json").read_text())
+    check_curves(sweep["curves"], ["seqd", "rcd", "rcd-cold", "no-residual"])
+    assert all(p["n"] == 40 for p in sweep["curves"]["rcd"])
+    assert is_png(tmp_path / "pareto.png")
