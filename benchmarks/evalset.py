@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -12,26 +12,19 @@ import torch
 
 import rcd
 from rcd.data import TASKS, read_jsonl
-from rcd.decode.text import stop_ids
-
-Grader = Callable[[dict[str, Any], str], bool]
-
-
-def exact_answer(row: dict[str, Any], completion: str) -> bool:
-    """The default grader: the completion equals the row's `answer` (or `response`)."""
-    return completion.strip() == str(row.get("answer", row.get("response", ""))).strip()
+from rcd.eval.decoder import Decoder
+from rcd.eval.sweep import Checker, exact_match
 
 
 @dataclass
 class EvalSet:
     rows: list[dict[str, Any]]
-    grade: Grader = exact_answer
+    grade: Checker = exact_match
 
     @classmethod
     def from_jsonl(cls, path: str | Path, task: str | None = None) -> EvalSet:
-        """Rows with a `prompt`; graded by rcd.data.TASKS[task] if given, else exact answer."""
-        grade = TASKS[task].is_correct if task else exact_answer
-        return cls(read_jsonl(path), grade)
+        """Rows with a `prompt`; graded by rcd.data.TASKS[task] if given, else exact `answer`."""
+        return cls(read_jsonl(path), TASKS[task].is_correct if task else exact_match)
 
     def score(self, completions: Sequence[str]) -> dict[str, float]:
         """Accuracy and its binomial standard error (the noise level of a comparison)."""
@@ -50,16 +43,10 @@ def decode(
     **overrides: Any,
 ) -> tuple[torch.Tensor, list[str]]:
     """(generated ids (N, gen_length), completions cut at EOS) for every row, in batches."""
-    eos = stop_ids(tokenizer, model.config)
-    config = replace(decode_config, **overrides)
+    decoder = Decoder(model, tokenizer, replace(decode_config, **overrides), residual)
     generated, texts = [], []
     for start in range(0, len(evalset.rows), batch_size):
-        prompts = [row["prompt"] for row in evalset.rows[start : start + batch_size]]
-        ids, mask = rcd.encode_prompts(tokenizer, prompts)
-        out = rcd.generate(
-            model, ids.to(model.device), attention_mask=mask.to(model.device), residual=residual,
-            eos_token_id=eos or None, **config.generate_kwargs(),
-        )
+        batch_texts, out = decoder.complete([row["prompt"] for row in evalset.rows[start : start + batch_size]])
         generated.append(out.generated.cpu())
-        texts += rcd.decode_completions(tokenizer, out.generated, eos)
+        texts += batch_texts
     return torch.cat(generated), texts

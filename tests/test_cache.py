@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import rcd
+from rcd.models.conventions import get_convention
 from conftest import make_model, random_prompts
 
 RESIDUALS = {
@@ -98,6 +99,9 @@ def test_cache_errors(bidirectional, block_causal):
         rcd.generate(bidirectional, prompts, cache="dual", use_cache=False, **kw)
     with pytest.raises(ValueError, match="exact already"):
         rcd.generate(block_causal, prompts, cache="prefix", **kw)
+    no_cache = rcd.DiffusionModel(bidirectional, bidirectional.config.mask_token_id, convention=get_convention("llada"))
+    with pytest.raises(ValueError, match="llada forward lacks"):
+        rcd.generate(no_cache, prompts, cache="dual", **kw)
 
 
 def test_use_cache_false_is_cache_none(block_causal):

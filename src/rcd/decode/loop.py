@@ -107,7 +107,7 @@ def generate(
     steps_per_block = _check_options(
         dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
     )
-    cache = check_cache(cache, use_cache, dm.attention)
+    cache = check_cache(cache, use_cache, dm)
     batch, prompt_len = input_ids.shape
     device = dm.device
     mask_id = dm.mask_token_id

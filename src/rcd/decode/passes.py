@@ -48,7 +48,7 @@ class DecodeSequence:
         return self.ids.shape[1]
 
 
-def check_cache(cache: str, use_cache: bool, attention: str) -> str:
+def check_cache(cache: str, use_cache: bool, dm: DiffusionModel) -> str:
     """The effective cache mode; `use_cache=False` is the older spelling of cache="none"."""
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
@@ -56,11 +56,14 @@ def check_cache(cache: str, use_cache: bool, attention: str) -> str:
         if cache != "exact":
             raise ValueError(f"use_cache=False turns caching off; it contradicts cache={cache!r}")
         return "none"
-    if cache in APPROXIMATE_CACHES and attention != "bidirectional":
-        raise ValueError(
-            f"cache={cache!r} approximates bidirectional attention; a {attention} model's "
-            "KV cache is exact already (cache='exact')"
-        )
+    if cache in APPROXIMATE_CACHES:
+        if dm.attention != "bidirectional":
+            raise ValueError(
+                f"cache={cache!r} approximates bidirectional attention; a {dm.attention} model's "
+                "KV cache is exact already (cache='exact')"
+            )
+        if not dm.convention.supports_cache:
+            raise ValueError(f"cache={cache!r} needs a KV cache, which the {dm.convention.name} forward lacks")
     return cache
 
 
