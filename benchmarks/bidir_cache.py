@@ -14,7 +14,8 @@ import torch
 import rcd
 from rcd.models.tiny import TINY_PRESETS
 
-from .evalset import EvalSet, decode
+from .agreement import Variant, compare
+from .evalset import EvalSet
 from .measure import time_call
 from .tiny_decode import VOCAB
 from .training import TrainedModels
@@ -39,10 +40,10 @@ def _random_rows(device: torch.device, quick: bool) -> list[dict]:
             rows.append({
                 "model": f"tiny-s random (V={VOCAB}), batch 8, gen {gen}, block 32, steps {gen // 2}",
                 "decoding": name,
-                "cache": mode,
+                "variant": mode,
+                "token_agreement_with_exact": float((out.generated == exact_ids).float().mean()),
                 "seconds": seconds,
                 "speedup_vs_exact": exact_s / seconds,
-                "token_agreement_with_exact": float((out.generated == exact_ids).float().mean()),
             })
     return rows
 
@@ -53,22 +54,11 @@ def _trained_rows(device: torch.device, trained: TrainedModels) -> list[dict]:
     rows = []
     for name, path, residual in (("seqd", trained.seqd, None), ("rcd", trained.rcd, rcd.ResidualConfig())):
         model, tokenizer = rcd.load(path, device=device)
-        results = {
-            mode: time_call(lambda: decode(model, tokenizer, evalset, config, residual, cache=mode), device)
-            for mode in MODES
-        }
-        exact_ids, exact_s = results["exact"][0][0], results["exact"][1]
-        for mode, ((ids, texts), seconds) in results.items():
-            rows.append({
-                "model": f"{trained.task}: tiny-s stage {name}, {len(evalset.rows)} prompts, "
-                f"gen {config.gen_length}, block {config.block_length}, steps {config.steps}",
-                "decoding": name,
-                "cache": mode,
-                "seconds": seconds,
-                "speedup_vs_exact": exact_s / seconds,
-                "token_agreement_with_exact": float((ids == exact_ids).float().mean()),
-                **evalset.score(texts),
-            })
+        setting = (f"{trained.task}: tiny-s stage {name}, {len(evalset.rows)} prompts, "
+                   f"gen {config.gen_length}, block {config.block_length}, steps {config.steps}")
+        variants = [Variant(cache=c) for c in MODES[1:]]
+        rows += [{"model": setting, "decoding": name, **row}
+                 for row in compare(model, tokenizer, evalset, config, residual, variants)]
     return rows
 
 

@@ -72,7 +72,7 @@ def markdown(results: dict) -> str:
         out += ["## Prefix / dual cache (bidirectional): speed and drift from exact decoding", ""]
         out += _table(
             ["setting", "decoding", "cache", "seconds", "speedup", "token agreement", "accuracy"],
-            [[r["model"], r["decoding"], r["cache"], r["seconds"], r["speedup_vs_exact"],
+            [[r["model"], r["decoding"], r["variant"], r["seconds"], r["speedup_vs_exact"],
               r["token_agreement_with_exact"],
               f"{r['accuracy']:.3f} ± {r['stderr']:.3f}" if "accuracy" in r else "n/a"]
              for r in sections["approx-cache"]],
@@ -88,10 +88,10 @@ def markdown(results: dict) -> str:
                                        e["mean_top_k_mass"]])
         out += _table(["model", "k", "max rel. Delta error", "mean rel. Delta error", "mean top-k mass"],
                       [[a, b, _f(c, 4), _f(d, 4), _f(e, 4)] for a, b, c, d, e in error_rows])
-        decode_rows = [[topk["random"]["model"], r["residual"], r["token_agreement_with_dense"], "n/a"]
+        decode_rows = [[topk["random"]["model"], r["variant"], r["token_agreement_with_exact"], "n/a"]
                        for r in topk["random"]["decoding"]]
         if "trained" in topk:
-            decode_rows += [[topk["trained"]["model"], r["residual"], r["token_agreement_with_dense"],
+            decode_rows += [[topk["trained"]["model"], r["variant"], r["token_agreement_with_exact"],
                              f"{r['accuracy']:.3f} ± {r['stderr']:.3f}"] for r in topk["trained"]["decoding"]]
         out += _table(["model", "residual", "token agreement with dense", "accuracy"], decode_rows)
     if "training" in sections:

@@ -1,33 +1,20 @@
-"""Sparse top-k residual vs the exact one: Delta error, decoding agreement, accuracy.
+"""Sparse top-k residual vs the dense one: Delta error, decoding agreement, accuracy.
 
-As a section of `python -m benchmarks`: random and slightly-trained tiny models. Alone,
-on any trained model and graded JSONL set:
-
-    python -m benchmarks.topk --model DIR --data test.jsonl [--task sort] [--k 8 32 128] \
-        [--gen-length 32 --block-length 8 --steps 16 ...] [--json OUT]
-
-prints, per k (and the dense residual), accuracy with its standard error and the token
-agreement with dense RCD decoding. A top-k default would need accuracy unchanged within
-that noise on real tasks.
+On random and slightly-trained tiny models; `python -m benchmarks.agreement` runs the
+decoding comparison on any trained model and graded JSONL set.
 """
 
 from __future__ import annotations
-
-import argparse
-import dataclasses
-import json
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 import rcd
-from rcd.cli.args import add_dataclass_arguments, dataclass_from_args
-from rcd.cli.options import RES_PREFIX
 from rcd.models.tiny import TINY_PRESETS
 from rcd.residual import residual_from_logits, residual_probs
 
-from .evalset import EvalSet, decode
+from .agreement import Variant, compare
+from .evalset import EvalSet
 from .tiny_decode import VOCAB
 from .training import TrainedModels
 
@@ -60,31 +47,6 @@ def delta_error(model: torch.nn.Module, input_ids: torch.Tensor, ks=TOP_K) -> di
     return out
 
 
-def compare(
-    model: torch.nn.Module,
-    tokenizer,
-    evalset: EvalSet,
-    decode_config: rcd.DecodeConfig,
-    residual: rcd.ResidualConfig,
-    ks=TOP_K,
-) -> list[dict]:
-    """Dense RCD and top-k RCD on one graded set: accuracy, agreement with dense tokens."""
-    rows = []
-    dense_ids = None
-    for k in (None, *ks):
-        if k is not None and k >= model.get_input_embeddings().weight.shape[0]:
-            continue
-        config = dataclasses.replace(residual, top_k=k)
-        ids, texts = decode(model, tokenizer, evalset, decode_config, config)
-        dense_ids = ids if k is None else dense_ids
-        rows.append({
-            "residual": "dense" if k is None else f"top{k}",
-            **evalset.score(texts),
-            "token_agreement_with_dense": float((ids == dense_ids).float().mean()),
-        })
-    return rows
-
-
 def run(device: torch.device, quick: bool, trained: TrainedModels | None) -> dict:
     """The benchmark section: a random demo-size model, then the slightly-trained one."""
     random_model = rcd.tiny_model(VOCAB, seed=0, **TINY_PRESETS["tiny-s"]).to(device)
@@ -100,7 +62,10 @@ def run(device: torch.device, quick: bool, trained: TrainedModels | None) -> dic
         kw = dict(gen_length=gen, block_length=32, steps=gen // 2)
         dense = rcd.generate(random_model, prompts.to(device), residual=rcd.ResidualConfig(), **kw)
         sparse = rcd.generate(random_model, prompts.to(device), residual=rcd.ResidualConfig(top_k=k), **kw)
-        agreement.append({"residual": f"top{k}", "token_agreement_with_dense": float((dense.generated == sparse.generated).float().mean())})
+        agreement.append({
+            "variant": f"top{k}",
+            "token_agreement_with_exact": float((dense.generated == sparse.generated).float().mean()),
+        })
     result["random"]["decoding"] = agreement
     if trained is not None:
         model, tokenizer = rcd.load(trained.rcd, device=device)
@@ -112,35 +77,7 @@ def run(device: torch.device, quick: bool, trained: TrainedModels | None) -> dic
             "model": f"{trained.task}: tiny-s stage rcd (V={model.config.vocab_size})",
             "decode": config.describe() + f", gen {config.gen_length}, block {config.block_length}",
             "delta_error": delta_error(model, masked),
-            "decoding": compare(model, tokenizer, evalset, config, rcd.ResidualConfig()),
+            "decoding": compare(model, tokenizer, evalset, config, rcd.ResidualConfig(),
+                                [Variant(top_k=k) for k in TOP_K if k < model.config.vocab_size]),
         }
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.topk", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained model directory (save_pretrained format)")
-    parser.add_argument("--data", required=True, help="JSONL with a 'prompt' (and 'answer') per line")
-    parser.add_argument("--task", default=None, help="grade with rcd.data.TASKS[task] instead of exact answer")
-    parser.add_argument("--k", type=int, nargs="+", default=list(TOP_K), help="top-k values to compare")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    add_dataclass_arguments(parser.add_argument_group("decoding"), rcd.DecodeConfig)
-    group = parser.add_argument_group("residual (RCD is always on; top-k comes from --k)")
-    add_dataclass_arguments(group, rcd.ResidualConfig, prefix=RES_PREFIX, skip=("top_k",))
-    args = parser.parse_args(argv)
-    model, tokenizer = rcd.load(args.model, device=args.device)
-    config = dataclass_from_args(rcd.DecodeConfig, args)
-    residual = dataclass_from_args(rcd.ResidualConfig, args, prefix=RES_PREFIX)
-    rows = compare(model, tokenizer, EvalSet.from_jsonl(args.data, args.task), config, residual, args.k)
-    for row in rows:
-        print(f"{row['residual']:>6}: accuracy {row['accuracy']:.3f} ± {row['stderr']:.3f} (n={row['n']}), "
-              f"token agreement with dense {row['token_agreement_with_dense']:.3f}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

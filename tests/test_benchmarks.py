@@ -3,6 +3,7 @@
 import torch
 
 import rcd
+from benchmarks.agreement import Variant, compare
 from benchmarks.evalset import EvalSet
 from benchmarks.measure import PeakMemory, StepClock
 from benchmarks.topk import delta_error
@@ -37,3 +38,17 @@ def test_delta_error_shrinks_with_k():
     assert set(errors) == {"top4", "top32"}  # k >= V is the dense residual itself
     assert errors["top32"]["max_rel_error"] < errors["top4"]["max_rel_error"]
     assert errors["top32"]["positions"] == 16
+
+
+def test_agreement_compares_variants_with_exact_decoding():
+    tok = rcd.char_tokenizer()
+    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
+                           eos_token_id=tok.eos_token_id, hidden_size=32, num_hidden_layers=1,
+                           num_attention_heads=4, initializer_range=0.3).double()
+    rows = [{"prompt": p, "answer": "7"} for p in ("3+4=", "12+1=", "9=")]
+    config = rcd.DecodeConfig(gen_length=8, block_length=4, steps=8)
+    variants = [Variant(top_k=8), Variant(cache="prefix")]
+    out = compare(model, tok, EvalSet(rows), config, rcd.ResidualConfig(), variants, batch_size=2)
+    assert [r["variant"] for r in out] == ["exact", "top8", "prefix"]
+    assert out[0]["token_agreement_with_exact"] == 1.0 and out[0]["n"] == 3
+    assert out[2]["token_agreement_with_exact"] == 1.0  # the prefix cache is exact for one layer
