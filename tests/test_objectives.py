@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from conftest import make_model
 from naive import _logits as naive_logits
 from rcd.models.adapter import DiffusionModel
-from rcd.train.noise import NoisyBatch, add_noise, extra_masks
+from rcd.train.noise import NoisyBatch, add_noise, with_extra_masks
 from rcd.train.objectives import diffusion_loss, noisy_logits
 
 MASK = 47
@@ -24,7 +24,7 @@ def fixed_batch(gen_start=3, length=11, block_length=None):
     weight = torch.where(masked, 1 / t, 0.0)
     return NoisyBatch(
         clean=clean, noisy=clean.masked_fill(masked, MASK), masked=masked, weight=weight,
-        key_valid=torch.ones_like(masked), gen_start=gen_start, noise_key=(0, 0, [0, 1]),
+        key_valid=torch.ones_like(masked), gen_start=gen_start, mask_token_id=MASK, noise_key=(0, 0, [0, 1]),
     ), t
 
 
@@ -75,7 +75,7 @@ def test_block_diffusion_is_padding_invariant():
     padded = NoisyBatch(
         clean=F.pad(batch.clean, (pad, 0)), noisy=F.pad(batch.noisy, (pad, 0)), masked=F.pad(batch.masked, (pad, 0)),
         weight=F.pad(batch.weight, (pad, 0)), key_valid=F.pad(batch.key_valid, (pad, 0)),
-        gen_start=batch.gen_start + pad, noise_key=batch.noise_key,
+        gen_start=batch.gen_start + pad, mask_token_id=MASK, noise_key=batch.noise_key,
     )
     with torch.no_grad():
         a = diffusion_loss(noisy_logits(dm, dm.embed(batch.noisy), batch, 4), batch)
@@ -107,5 +107,6 @@ def test_noise_levels_and_masks():
     for row in levels:  # one level per block
         seen = row[~row.isnan()]
         assert len(seen) == 0 or torch.allclose(seen, seen[0].expand_as(seen))
-    more = extra_masks(noisy, 0.3)
-    assert (more >= noisy.masked).all() and more.sum() > noisy.masked.sum() and not more[:, :8].any()
+    more = with_extra_masks(noisy, 0.3)
+    assert (more.masked >= noisy.masked).all() and more.masked.sum() > noisy.masked.sum()
+    assert not more.masked[:, :8].any() and torch.equal(more.noisy == MASK, more.masked)

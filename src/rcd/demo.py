@@ -79,13 +79,14 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
 
 def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
     """Train one stage unless an identical finished run is already there (then reuse it)."""
+    stage_config = replace(stage_config, resume=True)  # an interrupted stage continues
     summary_path = Path(stage_config.out) / "train_summary.json"
     wanted = asdict(stage_config)
     if summary_path.exists():
         done = json.loads(summary_path.read_text())
         if done["config"] == wanted and done.get("residual") == (asdict(residual) if residual else None):
             return done
-    return train(replace(stage_config, resume=True), residual)
+    return train(stage_config, residual)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:

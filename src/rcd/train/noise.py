@@ -8,7 +8,7 @@ streams (levels, positions, extra masks, dropout) keep one draw from shifting an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ class NoisyBatch:
     weight: torch.Tensor  # (B, L) float
     key_valid: torch.Tensor  # (B, L) bool
     gen_start: int
+    mask_token_id: int
     noise_key: tuple[int, int, list[int]]  # (seed, epoch, example indices) for further draws
 
     def uniforms(self, stream: str) -> torch.Tensor:
@@ -93,16 +94,19 @@ def add_noise(
         weight=weight,
         key_valid=batch["attention_mask"].bool(),
         gen_start=gen_start,
+        mask_token_id=mask_token_id,
         noise_key=(seed, epoch, indices),
     )
 
 
-def extra_masks(noisy: NoisyBatch, fraction: float) -> torch.Tensor:
-    """A superset of `noisy.masked`: each unmasked response token also masked w.p. `fraction`.
+def with_extra_masks(noisy: NoisyBatch, fraction: float) -> NoisyBatch:
+    """The batch as the previous denoising step saw it: a superset of its masks.
 
-    Mimics what the previous denoising step saw at inference (more masks than now).
+    Each unmasked response token is also masked with probability `fraction` (its own
+    deterministic stream, so every caller gets the same copy).
     """
-    return noisy.masked | (noisy.uniforms("extra") < fraction)
+    masked = noisy.masked | (noisy.uniforms("extra") < fraction)
+    return replace(noisy, masked=masked, noisy=noisy.clean.masked_fill(masked, noisy.mask_token_id))
 
 
 def dropped_residuals(noisy: NoisyBatch, rate: float, unit: str) -> torch.Tensor:

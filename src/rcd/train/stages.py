@@ -17,11 +17,11 @@ from torch import nn
 
 from ..models.adapter import DiffusionModel
 from ..residual import ResidualConfig, mix_masked_embeddings, residual_from_logits, sparse_soft_embedding
-from .noise import NoisyBatch, dropped_residuals, extra_masks
+from .noise import NoisyBatch, dropped_residuals, with_extra_masks
 from .objectives import diffusion_loss, noisy_logits
 
 STAGES = ("ref", "seqd", "rcd")
-RESIDUAL_SOURCES = ("noisy", "more-masked")
+RESIDUAL_SOURCES = ("noisy", "more-masked", "self")
 DROPOUT_UNITS = ("sample", "position")
 
 
@@ -37,12 +37,13 @@ class ResidualTrainingConfig:
     source: str = field(
         default="noisy",
         metadata={
-            "help": "reference input: the noisy x_t (paper) or a 'more-masked' copy",
+            "help": "residual source: the reference on the noisy x_t (paper), on a 'more-masked' copy, "
+            "or 'self': the target's own no-grad prediction of the more-masked copy (inference's self-loop)",
             "choices": RESIDUAL_SOURCES,
         },
     )
     more_masked_fraction: float = field(
-        default=0.25, metadata={"help": "extra masking rate of unmasked response tokens for 'more-masked'"}
+        default=0.25, metadata={"help": "extra masking rate of unmasked response tokens (more-masked, self)"}
     )
 
     def __post_init__(self) -> None:
@@ -75,12 +76,14 @@ def reference_signal(
     block_length: int | None,
     options: ResidualTrainingConfig,
 ) -> ReferenceSignal:
-    """Run the frozen reference on the noisy input (or on a more-masked copy of it)."""
-    ids = batch.noisy
-    if options.source == "more-masked":
-        ids = batch.clean.masked_fill(extra_masks(batch, options.more_masked_fraction), reference.mask_token_id)
-    logits = noisy_logits(reference, reference.embed(ids), batch, block_length)
-    return ReferenceSignal(logits=logits[batch.masked])
+    """Run the frozen reference on the noisy input, or on a more-masked copy of it.
+
+    The signal covers the batch's masked positions; for source "self" it covers the
+    more-masked copy's, which the target then predicts itself (see StageModule).
+    """
+    seen = batch if options.source == "noisy" else with_extra_masks(batch, options.more_masked_fraction)
+    logits = noisy_logits(reference, reference.embed(seen.noisy), seen, block_length)
+    return ReferenceSignal(logits=logits[seen.masked if options.source == "self" else batch.masked])
 
 
 class StageModule(nn.Module):
@@ -112,11 +115,29 @@ class StageModule(nn.Module):
         target = self.diffusion_model
         embeds = target.embed(batch.noisy)
         if signal is not None:
+            if self.residual is not None and self.residual.source == "self":
+                signal = self.previous_step(target, batch, signal)
             embeds = self.residual_inputs(target, batch, embeds, signal)
         return diffusion_loss(noisy_logits(target, embeds, batch, self.block_length), batch)
 
+    @torch.no_grad()
+    def previous_step(self, target: DiffusionModel, batch: NoisyBatch, signal: ReferenceSignal) -> ReferenceSignal:
+        """Inference's self-loop unrolled by one step, without backpropagation through it.
+
+        The target predicts the more-masked copy (the previous step's input) with the
+        reference's residual, as after a warm start; its prediction is this step's residual.
+        """
+        previous = with_extra_masks(batch, self.residual.more_masked_fraction)
+        embeds = self.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
+        return ReferenceSignal(logits=noisy_logits(target, embeds, previous, self.block_length)[batch.masked])
+
     def residual_inputs(
-        self, target: DiffusionModel, batch: NoisyBatch, embeds: torch.Tensor, signal: ReferenceSignal
+        self,
+        target: DiffusionModel,
+        batch: NoisyBatch,
+        embeds: torch.Tensor,
+        signal: ReferenceSignal,
+        dropout: bool = True,
     ) -> torch.Tensor:
         """Eq. 2 at masked positions, with Delta over the target's own embedding table."""
         options = self.residual or ResidualTrainingConfig()
@@ -129,6 +150,6 @@ class StageModule(nn.Module):
         full_delta[batch.masked] = delta
         full_alpha = torch.zeros(batch.masked.shape, dtype=alpha.dtype, device=alpha.device)
         full_alpha[batch.masked] = alpha
-        if options.dropout > 0:
+        if dropout and options.dropout > 0:
             full_alpha = full_alpha.masked_fill(dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0)
         return mix_masked_embeddings(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked)

@@ -112,6 +112,8 @@ class Trainer:
         self.reference = (
             load_reference(config.reference, self.tokenizer, device) if config.stage == "rcd" else None
         )
+        if config.cache_reference and self.residual.source == "self":
+            raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
         self.cache = (
             ReferenceCache(config.cache_top_k, self.residual.residual_config()) if config.cache_reference else None
         )
