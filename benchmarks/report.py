@@ -71,7 +71,7 @@ def markdown(results: dict) -> str:
     if "approx-cache" in sections:
         out += ["## Prefix / dual cache (bidirectional): speed and drift from exact decoding", ""]
         out += _table(
-            ["setting", "decoding", "cache", "seconds", "speedup", "token agreement", "accuracy"],
+            ["setting", "decoding", "cache", "seconds", "speedup", "token agreement with exact", "accuracy"],
             [[r["model"], r["decoding"], r["variant"], r["seconds"], r["speedup_vs_exact"],
               r["token_agreement_with_exact"],
               f"{r['accuracy']:.3f} ± {r['stderr']:.3f}" if "accuracy" in r else "n/a"]
@@ -93,7 +93,7 @@ def markdown(results: dict) -> str:
         if "trained" in topk:
             decode_rows += [[topk["trained"]["model"], r["variant"], r["token_agreement_with_exact"],
                              f"{r['accuracy']:.3f} ± {r['stderr']:.3f}"] for r in topk["trained"]["decoding"]]
-        out += _table(["model", "residual", "token agreement with dense", "accuracy"], decode_rows)
+        out += _table(["model", "variant", "token agreement with dense exact", "accuracy"], decode_rows)
     if "training" in sections:
         t = sections["training"]
         out += [f"## Training throughput, stage seqd vs rcd ({t['task']}, {t['model']}, batch {t['batch_size']}, "
