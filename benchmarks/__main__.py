@@ -1,7 +1,7 @@
 """Run the decoding / training cost benchmarks and write JSON + markdown.
 
     python -m benchmarks            # full run, < 10 minutes on a 2-core CPU
-    python -m benchmarks --quick    # a smaller run (~3 minutes)
+    python -m benchmarks --quick    # a smaller run (~1 minute)
 
 Results go to OUT/<device>[-quick].json and .md (default OUT: benchmarks/results).
 Sections: training (also trains the small models other sections decode), decode (SeqD vs
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     started = time.perf_counter()
     results = {
-        "command": "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": ("python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)).strip(),
         "quick": args.quick,
         "device": device.type,
         "machine": machine(),
