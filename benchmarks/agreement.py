@@ -58,33 +58,44 @@ def compare(
     rows, exact_ids, exact_seconds = [], None, None
     for variant in [EXACT, *variants]:
         config = residual if residual is None else dataclasses.replace(residual, top_k=variant.top_k)
-        decoder = Decoder(model, tokenizer, dataclasses.replace(decode_config, cache=variant.cache), config, reference)
+        decoder = Decoder(
+            model, tokenizer, dataclasses.replace(decode_config, cache=variant.cache), config, reference
+        )
         started = time.perf_counter()
         ids, texts = [], []
         for start in range(0, len(evalset.rows), batch_size):
-            batch_texts, out = decoder.complete([r["prompt"] for r in evalset.rows[start : start + batch_size]])
+            batch_texts, out = decoder.complete(
+                [r["prompt"] for r in evalset.rows[start : start + batch_size]]
+            )
             ids.append(out.generated.cpu())
             texts += batch_texts
         seconds = time.perf_counter() - started
         ids = torch.cat(ids)
         if variant == EXACT:
             exact_ids, exact_seconds = ids, seconds
-        rows.append({
-            "variant": variant.name,
-            **evalset.score(texts),
-            "token_agreement_with_exact": float((ids == exact_ids).float().mean()),
-            "seconds": seconds,
-            "speedup_vs_exact": exact_seconds / seconds,
-        })
+        rows.append(
+            {
+                "variant": variant.name,
+                **evalset.score(texts),
+                "token_agreement_with_exact": float((ids == exact_ids).float().mean()),
+                "seconds": seconds,
+                "speedup_vs_exact": exact_seconds / seconds,
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.agreement", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.agreement",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="trained model directory (save_pretrained format)")
     parser.add_argument("--data", required=True, help="JSONL with a 'prompt' (and 'answer') per line")
-    parser.add_argument("--task", default=None, help="grade with rcd.data.TASKS[task] instead of exact answer")
+    parser.add_argument(
+        "--task", default=None, help="grade with rcd.data.TASKS[task] instead of exact answer"
+    )
     parser.add_argument("--reference", default=None, help="reference model directory (--res-init reference)")
     parser.add_argument("--k", type=int, nargs="*", default=[8, 32, 128], help="top-k residual variants")
     parser.add_argument("--cache", nargs="*", default=[], choices=["prefix", "dual"], help="cache variants")
@@ -102,12 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     if residual is not None:
         vocab = model.get_input_embeddings().weight.shape[0]
         variants = [Variant(top_k=k) for k in args.k if k < vocab] + variants
-    rows = compare(model, tokenizer, EvalSet.from_jsonl(args.data, args.task),
-                   dataclass_from_args(rcd.DecodeConfig, args), residual, variants, reference)
+    rows = compare(
+        model,
+        tokenizer,
+        EvalSet.from_jsonl(args.data, args.task),
+        dataclass_from_args(rcd.DecodeConfig, args),
+        residual,
+        variants,
+        reference,
+    )
     for row in rows:
-        print(f"{row['variant']:>8}: accuracy {row['accuracy']:.3f} ± {row['stderr']:.3f} (n={row['n']}), "
-              f"token agreement with exact {row['token_agreement_with_exact']:.3f}, "
-              f"{row['seconds']:.1f} s ({row['speedup_vs_exact']:.2f}x)")
+        print(
+            f"{row['variant']:>8}: accuracy {row['accuracy']:.3f} ± {row['stderr']:.3f} (n={row['n']}), "
+            f"token agreement with exact {row['token_agreement_with_exact']:.3f}, "
+            f"{row['seconds']:.1f} s ({row['speedup_vs_exact']:.2f}x)"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -37,14 +37,16 @@ def _random_rows(device: torch.device, quick: bool) -> list[dict]:
         }
         exact_ids, exact_s = results["exact"][0].generated, results["exact"][1]
         for mode, (out, seconds) in results.items():
-            rows.append({
-                "model": f"tiny-s random (V={VOCAB}), batch 8, gen {gen}, block 32, steps {gen // 2}",
-                "decoding": name,
-                "variant": mode,
-                "token_agreement_with_exact": float((out.generated == exact_ids).float().mean()),
-                "seconds": seconds,
-                "speedup_vs_exact": exact_s / seconds,
-            })
+            rows.append(
+                {
+                    "model": f"tiny-s random (V={VOCAB}), batch 8, gen {gen}, block 32, steps {gen // 2}",
+                    "decoding": name,
+                    "variant": mode,
+                    "token_agreement_with_exact": float((out.generated == exact_ids).float().mean()),
+                    "seconds": seconds,
+                    "speedup_vs_exact": exact_s / seconds,
+                }
+            )
     return rows
 
 
@@ -54,11 +56,15 @@ def _trained_rows(device: torch.device, trained: TrainedModels) -> list[dict]:
     rows = []
     for name, path, residual in (("seqd", trained.seqd, None), ("rcd", trained.rcd, rcd.ResidualConfig())):
         model, tokenizer = rcd.load(path, device=device)
-        setting = (f"{trained.task}: tiny-s stage {name}, {len(evalset.rows)} prompts, "
-                   f"gen {config.gen_length}, block {config.block_length}, steps {config.steps}")
+        setting = (
+            f"{trained.task}: tiny-s stage {name}, {len(evalset.rows)} prompts, "
+            f"gen {config.gen_length}, block {config.block_length}, steps {config.steps}"
+        )
         variants = [Variant(cache=c) for c in MODES[1:]]
-        rows += [{"model": setting, "decoding": name, **row}
-                 for row in compare(model, tokenizer, evalset, config, residual, variants)]
+        rows += [
+            {"model": setting, "decoding": name, **row}
+            for row in compare(model, tokenizer, evalset, config, residual, variants)
+        ]
     return rows
 
 

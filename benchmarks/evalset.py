@@ -27,4 +27,3 @@ class EvalSet:
         n = len(self.rows)
         accuracy = sum(self.grade(row, c) for row, c in zip(self.rows, completions)) / n
         return {"accuracy": accuracy, "stderr": math.sqrt(accuracy * (1 - accuracy) / n), "n": n}
-

@@ -14,7 +14,7 @@ import rcd
 from rcd.models.tiny import TINY_PRESETS
 
 from .measure import time_call
-from .tiny_decode import VOCAB
+from .tiny_decode import VOCAB, describe
 
 BLOCK = 32
 PROMPT = 16
@@ -23,7 +23,11 @@ PROMPT = 16
 def run(device: torch.device, quick: bool) -> list[dict]:
     lengths = (256, 1024) if quick else (256, 1024, 4096)
     model = rcd.tiny_model(
-        VOCAB, seed=0, attention="block-causal", block_length=BLOCK, max_position_embeddings=8192,
+        VOCAB,
+        seed=0,
+        attention="block-causal",
+        block_length=BLOCK,
+        max_position_embeddings=8192,
         **TINY_PRESETS["tiny-s"],
     ).to(device)
     prompts = torch.randint(4, VOCAB - 1, (1, PROMPT), generator=torch.Generator().manual_seed(0)).to(device)
@@ -33,15 +37,19 @@ def run(device: torch.device, quick: bool) -> list[dict]:
         rcd.generate(model, prompts, cache="exact", gen_length=BLOCK, block_length=BLOCK)  # warm-up
         outputs, seconds = {}, {}
         for cache in ("exact", "none"):
-            outputs[cache], seconds[cache] = time_call(lambda: rcd.generate(model, prompts, cache=cache, **kw), device)
-        rows.append({
-            "model": f"tiny-s block-causal ({model.config.hidden_size}x{model.config.num_hidden_layers}, V={VOCAB})",
-            "gen_length": gen_length,
-            "block_length": BLOCK,
-            "forward_passes": outputs["exact"].nfe,
-            "cached_s": seconds["exact"],
-            "recompute_s": seconds["none"],
-            "speedup": seconds["none"] / seconds["exact"],
-            "identical_tokens": bool(torch.equal(outputs["exact"].sequences, outputs["none"].sequences)),
-        })
+            outputs[cache], seconds[cache] = time_call(
+                lambda: rcd.generate(model, prompts, cache=cache, **kw), device
+            )
+        rows.append(
+            {
+                "model": describe("tiny-s block-causal", model),
+                "gen_length": gen_length,
+                "block_length": BLOCK,
+                "forward_passes": outputs["exact"].nfe,
+                "cached_s": seconds["exact"],
+                "recompute_s": seconds["none"],
+                "speedup": seconds["none"] / seconds["exact"],
+                "identical_tokens": bool(torch.equal(outputs["exact"].sequences, outputs["none"].sequences)),
+            }
+        )
     return rows

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import platform
 import statistics
@@ -105,7 +106,7 @@ class StepClock:
             synchronize(self.device)
         finally:
             handle.remove()
-        self.intervals += [a.seconds_until(b) for a, b in zip(stamps, stamps[1:])]
+        self.intervals += [a.seconds_until(b) for a, b in itertools.pairwise(stamps)]
 
     def median(self) -> float:
         return statistics.median(self.intervals)

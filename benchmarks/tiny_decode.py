@@ -10,6 +10,7 @@ what the resident-set size resolves.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,12 @@ class Case:
         return self.gen_length // 2
 
 
+def describe(preset: str, model: torch.nn.Module) -> str:
+    """e.g. 'tiny-s (128x4, V=64)': width x depth and vocabulary."""
+    config = model.config
+    return f"{preset} ({config.hidden_size}x{config.num_hidden_layers}, V={config.vocab_size})"
+
+
 def cases(quick: bool) -> list[Case]:
     presets = ["tiny-s"] if quick else ["tiny-s", "tiny-m"]
     gen = 64 if quick else 128
@@ -53,9 +60,15 @@ def run(device: torch.device, quick: bool) -> list[dict]:
     rows = []
     for case in tqdm(cases(quick), desc="tiny decode", leave=False):
         model = rcd.tiny_model(
-            VOCAB, seed=0, attention=case.attention, block_length=case.block_length, **TINY_PRESETS[case.preset]
+            VOCAB,
+            seed=0,
+            attention=case.attention,
+            block_length=case.block_length,
+            **TINY_PRESETS[case.preset],
         ).to(device)
-        prompts = torch.randint(4, VOCAB - 1, (case.batch, case.prompt_length), generator=torch.Generator().manual_seed(0))
+        prompts = torch.randint(
+            4, VOCAB - 1, (case.batch, case.prompt_length), generator=torch.Generator().manual_seed(0)
+        )
         variants = {"seqd": None, "rcd": rcd.ResidualConfig()}
         clocks = {name: StepClock(model, device) for name in variants}
         walls: dict[str, list[float]] = {name: [] for name in variants}
@@ -63,8 +76,12 @@ def run(device: torch.device, quick: bool) -> list[dict]:
 
         def generate(residual):
             return rcd.generate(
-                model, prompts.to(device), gen_length=case.gen_length, block_length=case.block_length,
-                steps=case.steps, residual=residual,
+                model,
+                prompts.to(device),
+                gen_length=case.gen_length,
+                block_length=case.block_length,
+                steps=case.steps,
+                residual=residual,
             )
 
         for name, residual in variants.items():  # warm-up
@@ -75,14 +92,14 @@ def run(device: torch.device, quick: bool) -> list[dict]:
                     walls[name].append(time_call(lambda: generate(residual), device)[1])
         row = {
             "attention": case.attention,
-            "model": f"{case.preset} ({model.config.hidden_size}x{model.config.num_hidden_layers}, V={VOCAB})",
+            "model": describe(case.preset, model),
             "batch": case.batch,
             "gen_length": case.gen_length,
             "block_length": case.block_length,
             "steps": case.steps,
         }
         for name in variants:
-            wall = sorted(walls[name])[len(walls[name]) // 2]
+            wall = statistics.median(walls[name])
             row[name] = {
                 "step_ms": 1e3 * clocks[name].median(),
                 "steps_timed": len(clocks[name].intervals),

@@ -45,14 +45,30 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
         progress=False,
     )
     ref = work_dir / "ref"
-    train(TrainConfig(stage="ref", model="tiny-s", tokenizer=str(work_dir / "tokenizer"), out=str(ref),
-                      max_steps=ref_steps, log_every=ref_steps, **common))
+    train(
+        TrainConfig(
+            stage="ref",
+            model="tiny-s",
+            tokenizer=str(work_dir / "tokenizer"),
+            out=str(ref),
+            max_steps=ref_steps,
+            log_every=ref_steps,
+            **common,
+        )
+    )
     summaries = {}
     for stage in ("seqd", "rcd"):
-        summaries[stage] = train(TrainConfig(
-            stage=stage, model=str(ref), reference=str(ref) if stage == "rcd" else None,
-            out=str(work_dir / stage), max_steps=stage_steps, log_every=stage_steps, **common,
-        ))
+        summaries[stage] = train(
+            TrainConfig(
+                stage=stage,
+                model=str(ref),
+                reference=str(ref) if stage == "rcd" else None,
+                out=str(work_dir / stage),
+                max_steps=stage_steps,
+                log_every=stage_steps,
+                **common,
+            )
+        )
     result = {
         "task": TASK,
         "model": "tiny-s (128x4), word tokenizer",

@@ -1,13 +1,13 @@
 """The benchmark's measuring tools (the benchmark itself: `python -m benchmarks --quick`)."""
 
 import torch
+from conftest import make_model, random_prompts
 
 import rcd
 from benchmarks.agreement import Variant, compare
 from benchmarks.evalset import EvalSet
 from benchmarks.measure import PeakMemory, StepClock
 from benchmarks.topk import delta_error
-from conftest import make_model, random_prompts
 
 
 def test_step_clock_times_every_forward_pass():
@@ -42,9 +42,16 @@ def test_delta_error_shrinks_with_k():
 
 def test_agreement_compares_variants_with_exact_decoding():
     tok = rcd.char_tokenizer()
-    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id, hidden_size=32, num_hidden_layers=1,
-                           num_attention_heads=4, initializer_range=0.3).double()
+    model = rcd.tiny_model(
+        len(tok),
+        mask_token_id=tok.mask_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        initializer_range=0.3,
+    ).double()
     rows = [{"prompt": p, "answer": "7"} for p in ("3+4=", "12+1=", "9=")]
     config = rcd.DecodeConfig(gen_length=8, block_length=4, steps=8)
     variants = [Variant(top_k=8), Variant(cache="prefix")]

@@ -9,10 +9,10 @@ benchmark (`python -m benchmarks`) measures by how much.
 
 import pytest
 import torch
+from conftest import make_model, random_prompts
 
 import rcd
 from rcd.models.conventions import get_convention
-from conftest import make_model, random_prompts
 
 RESIDUALS = {
     "seqd": None,
@@ -37,8 +37,14 @@ def padded_prompts():
 
 def _generate(model, prompts, mask, cache, residual, block_length=4, **policy):
     return rcd.generate(
-        model, prompts, attention_mask=mask, gen_length=16, block_length=block_length,
-        residual=residual, cache=cache, **policy,
+        model,
+        prompts,
+        attention_mask=mask,
+        gen_length=16,
+        block_length=block_length,
+        residual=residual,
+        cache=cache,
+        **policy,
     )
 
 
@@ -83,11 +89,13 @@ def test_approximate_caches_are_batch_invariant(bidirectional, cache, residual):
     batch = torch.zeros(2, 6, dtype=torch.long)
     mask = torch.zeros_like(batch)
     for i, p in enumerate(prompts):
-        batch[i, 6 - len(p):], mask[i, 6 - len(p):] = p, 1
+        batch[i, 6 - len(p) :], mask[i, 6 - len(p) :] = p, 1
     kw = dict(gen_length=12, block_length=4, threshold=0.3, residual=RESIDUALS[residual], cache=cache)
     together = rcd.generate(bidirectional, batch, attention_mask=mask, **kw)
     for i, p in enumerate(prompts):
-        assert together.generated[i].tolist() == rcd.generate(bidirectional, p[None], **kw).generated[0].tolist()
+        assert (
+            together.generated[i].tolist() == rcd.generate(bidirectional, p[None], **kw).generated[0].tolist()
+        )
 
 
 def test_cache_errors(bidirectional, block_causal):
@@ -99,7 +107,9 @@ def test_cache_errors(bidirectional, block_causal):
         rcd.generate(bidirectional, prompts, cache="dual", use_cache=False, **kw)
     with pytest.raises(ValueError, match="exact already"):
         rcd.generate(block_causal, prompts, cache="prefix", **kw)
-    no_cache = rcd.DiffusionModel(bidirectional, bidirectional.config.mask_token_id, convention=get_convention("llada"))
+    no_cache = rcd.DiffusionModel(
+        bidirectional, bidirectional.config.mask_token_id, convention=get_convention("llada")
+    )
     with pytest.raises(ValueError, match="llada forward lacks"):
         rcd.generate(no_cache, prompts, cache="dual", **kw)
 

@@ -63,7 +63,9 @@ def check_cache(cache: str, use_cache: bool, dm: DiffusionModel) -> str:
                 "KV cache is exact already (cache='exact')"
             )
         if not dm.convention.supports_cache:
-            raise ValueError(f"cache={cache!r} needs a KV cache, which the {dm.convention.name} forward lacks")
+            raise ValueError(
+                f"cache={cache!r} needs a KV cache, which the {dm.convention.name} forward lacks"
+            )
     return cache
 
 
@@ -106,9 +108,9 @@ class ModelPass:
         order = self._dual_order(bs, be)
         kept = length - (be - bs)
         logits, self.kv = self._forward(embed(0, length)[:, order], length, 0, None, keep=kept, order=order)
-        unpermuted = torch.empty_like(logits)
-        unpermuted[:, order] = logits
-        return unpermuted[:, gen:], gen
+        rank = torch.empty_like(order)  # where each absolute position sits in `order`
+        rank[order] = torch.arange(length, device=order.device)
+        return logits[:, rank[gen:]], gen
 
     def _cached_step(self, embed: Embed, bs: int, be: int) -> tuple[torch.Tensor, int]:
         length = self.seq.length
@@ -126,7 +128,15 @@ class ModelPass:
         positions = torch.arange(self.seq.length, device=self.seq.ids.device)
         return torch.cat([positions[:bs], positions[be:], positions[bs:be]])
 
-    def _forward(self, inputs, n_keys: int, query_start: int, kv, keep: int | None, order=None):
+    def _forward(
+        self,
+        inputs: torch.Tensor,
+        n_keys: int,
+        query_start: int,
+        kv,
+        keep: int | None,
+        order: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, object]:
         return self.dm.forward(
             inputs,
             key_valid=self.seq.key_valid[:, :n_keys],
