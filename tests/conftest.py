@@ -20,7 +20,7 @@ def make_model(attention: str = "bidirectional", seed: int = 0, **kw):
         attention=attention,
         block_length=block,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=kw.pop("num_hidden_layers", 2),
         num_attention_heads=4,
         initializer_range=0.3,
         **kw,

@@ -9,6 +9,7 @@ from rcd.residual import (
     dirichlet_probs,
     mix_masked_embeddings,
     normalized_entropy,
+    probs_and_entropy,
     residual_from_logits,
     residual_from_probs,
     soft_embedding,
@@ -110,3 +111,46 @@ def test_dirichlet_is_a_distribution_and_seeded():
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         ResidualConfig(**kwargs)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.5])
+def test_fused_entropy_matches_definition(temperature):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 3000, generator=g, dtype=torch.float64) * 4
+    z[:, :3] += 12  # a peaked head, as a trained model gives
+    probs, entropy = probs_and_entropy(z, temperature)
+    expected = torch.softmax(z / temperature, -1)
+    assert torch.allclose(probs, expected, atol=1e-15)
+    assert torch.allclose(entropy, normalized_entropy(expected), atol=1e-12)
+    p32, h32 = probs_and_entropy(z.float(), temperature)  # fp32: accurate to ~1e-7
+    assert (h32.double() - normalized_entropy(expected)).abs().max() < 1e-6
+
+
+def test_fused_entropy_leaves_logits_untouched():
+    z = torch.tensor([[1.0, float("-inf"), 3.0, 0.5]])
+    before = z.clone()
+    probs, entropy = probs_and_entropy(z, 0.5)
+    assert torch.equal(z, before) and torch.isfinite(entropy).all() and probs[0, 1] == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_top_k_at_full_vocabulary_is_dense(dtype):
+    g = torch.Generator().manual_seed(1)
+    table = torch.randn(50, 8, generator=g).to(dtype)
+    p = torch.softmax(torch.randn(2, 3, 50, generator=g, dtype=torch.float64), -1)
+    dense = soft_embedding(p, table)
+    for k in (50, 60):
+        assert torch.allclose(soft_embedding(p, table, top_k=k), dense)
+    sparse = soft_embedding(p, table, top_k=49)  # gathered rows, batched (2, 3) positions
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-12
+    kept, index = p.topk(49, -1)
+    weights = torch.zeros_like(p).scatter_(-1, index, kept / kept.sum(-1, keepdim=True))
+    assert torch.allclose(sparse.double(), weights @ table.double(), atol=tol)
+
+
+def test_top_k_keeps_full_distribution_alpha():
+    z = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    full = residual_from_logits(z, E, ResidualConfig())
+    top2 = residual_from_logits(z, E, ResidualConfig(top_k=2))
+    assert torch.equal(full[1], top2[1])
+    assert not torch.allclose(full[0], top2[0])

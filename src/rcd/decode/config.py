@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .passes import CACHE_MODES
+
 
 @dataclass
 class DecodeConfig:
@@ -17,7 +19,15 @@ class DecodeConfig:
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
     stop_at_eos: bool = field(default=False, metadata={"help": "stop a row after a block containing EOS"})
-    use_cache: bool = field(default=True, metadata={"help": "KV cache of finished blocks (block-causal models)"})
+    use_cache: bool = field(default=True, metadata={"help": "False: no cache at all (same as --cache none)"})
+    cache: str = field(
+        default="exact",
+        metadata={
+            "help": "exact: block-causal KV cache (same tokens); none; prefix/dual: approximate "
+            "Fast-dLLM caches for bidirectional models",
+            "choices": CACHE_MODES,
+        },
+    )
 
     def generate_kwargs(self) -> dict:
         return asdict(self)

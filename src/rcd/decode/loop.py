@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,54 +25,8 @@ from ..residual import (
     residual_from_probs,
 )
 from .output import GenerationOutput, TraceStep
+from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
-
-
-@dataclass
-class _Sequence:
-    """The sequence being decoded: ids, real-key mask and block grid, all rows together."""
-
-    ids: torch.Tensor  # (B, L)
-    key_valid: torch.Tensor  # (B, L) bool; False on left padding
-    gen_start: int
-    block_length: int
-
-    @property
-    def length(self) -> int:
-        return self.ids.shape[1]
-
-
-class _ModelPass:
-    """One model's forward passes over the sequence; keeps a block-causal model's KV cache.
-
-    With the cache, finished blocks are fed once (together with the first step of the next
-    block) and kept; the block being denoised is dropped from the cache after every pass.
-    """
-
-    def __init__(self, dm: DiffusionModel, seq: _Sequence, use_cache: bool):
-        self.dm, self.seq = dm, seq
-        self.use_cache = use_cache and dm.attention == "block-causal"
-        self.cache = None
-        self.cached = 0  # positions [0, cached) are in the cache
-
-    def logits(self, embed, lo: int, hi: int) -> torch.Tensor:
-        """Logits (B, hi - lo, V) for positions [lo, hi); `embed(start, end)` gives inputs."""
-        if self.dm.attention == "bidirectional":
-            start, end = 0, self.seq.length
-        else:
-            start, end = (self.cached if self.use_cache else 0), hi
-        logits, cache = self.dm.forward(
-            embed(start, end),
-            key_valid=self.seq.key_valid[:, :end],
-            query_start=start,
-            gen_start=self.seq.gen_start,
-            block_length=self.seq.block_length,
-            cache=self.cache,
-            keep=lo if self.use_cache else None,
-        )
-        if self.use_cache:
-            self.cache, self.cached = cache, lo
-        return logits[:, lo - start : hi - start]
 
 
 class _ResidualState:
@@ -121,6 +74,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     stop_at_eos: bool = False,
     use_cache: bool = True,
+    cache: str = "exact",
     generator: torch.Generator | None = None,
     return_trace: bool = False,
     progress: bool = False,
@@ -138,8 +92,12 @@ def generate(
     stop_at_eos: a row stops after a block that contains an EOS token (exact for
         block-causal models, whose earlier blocks never see later ones); the rest of its
         generation is filled with EOS.
-    use_cache: block-causal models reuse the KV cache of finished blocks (same tokens as
-        recomputing the prefix); bidirectional models always recompute (exact).
+    cache: "exact" (default) uses only caches that keep the tokens unchanged: block-causal
+        models reuse the KV cache of finished blocks, bidirectional models recompute.
+        "none" recomputes everything. "prefix" / "dual": Fast-dLLM's approximate caches
+        for bidirectional models (see `rcd.decode.passes`; drift measured by
+        `python -m benchmarks`).
+    use_cache: False is the older spelling of cache="none".
     return_trace: record a `TraceStep` per denoising step.
     """
     dm = DiffusionModel.wrap(model)
@@ -149,10 +107,11 @@ def generate(
     steps_per_block = _check_options(
         dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
     )
+    cache = check_cache(cache, use_cache, dm)
     batch, prompt_len = input_ids.shape
     device = dm.device
     mask_id = dm.mask_token_id
-    seq = _Sequence(
+    seq = DecodeSequence(
         ids=torch.cat([input_ids.to(device), input_ids.new_full((batch, gen_length), mask_id).to(device)], 1),
         key_valid=torch.cat(
             [attention_mask.to(device).bool(), torch.ones(batch, gen_length, dtype=torch.bool, device=device)], 1
@@ -160,8 +119,10 @@ def generate(
         gen_start=prompt_len,
         block_length=block_length,
     )
-    target = _ModelPass(dm, seq, use_cache)
-    ref_pass = _ModelPass(ref, seq, use_cache) if ref is not None and residual.init == "reference" else None
+    target = ModelPass(dm, seq, cache)
+    # init passes see plain masks, so they must not fill an approximate cache meant for steps
+    init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
+    ref_pass = ModelPass(ref, seq, "exact") if ref is not None and residual.init == "reference" else None
     state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -187,7 +148,7 @@ def generate(
                 need = (seq.ids[:, lo:hi] == mask_id) & active[:, None]
                 if not residual.reinit_blocks:
                     need &= ~state.known[:, lo:hi]
-                made = _init_residuals(state, need, lo, hi, target, ref_pass, generator)
+                made = _init_residuals(state, need, lo, hi, bs, init_pass, ref_pass, generator)
                 nfe += made == "model"
                 reference_nfe += made == "reference"
                 if made:
@@ -202,11 +163,11 @@ def generate(
                 candidates = (block_ids == mask_id) & active[:, None]
                 if not candidates.any() or (schedule is not None and step >= steps_per_block):
                     break
-                logits = target.logits(target_embeds, lo, hi)
+                logits, start = target.logits(target_embeds, lo, hi, bs)
                 nfe += 1
                 row_passes += (candidates.any(-1)).long()
                 tokens, confidence = choose_tokens(
-                    logits[:, bs - lo : be - lo], temperature, generator, banned=mask_id
+                    logits[:, bs - start : be - start], temperature, generator, banned=mask_id
                 )
                 if schedule is not None:
                     commit = commit_top_k(confidence, candidates, schedule[:, step])
@@ -217,8 +178,8 @@ def generate(
                 block_ids[commit] = tokens[commit]
                 if state is not None:
                     rows = candidates.any(-1)  # rows idle this step keep their residuals
-                    still = (seq.ids[:, lo:hi] == mask_id) & rows[:, None]
-                    state.update_from_logits(still, lo, logits)
+                    still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                    state.update_from_logits(still, start, logits)
                 step += 1
 
             generated += active.long() * block_length
@@ -245,11 +206,12 @@ def _init_residuals(
     need: torch.Tensor,
     lo: int,
     hi: int,
-    target: _ModelPass,
-    reference: _ModelPass | None,
+    bs: int,
+    target: ModelPass,
+    reference: ModelPass | None,
     generator: torch.Generator | None,
 ) -> str | None:
-    """Apply the init rule to positions `need` of window [lo, hi).
+    """Apply the init rule to positions `need` of window [lo, hi) (block at bs).
 
     Returns which model ran a forward pass for it ("model", "reference") or None.
     """
@@ -268,7 +230,7 @@ def _init_residuals(
         return None
     pass_ = reference if config.init == "reference" else target
     ids = pass_.seq.ids
-    logits = pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi)
+    logits, _ = pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi, bs)
     state.update_from_logits(need, lo, logits)
     return "reference" if config.init == "reference" else "model"
 

@@ -107,6 +107,7 @@ class DiffusionModel:
         block_length: int | None = None,
         cache=None,
         keep: int | None = None,
+        key_order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, object]:
         """Logits for the queries at absolute positions [query_start, K).
 
@@ -114,7 +115,15 @@ class DiffusionModel:
         query_start must be in `cache`. If `keep` is given the call uses a KV cache and
         crops it to the first `keep` positions afterwards (finished blocks stay, the
         block being denoised is dropped); the cache is returned.
+        key_order: (K,) absolute positions in the order the model sees them (cached keys,
+            then the inputs; "query_start" then counts in that order). Only bidirectional
+            attention ignores order, so only it accepts one (the dual cache uses it).
         """
+        positions = position_ids(key_valid)
+        if key_order is not None:
+            if self.attention != "bidirectional":
+                raise ValueError("key_order needs bidirectional attention")
+            key_valid, positions = key_valid[:, key_order], positions[:, key_order]
         allowed = allowed_keys(
             key_valid,
             query_start,
@@ -122,8 +131,9 @@ class DiffusionModel:
             gen_start=gen_start,
             block_length=block_length or self.block_length,
         )
-        positions = position_ids(key_valid)[:, query_start:]
-        return self.call(inputs_embeds, allowed=allowed, position_ids=positions, cache=cache, keep=keep)
+        return self.call(
+            inputs_embeds, allowed=allowed, position_ids=positions[:, query_start:], cache=cache, keep=keep
+        )
 
     def call(
         self,

@@ -1,0 +1,1 @@
+"""Benchmarks of rcd's decoding and training cost: `python -m benchmarks [--quick]`."""

@@ -1,0 +1,61 @@
+"""The benchmark's measuring tools (the benchmark itself: `python -m benchmarks --quick`)."""
+
+import torch
+from conftest import make_model, random_prompts
+
+import rcd
+from benchmarks.agreement import Variant, compare
+from benchmarks.evalset import EvalSet
+from benchmarks.measure import PeakMemory, StepClock
+from benchmarks.topk import delta_error
+
+
+def test_step_clock_times_every_forward_pass():
+    model = make_model()
+    clock = StepClock(model, torch.device("cpu"))
+    with clock.running():
+        out = rcd.generate(model, random_prompts(1, 3), gen_length=8, block_length=4, steps=4)
+    assert len(clock.intervals) == out.nfe and all(t > 0 for t in clock.intervals)
+
+
+def test_peak_memory_sees_a_large_tensor():
+    meter = PeakMemory(torch.device("cpu"))
+    with meter.measure():
+        torch.ones(64, 2**20).sum()  # 256 MiB
+    assert meter.bytes is None or meter.bytes > 200 * 2**20
+
+
+def test_eval_set_scores_with_a_grader():
+    rows = [{"prompt": "a", "answer": "1"}, {"prompt": "b", "answer": "2"}]
+    score = EvalSet(rows).score(["1", " 3 "])
+    assert score["accuracy"] == 0.5 and score["n"] == 2 and 0 < score["stderr"] < 1
+
+
+def test_delta_error_shrinks_with_k():
+    model = make_model()
+    ids = torch.cat([random_prompts(2, 4), torch.full((2, 8), model.config.mask_token_id)], 1)
+    errors = delta_error(model, ids, ks=(4, 32, 100))
+    assert set(errors) == {"top4", "top32"}  # k >= V is the dense residual itself
+    assert errors["top32"]["max_rel_error"] < errors["top4"]["max_rel_error"]
+    assert errors["top32"]["positions"] == 16
+
+
+def test_agreement_compares_variants_with_exact_decoding():
+    tok = rcd.char_tokenizer()
+    model = rcd.tiny_model(
+        len(tok),
+        mask_token_id=tok.mask_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        initializer_range=0.3,
+    ).double()
+    rows = [{"prompt": p, "answer": "7"} for p in ("3+4=", "12+1=", "9=")]
+    config = rcd.DecodeConfig(gen_length=8, block_length=4, steps=8)
+    variants = [Variant(top_k=8), Variant(cache="prefix")]
+    out = compare(model, tok, EvalSet(rows), config, rcd.ResidualConfig(), variants, batch_size=2)
+    assert [r["variant"] for r in out] == ["exact", "top8", "prefix"]
+    assert out[0]["token_agreement_with_exact"] == 1.0 and out[0]["n"] == 3
+    assert out[2]["token_agreement_with_exact"] == 1.0  # the prefix cache is exact for one layer
