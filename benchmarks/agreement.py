@@ -54,7 +54,7 @@ def compare(
     reference: torch.nn.Module | None = None,
     batch_size: int = 64,
 ) -> list[dict]:
-    """Exact dense decoding, then each variant: accuracy, token agreement, seconds."""
+    """Exact dense decoding, then each variant: accuracy, token agreement, tokens per pass, seconds."""
     rows, exact_ids, exact_seconds = [], None, None
     for variant in [EXACT, *variants]:
         config = residual if residual is None else dataclasses.replace(residual, top_k=variant.top_k)
@@ -62,13 +62,15 @@ def compare(
             model, tokenizer, dataclasses.replace(decode_config, cache=variant.cache), config, reference
         )
         started = time.perf_counter()
-        ids, texts = [], []
+        ids, texts, tokens, passes = [], [], 0, 0
         for start in range(0, len(evalset.rows), batch_size):
             batch_texts, out = decoder.complete(
                 [r["prompt"] for r in evalset.rows[start : start + batch_size]]
             )
             ids.append(out.generated.cpu())
             texts += batch_texts
+            tokens += int(out.generated_tokens.sum())
+            passes += int(out.row_forward_passes.sum())
         seconds = time.perf_counter() - started
         ids = torch.cat(ids)
         if variant == EXACT:
@@ -78,6 +80,7 @@ def compare(
                 "variant": variant.name,
                 **evalset.score(texts),
                 "token_agreement_with_exact": float((ids == exact_ids).float().mean()),
+                "tokens_per_step": tokens / max(passes, 1),
                 "seconds": seconds,
                 "speedup_vs_exact": exact_seconds / seconds,
             }

@@ -52,6 +52,8 @@ def test_collator_layout(tok):
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 1, 1, 1, 1, 1], [0, 0, 9, 10, 11, 12, 1, 1, 1]]
     assert batch["attention_mask"][1].tolist() == [False, False] + [True] * 7
     assert batch["index"].tolist() == [0, 1]
+    fixed = SftCollator(tok.pad_token_id, tok.eos_token_id, response_length=7)([a, b])
+    assert fixed["input_ids"].tolist() == [[5, 6, 7, 8, 1, 1, 1, 1, 1, 1], [0, 0, 9, 10, 11, 12, 1, 1, 1, 1]]
 
 
 def test_jsonl_round_trip_is_atomic(tmp_path):

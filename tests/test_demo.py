@@ -64,3 +64,16 @@ def test_sweep_command_on_demo_models(demo_dir, tmp_path):
     check_curves(sweep["curves"], ["seqd", "rcd", "rcd-cold", "no-residual"])
     assert all(p["n"] == 40 for p in sweep["curves"]["rcd"])
     assert is_png(tmp_path / "pareto.png")
+
+
+def test_demo_accuracy_benchmark_on_demo_models(demo_dir, tmp_path):
+    from benchmarks.demo_accuracy import main as demo_accuracy
+
+    assert demo_accuracy(["--demo", str(demo_dir), "--out", str(tmp_path), "--quick"]) == 0
+    result = json.loads((tmp_path / "demo-accuracy-cpu-quick.json").read_text())
+    curves = result["curves"]
+    assert {"seqd", "rcd", "rcd top8", "seqd prefix", "seqd dual", "rcd prefix", "rcd dual"} <= set(curves)
+    check_curves(curves, list(curves))
+    assert all(p["token_agreement_with_exact"] == 1.0 for p in curves["seqd"] + curves["rcd"])
+    assert all(len(points) == 2 and points[0]["n"] == 100 for points in curves.values())
+    assert is_png(tmp_path / "demo-accuracy-cpu-quick.png")

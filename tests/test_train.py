@@ -113,6 +113,13 @@ def test_reference_weights_untouched_by_training(tmp_path, data, reference_dir):
     assert hashlib.sha256((reference_dir / "model.safetensors").read_bytes()).hexdigest() == digest
 
 
+def test_reference_smaller_than_target(tmp_path, data, reference_dir):
+    """A tiny-xs reference (64 wide, 2 layers) feeds a tiny-s target (128 wide, 4 layers)."""
+    summary = train(quick(tmp_path, data, stage="rcd", model="tiny-s", reference=str(reference_dir), max_steps=2))
+    assert summary["steps"] == 2 and summary["final_loss"] > 0
+    assert rcd.load(tmp_path)[0].config.hidden_size == 128
+
+
 def accumulated_gradients(config):
     """Train one optimizer step; return the loss and the gradients the optimizer stepped with."""
     trainer = Trainer(config)

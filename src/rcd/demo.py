@@ -35,18 +35,20 @@ class DemoConfig:
     out: str = field(default="runs/demo", metadata={"help": "output directory"})
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})
     tokenizer: str = field(default="char", metadata={"help": "char: one token per character; word: per word"})
-    model: str = field(default="tiny-s", metadata={"help": "tiny preset of the models"})
+    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models"})
     attention: str = field(default="bidirectional", metadata={"help": "bidirectional or block-causal"})
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=500, metadata={"help": "held-out problems"})
-    ref_steps: int = field(default=3000, metadata={"help": "optimizer steps of the reference"})
-    stage_steps: int = field(default=1500, metadata={"help": "optimizer steps of seqd and of rcd each"})
+    ref_steps: int = field(default=4000, metadata={"help": "optimizer steps of the reference"})
+    stage_steps: int = field(default=1000, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     residual_temperature: float = field(default=1.0, metadata={"help": "T_res of RCD decoding"})
-    residual_dropout: float = field(default=0.0, metadata={"help": "stage rcd: residual dropout rate"})
-    residual_source: str = field(default="noisy", metadata={"help": "stage rcd: noisy or more-masked"})
+    residual_dropout: float = field(default=0.3, metadata={"help": "stage rcd: residual dropout rate"})
+    residual_source: str = field(
+        default="self", metadata={"help": "stage rcd: noisy (the paper), more-masked or self (see README)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
 
@@ -106,6 +108,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         log_every=50,
         save_every=500,
         max_response_length=gen_length,
+        response_padding="max",  # train at the decode length (all responses of a task have one length)
         block_length=block if config.attention == "block-causal" else None,
     )
     ref_dir, seqd_dir, rcd_dir = out / "ref", out / "seqd", out / "rcd"

@@ -107,15 +107,21 @@ def load_sft(
 
 @dataclass
 class SftCollator:
-    """Batches in the decoding layout; R is rounded up to whole blocks when given."""
+    """Batches in the decoding layout; R is rounded up to whole blocks when given.
+
+    Responses are EOS-padded to the batch's longest, or to `response_length` when set: a
+    model then sees, in training, the response length it is decoded with (a data set whose
+    responses all have one length otherwise never shows it how to fill a longer window).
+    """
 
     pad_token_id: int
     eos_token_id: int
     block_length: int | None = None
+    response_length: int | None = None
 
     def __call__(self, examples: list[SftExample]) -> dict[str, torch.Tensor]:
         prompt_len = max(len(e.prompt_ids) for e in examples)
-        response_len = max(len(e.response_ids) for e in examples)
+        response_len = max([len(e.response_ids) for e in examples] + [self.response_length or 0])
         if self.block_length:
             response_len = -(-response_len // self.block_length) * self.block_length
         ids = torch.full((len(examples), prompt_len + response_len), self.eos_token_id, dtype=torch.long)

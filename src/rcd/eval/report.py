@@ -29,22 +29,27 @@ def markdown_table(curves: Mapping[str, Sequence[dict]]) -> str:
 
 
 def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: str = "") -> None:
-    """Accuracy vs tokens per forward pass; circles: fixed schedules, triangles: thresholds."""
+    """Accuracy vs tokens per forward pass; per method, fixed schedules (o, solid) and thresholds (^, dashed)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, points in curves.items():
-        pts = sorted(points, key=lambda p: p["tokens_per_step"])
-        x = [p["tokens_per_step"] for p in pts]
-        y = [100 * p["accuracy"] for p in pts]
-        (line,) = ax.plot(x, y, "-", alpha=0.5, label=name)
-        for p in pts:
-            marker = "^" if p["setting"].startswith("tau") else "o"
-            ax.plot(p["tokens_per_step"], 100 * p["accuracy"], marker, color=line.get_color())
+        color = None
+        for is_threshold, marker, style in ((False, "o", "-"), (True, "^", "--")):
+            pts = sorted(
+                (p for p in points if p["setting"].startswith("tau") == is_threshold),
+                key=lambda p: p["tokens_per_step"],
+            )
+            if not pts:
+                continue
+            x = [p["tokens_per_step"] for p in pts]
+            y = [100 * p["accuracy"] for p in pts]
+            (line,) = ax.plot(x, y, style, marker=marker, color=color, alpha=0.8, label=None if color else name)
+            color = line.get_color()
     ax.set_xscale("log", base=2)
     ax.set_xlabel("tokens per forward pass (every pass counted)")
     ax.set_ylabel("exact-match accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(title="o fixed schedule, ^ threshold", fontsize=8, title_fontsize=8)
+    ax.legend(title="o/solid: fixed schedule, ^/dashed: threshold", fontsize=8, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

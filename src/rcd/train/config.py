@@ -42,6 +42,14 @@ class TrainConfig:
     eval_data: str | None = field(default=None, metadata={"help": "held-out JSONL for the eval loss"})
     max_prompt_length: int = field(default=256, metadata={"help": "longest prompt in tokens"})
     max_response_length: int = field(default=256, metadata={"help": "longest response in tokens (EOS included)"})
+    response_padding: str = field(
+        default="batch",
+        metadata={
+            "help": "EOS padding of responses: to the batch's longest (LLaDA SFT), or to "
+            "--max-response-length ('max': train at the length you decode with)",
+            "choices": ("batch", "max"),
+        },
+    )
     overflow: str = field(
         default="drop", metadata={"help": "over-long examples: drop or truncate (counted)", "choices": OVERFLOW_RULES}
     )
@@ -70,6 +78,9 @@ class TrainConfig:
     lora_rank: int = field(default=0, metadata={"help": "train LoRA adapters of this rank (peft) instead of all weights"})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha"})
     lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj", metadata={"help": "LoRA target modules"})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow the model's own code from its directory (LLaDA, Dream, SDAR)"}
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
@@ -79,5 +90,7 @@ class TrainConfig:
             raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
         if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
             raise ValueError("batch_size, grad_accum and epochs must be >= 1")
+        if self.response_padding not in ("batch", "max"):
+            raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")

@@ -56,7 +56,7 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
         return model.train(), tokenizer
     if not Path(config.model).is_dir():
         raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
-    model, tokenizer = load(config.model)
+    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code)
     return model.train(), tokenizer
 
 
@@ -68,9 +68,11 @@ def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(path)
 
 
-def load_reference(path: str, tokenizer: PreTrainedTokenizerBase, device: torch.device) -> DiffusionModel:
+def load_reference(
+    path: str, tokenizer: PreTrainedTokenizerBase, device: torch.device, trust_remote_code: bool = False
+) -> DiffusionModel:
     """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
-    model, ref_tokenizer = load(path)
+    model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code)
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
             f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
@@ -109,9 +111,9 @@ class Trainer:
         if self.attention == "block-causal" and not self.block_length:
             raise ValueError("block-causal training needs --block-length")
         device = self.accelerator.device
-        self.reference = (
-            load_reference(config.reference, self.tokenizer, device) if config.stage == "rcd" else None
-        )
+        self.reference = None
+        if config.stage == "rcd":
+            self.reference = load_reference(config.reference, self.tokenizer, device, config.trust_remote_code)
         if config.cache_reference and self.residual.source == "self":
             raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
         self.cache = (
@@ -121,6 +123,7 @@ class Trainer:
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
             self.block_length if self.attention == "block-causal" else None,
+            config.max_response_length if config.response_padding == "max" else None,
         )
         train_examples = self._load(config.data)
         loader = DataLoader(train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate)

@@ -1,0 +1,95 @@
+"""What the opt-in approximations cost in accuracy, on the trained demo models.
+
+`rcd demo` leaves a reference, a SeqD baseline and an RCD target trained on its task. This
+section decodes the demo's held-out set again, over the demo's parallelism settings, with
+  - the sparse residual, top_k in {8, 32, 128} against the dense (full-vocabulary) one;
+  - Fast-dLLM's prefix and dual caches against exact decoding, for SeqD and for RCD;
+and reports accuracy vs tokens per forward pass for each, plus the share of generated
+tokens equal to the exact dense decoding's (same setting) and the seconds each took.
+
+    python -m benchmarks.demo_accuracy --demo runs/demo     # after `make demo`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import rcd
+from rcd.eval.report import pareto_plot
+from rcd.eval.sweep import parallelism_settings
+
+from .agreement import Variant, compare
+from .evalset import EvalSet
+from .measure import pick_device
+from .report import demo_accuracy_markdown
+
+TOP_K = (8, 32, 128)
+CACHES = ("prefix", "dual")
+
+
+def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
+    """Per setting of the demo's sweep, exact decoding then its approximations (agreement.compare)."""
+    report = json.loads((demo_dir / "report.json").read_text())
+    evalset = EvalSet.from_jsonl(demo_dir / "data" / "test.jsonl", report["task"])
+    if quick:
+        evalset.rows = evalset.rows[:100]
+    models, tokenizer = {}, None
+    for name in ("ref", "seqd", "rcd"):
+        models[name], tokenizer = rcd.load(demo_dir / name, device=device)
+    decoding = report["decoding"]
+    settings = parallelism_settings(decoding["gen_length"], decoding["block_length"])
+    if quick:
+        settings = settings[:2]
+    temperature = report["config"]["residual_temperature"]
+    warm = rcd.ResidualConfig(init="reference", temperature=temperature)
+    vocab = models["rcd"].config.vocab_size
+    runs = {
+        "seqd": (models["seqd"], None, [Variant(cache=c) for c in CACHES]),
+        "rcd": (models["rcd"], warm, [Variant(top_k=k) for k in TOP_K if k < vocab] + [Variant(cache=c) for c in CACHES]),
+    }
+    curves: dict[str, list[dict]] = {}
+    for setting in tqdm(settings, desc="demo-accuracy settings"):
+        for method, (model, residual, variants) in runs.items():
+            reference = models["ref"] if residual is not None else None
+            for row in compare(model, tokenizer, evalset, setting, residual, variants, reference, batch_size=500):
+                name = method if row["variant"] == "exact" else f"{method} {row['variant']}"
+                curves.setdefault(name, []).append({"setting": setting.describe(), **row})
+    return {
+        "task": report["task"],
+        "demo": str(demo_dir),
+        "n": len(evalset.rows),
+        "decoding": decoding,
+        "residual_temperature": temperature,
+        "curves": curves,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_accuracy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="output directory of `rcd demo`")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="100 problems, two settings")
+    args = parser.parse_args(argv)
+    if not (args.demo / "report.json").exists():
+        parser.error(f"{args.demo}/report.json not found: run `make demo` (or `rcd demo --out {args.demo}`) first")
+    device = pick_device(args.device)
+    result = run(args.demo, device, args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"demo-accuracy-{device.type}{'-quick' if args.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(demo_accuracy_markdown(result))
+    pareto_plot(result["curves"], stem.with_suffix(".png"), title=f"{result['task']}: top-k residual and caches")
+    print(demo_accuracy_markdown(result))
+    print(f"wrote {stem}.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
