@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -42,6 +43,13 @@ class Variant:
 
 
 EXACT = Variant()
+TOP_K = (8, 32, 128)
+
+
+def top_k_variants(model: torch.nn.Module, ks: Sequence[int] = TOP_K) -> list[Variant]:
+    """Top-k variants that are sparse for this model (k >= its embedding rows is the dense residual)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    return [Variant(top_k=k) for k in ks if k < rows]
 
 
 def compare(
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "--task", default=None, help="grade with rcd.data.TASKS[task] instead of exact answer"
     )
     parser.add_argument("--reference", default=None, help="reference model directory (--res-init reference)")
-    parser.add_argument("--k", type=int, nargs="*", default=[8, 32, 128], help="top-k residual variants")
+    parser.add_argument("--k", type=int, nargs="*", default=list(TOP_K), help="top-k residual variants")
     parser.add_argument("--cache", nargs="*", default=[], choices=["prefix", "dual"], help="cache variants")
     parser.add_argument("--seqd", action="store_true", help="decode without residuals (SeqD)")
     parser.add_argument("--device", default="cpu")
@@ -114,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     residual = None if args.seqd else dataclass_from_args(rcd.ResidualConfig, args, prefix=RES_PREFIX)
     variants = [Variant(cache=c) for c in args.cache]
     if residual is not None:
-        vocab = model.get_input_embeddings().weight.shape[0]
-        variants = [Variant(top_k=k) for k in args.k if k < vocab] + variants
+        variants = top_k_variants(model, args.k) + variants
     rows = compare(
         model,
         tokenizer,

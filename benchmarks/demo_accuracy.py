@@ -23,12 +23,11 @@ import rcd
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import parallelism_settings
 
-from .agreement import Variant, compare
+from .agreement import Variant, compare, top_k_variants
 from .evalset import EvalSet
 from .measure import pick_device
 from .report import demo_accuracy_markdown
 
-TOP_K = (8, 32, 128)
 CACHES = ("prefix", "dual")
 
 
@@ -47,16 +46,14 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
         settings = settings[:2]
     temperature = report["config"]["residual_temperature"]
     warm = rcd.ResidualConfig(init="reference", temperature=temperature)
-    vocab = models["rcd"].config.vocab_size
-    runs = {
-        "seqd": (models["seqd"], None, [Variant(cache=c) for c in CACHES]),
-        "rcd": (models["rcd"], warm, [Variant(top_k=k) for k in TOP_K if k < vocab] + [Variant(cache=c) for c in CACHES]),
-    }
+    caches = [Variant(cache=c) for c in CACHES] if decoding["attention"] == "bidirectional" else []
+    runs = {"seqd": (models["seqd"], None, caches), "rcd": (models["rcd"], warm, top_k_variants(models["rcd"]) + caches)}
     curves: dict[str, list[dict]] = {}
     for setting in tqdm(settings, desc="demo-accuracy settings"):
         for method, (model, residual, variants) in runs.items():
             reference = models["ref"] if residual is not None else None
-            for row in compare(model, tokenizer, evalset, setting, residual, variants, reference, batch_size=500):
+            batch_size = report["config"]["eval_batch_size"]
+            for row in compare(model, tokenizer, evalset, setting, residual, variants, reference, batch_size):
                 name = method if row["variant"] == "exact" else f"{method} {row['variant']}"
                 curves.setdefault(name, []).append({"setting": setting.describe(), **row})
     return {

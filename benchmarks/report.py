@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+from rcd.eval.report import markdown_table
+
 
 STAGES = ("seqd", "rcd", "rcd (source self)", "rcd, 2 epochs", "rcd, 2 epochs, cached reference")
 
@@ -221,25 +225,22 @@ def markdown(results: dict) -> str:
 
 
 def demo_accuracy_markdown(result: dict) -> str:
-    names = list(result["curves"])
-    settings = [p["setting"] for p in result["curves"][names[0]]]
-    header = ["setting"] + names
-    rows = []
-    for i, setting in enumerate(settings):
-        cells = [setting]
-        for name in names:
-            p = result["curves"][name][i]
-            cell = f"{100 * p['accuracy']:.1f}% @ {p['tokens_per_step']:.2f}"
-            if name not in ("seqd", "rcd"):
-                cell += f" ({100 * p['token_agreement_with_exact']:.0f}% same)"
-            cells.append(cell)
-        rows.append(cells)
-    seconds = ["seconds"] + [f"{sum(p['seconds'] for p in result['curves'][n]):.1f}" for n in names]
-    lines = [
-        f"## Top-k residual and approximate caches on the demo task ({result['task']}, {result['n']} problems)",
-        "",
-        "Accuracy @ tokens per forward pass (binomial standard error <= 2.3 points at n = 500); in",
-        "brackets, the share of generated tokens equal to exact dense decoding's, same method and setting.",
-        "",
-    ]
-    return "\n".join(lines + _table(header, rows + [seconds]))
+    def agreement(name: str, point: dict) -> str:
+        exact = name in ("seqd", "rcd")
+        return "" if exact else f" ({100 * point['token_agreement_with_exact']:.0f}% same)"
+
+    curves = result["curves"]
+    seconds = " | ".join(f"{sum(p['seconds'] for p in pts):.1f}" for pts in curves.values())
+    stderr = 100 * math.sqrt(0.25 / result["n"])
+    return "\n".join(
+        [
+            f"## Top-k residual and approximate caches on the demo task ({result['task']}, {result['n']} problems)",
+            "",
+            f"Accuracy @ tokens per forward pass (binomial standard error <= {stderr:.1f} points); in brackets,",
+            "the share of generated tokens equal to exact dense decoding's, same method and setting.",
+            "",
+            markdown_table(curves, agreement),
+            f"| seconds | {seconds} |",
+            "",
+        ]
+    )

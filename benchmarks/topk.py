@@ -13,12 +13,10 @@ import rcd
 from rcd.models.tiny import TINY_PRESETS
 from rcd.residual import residual_from_logits, residual_probs
 
-from .agreement import Variant, compare
+from .agreement import TOP_K, compare, top_k_variants
 from .evalset import EvalSet
 from .tiny_decode import VOCAB
 from .training import TrainedModels
-
-TOP_K = (8, 32, 128)
 
 
 def delta_error(
@@ -63,15 +61,14 @@ def run(device: torch.device, quick: bool, trained: TrainedModels | None) -> dic
         "random": {"model": f"tiny-s random (V={VOCAB})", "delta_error": delta_error(random_model, masked)}
     }
     agreement = []
-    for k in tqdm(TOP_K, desc="top-k (random)", leave=False):
-        if k >= VOCAB:
-            continue
-        kw = dict(gen_length=gen, block_length=32, steps=gen // 2)
-        dense = rcd.generate(random_model, prompts.to(device), residual=rcd.ResidualConfig(), **kw)
-        sparse = rcd.generate(random_model, prompts.to(device), residual=rcd.ResidualConfig(top_k=k), **kw)
+    kw = dict(gen_length=gen, block_length=32, steps=gen // 2)
+    dense = rcd.generate(random_model, prompts.to(device), residual=rcd.ResidualConfig(), **kw)
+    for variant in tqdm(top_k_variants(random_model), desc="top-k (random)", leave=False):
+        residual = rcd.ResidualConfig(top_k=variant.top_k)
+        sparse = rcd.generate(random_model, prompts.to(device), residual=residual, **kw)
         agreement.append(
             {
-                "variant": f"top{k}",
+                "variant": variant.name,
                 "token_agreement_with_exact": float((dense.generated == sparse.generated).float().mean()),
             }
         )
@@ -93,7 +90,7 @@ def run(device: torch.device, quick: bool, trained: TrainedModels | None) -> dic
                 evalset,
                 config,
                 rcd.ResidualConfig(),
-                [Variant(top_k=k) for k in TOP_K if k < model.config.vocab_size],
+                top_k_variants(model),
             ),
         }
     return result

@@ -59,6 +59,7 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
             **common,
         )
     )
+
     def stage(name: str, residual: ResidualTrainingConfig | None = None, steps: int = stage_steps, **extra):
         return train(
             TrainConfig(
@@ -94,8 +95,8 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
         "batch_size": common["batch_size"],
         "device": summaries["seqd"]["device"],
     }
-    for stage, summary in summaries.items():
-        result[stage] = {
+    for name, summary in summaries.items():
+        result[name] = {
             "tokens_per_s": summary["tokens_per_second"],
             "step_ms": 1e3 * summary["train_seconds"] / summary["steps"],
             "final_loss": summary["final_loss"],

@@ -67,6 +67,12 @@ def test_warm_start_pass_counts(models, references, mode):
         residual=rcd.ResidualConfig(init="reference", reinit_blocks=True), reference=references[mode],
     )
     assert again.reference_nfe == 3
+    # a reference without a residual is unused (SeqD), not an error
+    kw = dict(gen_length=12, block_length=4, steps=12)
+    with pytest.warns(UserWarning):
+        plain = rcd.generate(models[mode], random_prompts(1, 4), reference=references[mode], **kw)
+    assert plain.reference_nfe == 0
+    assert torch.equal(plain.sequences, rcd.generate(models[mode], random_prompts(1, 4), **kw).sequences)
 
 
 @pytest.mark.parametrize("policy", POLICIES)

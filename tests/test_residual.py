@@ -12,7 +12,9 @@ from rcd.residual import (
     probs_and_entropy,
     residual_from_logits,
     residual_from_probs,
+    residual_from_top_k,
     soft_embedding,
+    top_k_summary,
 )
 
 E = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [-1.0, 3.0]])  # V=4, D=2
@@ -154,3 +156,19 @@ def test_top_k_keeps_full_distribution_alpha():
     top2 = residual_from_logits(z, E, ResidualConfig(top_k=2))
     assert torch.equal(full[1], top2[1])
     assert not torch.allclose(full[0], top2[0])
+
+
+@pytest.mark.parametrize("alpha", ["entropy", "top1", "confidence"])
+def test_top_k_summary_rebuilds_the_dense_residual(alpha):
+    """What the training cache stores (alpha + top-k) gives Eq. 1-3 back when k covers V."""
+    torch.manual_seed(0)
+    config = ResidualConfig(alpha=alpha, temperature=0.8)
+    z, E = torch.randn(5, 12), torch.randn(12, 4)
+    dense, dense_alpha = residual_from_logits(z, E, config)
+    alpha_k, probs_k, index_k = top_k_summary(z, config, k=12)
+    assert torch.allclose(alpha_k, dense_alpha)
+    assert torch.allclose(residual_from_top_k(probs_k, index_k, E, config), dense, atol=1e-6)
+    # a reference with two padding rows more than the target's table: those rows get no weight
+    z_big = torch.cat([z, torch.full((5, 2), -1e4)], -1)
+    _, probs_b, index_b = top_k_summary(z_big, config, k=14)
+    assert torch.allclose(residual_from_top_k(probs_b, index_b, E, config), dense, atol=1e-5)

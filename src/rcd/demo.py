@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .data import get_task, make_splits, write_jsonl
+from .data import get_task, make_splits, read_jsonl, write_jsonl
 from .decode import DecodeConfig, generate
 from .decode.text import encode_prompts
 from .eval.report import markdown_table, pareto_plot, trace_plot
@@ -27,6 +27,7 @@ from .models.loading import load
 from .residual import ResidualConfig
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
+from .train.trainer import SUMMARY_FILE
 
 
 @dataclass
@@ -56,7 +57,13 @@ class DemoConfig:
         """The --quick variant: the same pipeline at a size that runs in a couple of minutes."""
         if not self.quick:
             return self
-        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, model="tiny-xs", batch_size=32)
+        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, batch_size=32)
+
+    def settings(self, gen_length: int, block_length: int) -> list[DecodeConfig]:
+        """The sweep: 1/2/4/8 tokens per step and thresholds 0.5..0.95 (--quick: two of each)."""
+        if self.quick:
+            return parallelism_settings(gen_length, block_length, tokens_per_step=(1, 8), thresholds=(0.5, 0.9))
+        return parallelism_settings(gen_length, block_length)
 
 
 def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]:
@@ -82,7 +89,7 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
 def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
     """Train one stage unless an identical finished run is already there (then reuse it)."""
     stage_config = replace(stage_config, resume=True)  # an interrupted stage continues
-    summary_path = Path(stage_config.out) / "train_summary.json"
+    summary_path = Path(stage_config.out) / SUMMARY_FILE
     wanted = asdict(stage_config)
     if summary_path.exists():
         done = json.loads(summary_path.read_text())
@@ -139,8 +146,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         Method("rcd-cold", target, replace(warm, init="zero")),
     ]
     task = get_task(config.task)
-    test_rows = [json.loads(line) for line in test_file.read_text().splitlines()]
-    settings = parallelism_settings(gen_length, block)
+    test_rows = read_jsonl(test_file)
+    settings = config.settings(gen_length, block)
     curves = sweep(methods, settings, test_rows, tokenizer, checker=task.is_correct,
                    batch_size=config.eval_batch_size)
     report = {

@@ -205,15 +205,41 @@ def residual_from_probs(
 
 
 def residual_from_logits(
-    logits: torch.Tensor,
-    embedding_weight: torch.Tensor,
-    config: ResidualConfig,
-    temperature: float | None = None,
+    logits: torch.Tensor, embedding_weight: torch.Tensor, config: ResidualConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Delta, alpha) from logits at `temperature` (default: the config's T_res)."""
-    t = config.temperature if temperature is None else temperature
-    probs, entropy = probs_and_entropy(logits, t)
+    """(Delta, alpha) from logits at the config's T_res."""
+    probs, entropy = probs_and_entropy(logits, config.temperature)
     return residual_from_probs(probs, embedding_weight, config, entropy)
+
+
+def top_k_summary(
+    logits: torch.Tensor, config: ResidualConfig, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, top-k probabilities, their token ids): what `residual_from_top_k` needs later.
+
+    alpha comes from the full distribution, as in `residual_from_logits`; storing this
+    instead of the logits is what lets training cache a frozen reference's predictions.
+    """
+    probs, entropy = probs_and_entropy(logits, config.temperature)
+    top_probs, top_index = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return alpha_from_probs(probs, config, entropy), top_probs, top_index
+
+
+def residual_from_top_k(
+    top_probs: torch.Tensor, top_index: torch.Tensor, embedding_weight: torch.Tensor, config: ResidualConfig
+) -> torch.Tensor:
+    """Delta from a distribution's k most likely tokens (sparse Eq. 1; `top1`: the first row).
+
+    Tokens beyond the table (padding rows of a larger reference) get no weight, as in
+    `align_vocab`.
+    """
+    inside = top_index < embedding_weight.shape[0]
+    weights = top_probs * inside
+    index = top_index.clamp(max=embedding_weight.shape[0] - 1)
+    if config.alpha == "top1":
+        first = weights.argmax(dim=-1, keepdim=True)
+        return at_least_fp32(embedding_weight[index.gather(-1, first).squeeze(-1)])
+    return sparse_soft_embedding(weights, index, embedding_weight)
 
 
 def dirichlet_probs(

@@ -110,6 +110,7 @@ def generate(
     cache = check_cache(cache, use_cache, dm)
     batch, prompt_len = input_ids.shape
     device = dm.device
+    eos_tensor = torch.tensor(eos_ids, device=device)
     mask_id = dm.mask_token_id
     seq = DecodeSequence(
         ids=torch.cat([input_ids.to(device), input_ids.new_full((batch, gen_length), mask_id).to(device)], 1),
@@ -122,7 +123,7 @@ def generate(
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
     init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
-    ref_pass = ModelPass(ref, seq, "exact") if ref is not None and residual.init == "reference" else None
+    ref_pass = ModelPass(ref, seq, "exact") if residual is not None and residual.init == "reference" else None
     state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -165,7 +166,8 @@ def generate(
                     break
                 logits, start = target.logits(target_embeds, lo, hi, bs)
                 nfe += 1
-                row_passes += (candidates.any(-1)).long()
+                rows = candidates.any(-1)  # rows with masks left this step (idle rows keep their residuals)
+                row_passes += rows.long()
                 tokens, confidence = choose_tokens(
                     logits[:, bs - start : be - start], temperature, generator, banned=mask_id
                 )
@@ -177,14 +179,13 @@ def generate(
                     trace.append(_trace_step(block, step, bs, commit, confidence, candidates, state, tokens))
                 block_ids[commit] = tokens[commit]
                 if state is not None:
-                    rows = candidates.any(-1)  # rows idle this step keep their residuals
                     still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                     state.update_from_logits(still, start, logits)
                 step += 1
 
             generated += active.long() * block_length
             if stop_at_eos:
-                stopped = active & torch.isin(block_ids, torch.tensor(eos_ids, device=device)).any(-1)
+                stopped = active & torch.isin(block_ids, eos_tensor).any(-1)
                 seq.ids[stopped, be:] = eos_ids[0]
                 active &= ~stopped
                 if not active.any():

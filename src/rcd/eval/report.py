@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 from ..decode.output import TraceStep  # noqa: E402
 
 
-def markdown_table(curves: Mapping[str, Sequence[dict]]) -> str:
-    """One row per setting; per method 'accuracy % @ tokens/step'."""
+def markdown_table(curves: Mapping[str, Sequence[dict]], note: Callable[[str, dict], str] | None = None) -> str:
+    """One row per setting; per method 'accuracy % @ tokens/step' (+ `note(method, point)`)."""
     names = list(curves)
     settings = list(dict.fromkeys(p["setting"] for pts in curves.values() for p in pts))
     lines = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -23,7 +23,8 @@ def markdown_table(curves: Mapping[str, Sequence[dict]]) -> str:
         cells = []
         for name in names:
             point = next((p for p in curves[name] if p["setting"] == setting), None)
-            cells.append("" if point is None else f"{100 * point['accuracy']:.1f}% @ {point['tokens_per_step']:.2f}")
+            cell = "" if point is None else f"{100 * point['accuracy']:.1f}% @ {point['tokens_per_step']:.2f}"
+            cells.append(cell + (note(name, point) if note and point else ""))
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

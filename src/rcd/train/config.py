@@ -88,8 +88,8 @@ class TrainConfig:
             raise ValueError("a training run needs data and out")
         if (self.stage == "rcd") != (self.reference is not None):
             raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
-            raise ValueError("batch_size, grad_accum and epochs must be >= 1")
+        if min(self.batch_size, self.grad_accum, self.epochs, self.max_prompt_length, self.max_response_length) < 1:
+            raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
         if self.cache_reference and self.stage != "rcd":

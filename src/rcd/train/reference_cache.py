@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..residual import ResidualConfig, alpha_from_probs, residual_probs
+from ..residual import ResidualConfig, top_k_summary
 from .noise import NoisyBatch
 from .stages import ReferenceSignal
 
@@ -52,9 +52,8 @@ class ReferenceCache:
 
     def store(self, batch: NoisyBatch, logits: torch.Tensor) -> None:
         """Keep alpha and the top-k of the reference's logits at the masked positions."""
-        probs = residual_probs(logits, self.config.temperature)
-        alpha = alpha_from_probs(probs, self.config).cpu()
-        top_probs, top_index = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
+        alpha, top_probs, top_index = top_k_summary(logits, self.config, self.top_k)
+        alpha = alpha.cpu()
         start = 0
         for index, positions in zip(batch.noise_key[2], self._positions(batch)):
             end = start + len(positions)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models.adapter import DiffusionModel
-from ..residual import ResidualConfig, mix_masked_embeddings, residual_from_logits, sparse_soft_embedding
+from ..residual import ResidualConfig, mix_masked_embeddings, residual_from_logits, residual_from_top_k
 from .noise import NoisyBatch, dropped_residuals, with_extra_masks
 from .objectives import diffusion_loss, noisy_logits
 
@@ -145,7 +145,8 @@ class StageModule(nn.Module):
         if signal.logits is not None:
             delta, alpha = residual_from_logits(signal.logits, weight, options.residual_config())
         else:
-            delta, alpha = sparse_soft_embedding(signal.top_probs, signal.top_index, weight), signal.alpha
+            delta = residual_from_top_k(signal.top_probs, signal.top_index, weight, options.residual_config())
+            alpha = signal.alpha
         full_delta = embeds.new_zeros(embeds.shape, dtype=delta.dtype)
         full_delta[batch.masked] = delta
         full_alpha = torch.zeros(batch.masked.shape, dtype=alpha.dtype, device=alpha.device)
