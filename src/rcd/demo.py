@@ -41,8 +41,8 @@ class DemoConfig:
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=500, metadata={"help": "held-out problems"})
-    ref_steps: int = field(default=4000, metadata={"help": "optimizer steps of the reference"})
-    stage_steps: int = field(default=1000, metadata={"help": "optimizer steps of seqd and of rcd each"})
+    ref_steps: int = field(default=3600, metadata={"help": "optimizer steps of the reference"})
+    stage_steps: int = field(default=900, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     residual_temperature: float = field(default=1.0, metadata={"help": "T_res of RCD decoding"})
@@ -63,7 +63,7 @@ class DemoConfig:
         """The sweep: 1/2/4/8 tokens per step and thresholds 0.5..0.95 (--quick: two of each)."""
         if self.quick:
             return parallelism_settings(gen_length, block_length, tokens_per_step=(1, 8), thresholds=(0.5, 0.9))
-        return parallelism_settings(gen_length, block_length)
+        return parallelism_settings(gen_length, block_length, thresholds=(0.5, 0.7, 0.8, 0.9, 0.95))
 
 
 def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]:
