@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 import rcd
+from rcd.demo import DemoConfig
 from rcd.eval.report import pareto_plot
-from rcd.eval.sweep import parallelism_settings
 
 from .agreement import Variant, compare, top_k_variants
 from .evalset import EvalSet
@@ -41,7 +41,7 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
     for name in ("ref", "seqd", "rcd"):
         models[name], tokenizer = rcd.load(demo_dir / name, device=device)
     decoding = report["decoding"]
-    settings = parallelism_settings(decoding["gen_length"], decoding["block_length"])
+    settings = DemoConfig(**report["config"]).settings(decoding["gen_length"], decoding["block_length"])
     if quick:
         settings = settings[:2]
     temperature = report["config"]["residual_temperature"]
