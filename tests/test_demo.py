@@ -77,3 +77,14 @@ def test_demo_accuracy_benchmark_on_demo_models(demo_dir, tmp_path):
     assert all(p["token_agreement_with_exact"] == 1.0 for p in curves["seqd"] + curves["rcd"])
     assert all(len(points) == 2 and points[0]["n"] == 100 for points in curves.values())
     assert is_png(tmp_path / "demo-accuracy-cpu-quick.png")
+
+
+def test_calibration_benchmark_on_demo_models(demo_dir, tmp_path):
+    from benchmarks.calibration import main as calibration
+
+    assert calibration(["--demo", str(demo_dir), "--out", str(tmp_path), "--limit", "20"]) == 0
+    result = json.loads((tmp_path / "demo-calibration.json").read_text())
+    for name in ("seqd", "rcd", "rcd-cold"):
+        method = result["methods"][name]
+        assert sum(b["tokens"] for b in method["bins"]) == method["tokens"] > 0
+        assert all(0.0 <= b["accuracy"] <= 1.0 for b in method["bins"])
