@@ -19,6 +19,8 @@ import torch
 import rcd
 from rcd.data import read_jsonl
 
+from .demo_accuracy import load_demo
+
 BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0 + 1e-6)
 
 
@@ -43,14 +45,12 @@ def committed_confidence(out: rcd.GenerationOutput, gold: torch.Tensor) -> tuple
 
 
 def run(demo_dir: Path, threshold: float, limit: int) -> dict:
-    report = json.loads((demo_dir / "report.json").read_text())
+    report, models, tokenizer = load_demo(demo_dir)
     rows = read_jsonl(demo_dir / "data" / "test.jsonl")[:limit]
-    ref, tokenizer = rcd.load(demo_dir / "ref")
-    target = rcd.load(demo_dir / "rcd")[0]
     methods = {  # name: (model, residual, reference)
-        "seqd": (rcd.load(demo_dir / "seqd")[0], None, None),
-        "rcd": (target, rcd.ResidualConfig(init="reference"), ref),
-        "rcd-cold": (target, rcd.ResidualConfig(), None),
+        "seqd": (models["seqd"], None, None),
+        "rcd": (models["rcd"], rcd.ResidualConfig(init="reference"), models["ref"]),
+        "rcd-cold": (models["rcd"], rcd.ResidualConfig(), None),
     }
     gen_length, block_length = report["decoding"]["gen_length"], report["decoding"]["block_length"]
     gold = gold_tokens(tokenizer, [r["response"] for r in rows], gen_length)

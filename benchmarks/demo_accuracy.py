@@ -31,15 +31,21 @@ from .report import demo_accuracy_markdown
 CACHES = ("prefix", "dual")
 
 
-def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
-    """Per setting of the demo's sweep, exact decoding then its approximations (agreement.compare)."""
+def load_demo(demo_dir: Path, device: torch.device | str = "cpu") -> tuple[dict, dict, object]:
+    """A finished `rcd demo` output: its report, the ref / seqd / rcd models, the tokenizer."""
     report = json.loads((demo_dir / "report.json").read_text())
-    evalset = EvalSet.from_jsonl(demo_dir / "data" / "test.jsonl", report["task"])
-    if quick:
-        evalset.rows = evalset.rows[:100]
     models, tokenizer = {}, None
     for name in ("ref", "seqd", "rcd"):
         models[name], tokenizer = rcd.load(demo_dir / name, device=device)
+    return report, models, tokenizer
+
+
+def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
+    """Per setting of the demo's sweep, exact decoding then its approximations (agreement.compare)."""
+    report, models, tokenizer = load_demo(demo_dir, device)
+    evalset = EvalSet.from_jsonl(demo_dir / "data" / "test.jsonl", report["task"])
+    if quick:
+        evalset.rows = evalset.rows[:100]
     decoding = report["decoding"]
     settings = DemoConfig(**report["config"]).settings(decoding["gen_length"], decoding["block_length"])
     if quick:
