@@ -61,7 +61,8 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
             batch_size = report["config"]["eval_batch_size"]
             for row in compare(model, tokenizer, evalset, setting, residual, variants, reference, batch_size):
                 name = method if row["variant"] == "exact" else f"{method} {row['variant']}"
-                curves.setdefault(name, []).append({"setting": setting.describe(), **row})
+                label = {"setting": setting.describe(), "rule": setting.policy().name}
+                curves.setdefault(name, []).append({**label, **row})
     return {
         "task": report["task"],
         "demo": str(demo_dir),

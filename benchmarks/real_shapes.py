@@ -7,7 +7,7 @@ An 8B forward pass does not fit this benchmark's budget on a CPU, so each step i
   leaving out the attention over cached context (small at these widths) and the final
   norm underestimates the forward and so overstates RCD's share;
 - commit policy: `choose_tokens` over the block (SeqD and RCD both pay it);
-- RCD extra: exactly the decode loop's per-step residual work (`_ResidualState`: Eq. 1-3
+- RCD extra: exactly the decode loop's per-step residual work (`ResidualState`: Eq. 1-3
   for the still-masked positions, stored, then the highway mix of the next input), with
   every block position masked (a block's first step, the worst case).
 SeqD step = forward + commit; RCD step = SeqD step + RCD extra. fp32 on CPU, bf16 on CUDA.
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaModel
 
 from rcd import ResidualConfig
-from rcd.decode.loop import _ResidualState  # the loop's own residual step, measured as is
+from rcd.decode import ResidualState  # the loop's own residual step, measured as is
 from rcd.decode.policy import choose_tokens
 from rcd.models.adapter import DiffusionModel
 from rcd.residual import normalized_entropy, probs_and_entropy, residual_probs
@@ -69,7 +69,7 @@ def cases(quick: bool) -> list[tuple[str, int, int]]:
 
 
 class _EmbeddingOnly(nn.Module):
-    """Just an input embedding table: what `_ResidualState` reads from a model."""
+    """Just an input embedding table: what `ResidualState` reads from a model."""
 
     def __init__(self, weight: torch.Tensor):
         super().__init__()
@@ -135,7 +135,7 @@ def run(device: torch.device, quick: bool) -> list[dict]:
                 "rcd": {},
             }
             for k in (None, *TOP_K):
-                state = _ResidualState(batch, block, dm, ResidualConfig(top_k=k))
+                state = ResidualState(batch, block, dm, ResidualConfig(top_k=k))
 
                 def extra():
                     state.update_from_logits(masked, 0, logits)

@@ -170,13 +170,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 def trace_example(methods: list[Method], prompt: str, tokenizer, settings: list[DecodeConfig], path: Path) -> None:
     """Denoising trace of one test problem for SeqD and RCD at 4 tokens per step."""
-    config = next((s for s in settings if s.steps and s.gen_length // s.steps == 4), settings[0])
+    config = next((s for s in settings if s.tokens_per_step == 4), settings[0])
     ids, mask = encode_prompts(tokenizer, [prompt])
     traces = {}
     for m in methods:
         device = next(m.model.parameters()).device
-        out = generate(m.model, ids.to(device), attention_mask=mask.to(device), residual=m.residual,
-                       reference=m.reference, return_trace=True, **config.generate_kwargs())
+        out = generate(m.model, ids.to(device), config, attention_mask=mask.to(device), residual=m.residual,
+                       reference=m.reference, return_trace=True)
         traces[m.name] = out.trace
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
 

@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     out = rcd_generate(
         model,
         input_ids,
+        config,
         attention_mask=attention_mask,
         residual=residual_config(args),
         reference=reference,
         eos_token_id=eos or None,
-        **config.generate_kwargs(),
     )
     seconds = time.perf_counter() - start
     for prompt, text in zip(args.prompt, decode_completions(tokenizer, out.generated, eos)):

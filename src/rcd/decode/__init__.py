@@ -1,8 +1,23 @@
-"""Decoding: the block loop, commit policies and what a generation returns."""
+"""Decoding: the block loop, commit policies, residual state and what a generation returns."""
 
 from .config import DecodeConfig
 from .loop import generate
 from .output import GenerationOutput, TraceStep
+from .policy import CommitPolicy, FixedSchedule, Threshold
+from .state import INIT_STRATEGIES, InitRule, ResidualState
 from .text import decode_completions, encode_prompts
 
-__all__ = ["DecodeConfig", "GenerationOutput", "TraceStep", "decode_completions", "encode_prompts", "generate"]
+__all__ = [
+    "INIT_STRATEGIES",
+    "CommitPolicy",
+    "DecodeConfig",
+    "FixedSchedule",
+    "GenerationOutput",
+    "InitRule",
+    "ResidualState",
+    "Threshold",
+    "TraceStep",
+    "decode_completions",
+    "encode_prompts",
+    "generate",
+]

@@ -1,13 +1,19 @@
-"""Decoding options as one dataclass, shared by the CLI, sweeps and evaluation."""
+"""Decoding options as one validated dataclass, shared by the CLI, sweeps and evaluation.
+
+Everything that can be checked without a model is checked in `__post_init__`, so a bad
+value fails before any model loads; checks that need the model (its attention mode, its
+trained block size, whether its forward has a KV cache) stay in `generate`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
+from .policy import CommitPolicy, FixedSchedule, Threshold
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodeConfig:
     gen_length: int = field(default=64, metadata={"help": "tokens to generate after the prompt"})
     block_length: int = field(default=32, metadata={"help": "tokens per block (decoded left to right)"})
@@ -29,11 +35,61 @@ class DecodeConfig:
         },
     )
 
-    def generate_kwargs(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.gen_length <= 0 or self.block_length <= 0:
+            raise ValueError("gen_length and block_length must be positive")
+        if self.gen_length % self.block_length:
+            raise ValueError(
+                f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length})"
+            )
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if not self.use_cache and self.cache != "exact":
+            raise ValueError(f"use_cache=False turns caching off; it contradicts cache={self.cache!r}")
+        if self.steps is not None and self.threshold is not None:
+            raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
+        if self.threshold is not None:
+            if not 0.0 <= self.threshold <= 1.0:
+                raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+            return
+        steps, n_blocks = self.total_steps, self.n_blocks
+        if steps <= 0 or steps % n_blocks:
+            raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
+        if steps // n_blocks > self.block_length:
+            raise ValueError(
+                f"{steps // n_blocks} steps per block exceed block_length ({self.block_length}): "
+                "some steps would commit nothing"
+            )
+
+    @property
+    def n_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the fixed schedule (gen_length when not given: one token per step)."""
+        return self.gen_length if self.steps is None else self.steps
+
+    @property
+    def cache_mode(self) -> str:
+        """The cache mode asked for; `use_cache=False` is the older spelling of "none"."""
+        return self.cache if self.use_cache else "none"
+
+    def policy(self) -> CommitPolicy:
+        """A fresh commit policy of this setting (policies keep per-block state)."""
+        if self.threshold is not None:
+            return Threshold(self.threshold)
+        return FixedSchedule(self.total_steps // self.n_blocks, self.n_blocks)
+
+    @property
+    def tokens_per_step(self) -> float | None:
+        """Tokens a fixed schedule commits per step (None for a threshold: it varies)."""
+        if self.threshold is not None:
+            return None
+        return self.gen_length / self.total_steps
 
     def describe(self) -> str:
         """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9'."""
-        if self.threshold is not None:
-            return f"tau={self.threshold:g}"
-        return f"steps={self.steps or self.gen_length}"
+        return self.policy().describe()

@@ -1,114 +1,72 @@
 """The block-wise denoising loop of a dLLM, with or without residual context (RCD).
 
 One block at a time, left to right; each step is one forward pass: predict every masked
-position, commit some of the current block (commit policy), remask the rest. With a
-`ResidualConfig`, each still-masked position carries its most recent prediction into the
-next step as a soft token (the math lives in `rcd.residual`).
+position, commit some of the current block (the commit policy, `rcd.decode.policy`),
+remask the rest. With a `ResidualConfig`, each still-masked position carries its most
+recent prediction into the next step as a soft token (`ResidualState`; the math lives in
+`rcd.residual`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel, check_reference
-from ..residual import (
-    ResidualConfig,
-    dirichlet_probs,
-    mix_masked_embeddings,
-    residual_from_logits,
-    residual_from_probs,
-)
+from ..residual import ResidualConfig
+from .config import DecodeConfig
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
-from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
-
-
-class _ResidualState:
-    """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
-
-    def __init__(self, batch: int, length: int, dm: DiffusionModel, config: ResidualConfig):
-        self.config = config
-        self.weight = dm.embedding_weight
-        self.mask_embedding = dm.mask_embedding()
-        dim = self.weight.shape[1]
-        self.delta = torch.zeros(batch, length, dim, dtype=dm.dtype, device=dm.device)
-        alpha_dtype = torch.promote_types(dm.dtype, torch.float32)
-        self.alpha = torch.zeros(batch, length, dtype=alpha_dtype, device=dm.device)
-        self.known = torch.zeros(batch, length, dtype=torch.bool, device=dm.device)
-
-    def mix(self, embeds: torch.Tensor, masked: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        return mix_masked_embeddings(
-            embeds, self.mask_embedding, self.delta[:, start:end], self.alpha[:, start:end], masked
-        )
-
-    def set(self, where: torch.Tensor, lo: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
-        """Store residuals for positions `where` (B, n) of the window starting at lo."""
-        hi = lo + where.shape[1]
-        self.delta[:, lo:hi][where] = delta.to(self.delta.dtype)
-        self.alpha[:, lo:hi][where] = alpha.to(self.alpha.dtype)
-        self.known[:, lo:hi] |= where
-
-    def update_from_logits(self, where: torch.Tensor, lo: int, logits: torch.Tensor) -> None:
-        if where.any():
-            self.set(where, lo, *residual_from_logits(logits[where], self.weight, self.config))
+from .policy import CommitPolicy, choose_tokens
+from .state import ResidualState
 
 
 def generate(
     model: nn.Module | DiffusionModel,
     input_ids: torch.Tensor,
+    config: DecodeConfig | None = None,
     *,
-    gen_length: int,
-    block_length: int,
-    steps: int | None = None,
-    threshold: float | None = None,
-    temperature: float = 0.0,
     residual: ResidualConfig | None = None,
     reference: nn.Module | DiffusionModel | None = None,
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | Sequence[int] | None = None,
-    stop_at_eos: bool = False,
-    use_cache: bool = True,
-    cache: str = "exact",
     generator: torch.Generator | None = None,
+    policy: CommitPolicy | None = None,
     return_trace: bool = False,
     progress: bool = False,
+    **options,
 ) -> GenerationOutput:
-    """Decode `gen_length` tokens after each (left-padded) prompt, block by block.
+    """Decode `config.gen_length` tokens after each (left-padded) prompt, block by block.
 
-    steps: fixed schedule, `steps // n_blocks` steps per block, top-k confidence commits.
-    threshold: commit every masked position of the block whose confidence > threshold, and
-        at least the most confident one. Give one of steps / threshold; neither means one
-        token per step (steps = gen_length).
-    temperature: 0 is greedy; > 0 samples with Gumbel-max (float64).
+    config: the decoding options (`DecodeConfig`: lengths, commit rule, temperature, EOS
+        stop, cache). Its fields may also be given as keywords (`gen_length=`,
+        `block_length=`, `steps=`, `threshold=`, ...), alone or to override a config.
     residual: turns RCD on (None = plain SeqD decoding); `reference` is the model of the
         `init="reference"` warm start.
     attention_mask: (B, P) 1 on real prompt tokens, 0 on left padding.
-    stop_at_eos: a row stops after a block that contains an EOS token (exact for
-        block-causal models, whose earlier blocks never see later ones); the rest of its
-        generation is filled with EOS.
-    cache: "exact" (default) uses only caches that keep the tokens unchanged: block-causal
-        models reuse the KV cache of finished blocks, bidirectional models recompute.
-        "none" recomputes everything. "prefix" / "dual": Fast-dLLM's approximate caches
-        for bidirectional models (see `rcd.decode.passes`; drift measured by
-        `python -m benchmarks`).
-    use_cache: False is the older spelling of cache="none".
+    eos_token_id: stop ids; `config.stop_at_eos` stops a row after a block that contains
+        one (exact for block-causal models, whose earlier blocks never see later ones) and
+        fills the rest of its generation with the first.
+    policy: a commit rule object (default: `config.policy()`, the fixed schedule or the
+        threshold the config names).
     return_trace: record a `TraceStep` per denoising step.
     """
+    config = _decode_config(config, options)
     dm = DiffusionModel.wrap(model)
     ref = DiffusionModel.wrap(reference) if reference is not None else None
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
     eos_ids = _eos_list(eos_token_id)
-    steps_per_block = _check_options(
-        dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
-    )
-    cache = check_cache(cache, use_cache, dm)
+    _check_model(dm, ref, config, residual, eos_ids)
+    cache = check_cache(config.cache_mode, dm)
+    policy = config.policy() if policy is None else policy
     batch, prompt_len = input_ids.shape
+    gen_length, block_length = config.gen_length, config.block_length
     device = dm.device
     eos_tensor = torch.tensor(eos_ids, device=device)
     mask_id = dm.mask_token_id
@@ -122,9 +80,10 @@ def generate(
     )
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
-    init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
-    ref_pass = ModelPass(ref, seq, "exact") if residual is not None and residual.init == "reference" else None
-    state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
+    init_passes = {"model": ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target}
+    if residual is not None and residual.init == "reference":
+        init_passes["reference"] = ModelPass(ref, seq, "exact")
+    state = ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)
@@ -137,9 +96,8 @@ def generate(
         embeds = dm.embed(ids)
         return embeds if state is None else state.mix(embeds, ids == mask_id, start, end)
 
-    n_blocks = gen_length // block_length
     with _inference(dm, ref):
-        for block in tqdm(range(n_blocks), desc="blocks", disable=not progress, leave=False):
+        for block in tqdm(range(config.n_blocks), desc="blocks", disable=not progress, leave=False):
             bs = prompt_len + block * block_length
             be = bs + block_length
             lo, hi = (prompt_len, seq.length) if dm.attention == "bidirectional" else (bs, be)
@@ -149,32 +107,23 @@ def generate(
                 need = (seq.ids[:, lo:hi] == mask_id) & active[:, None]
                 if not residual.reinit_blocks:
                     need &= ~state.known[:, lo:hi]
-                made = _init_residuals(state, need, lo, hi, bs, init_pass, ref_pass, generator)
-                nfe += made == "model"
-                reference_nfe += made == "reference"
-                if made:
+                source = state.initialize(need, lo, _plain_logits(init_passes, lo, hi, bs), generator)
+                nfe += source == "model"
+                reference_nfe += source == "reference"
+                if source:
                     row_passes += active.long()
 
-            masked_in_block = (block_ids == mask_id) & active[:, None]
-            schedule = (
-                fixed_schedule(masked_in_block.sum(-1), steps_per_block) if steps_per_block else None
-            )
+            policy.start_block((block_ids == mask_id) & active[:, None])
             step = 0
-            while True:
-                candidates = (block_ids == mask_id) & active[:, None]
-                if not candidates.any() or (schedule is not None and step >= steps_per_block):
-                    break
+            while (candidates := (block_ids == mask_id) & active[:, None]).any() and not policy.done():
                 logits, start = target.logits(target_embeds, lo, hi, bs)
                 nfe += 1
                 rows = candidates.any(-1)  # rows with masks left this step (idle rows keep their residuals)
                 row_passes += rows.long()
                 tokens, confidence = choose_tokens(
-                    logits[:, bs - start : be - start], temperature, generator, banned=mask_id
+                    logits[:, bs - start : be - start], config.temperature, generator, banned=mask_id
                 )
-                if schedule is not None:
-                    commit = commit_top_k(confidence, candidates, schedule[:, step])
-                else:
-                    commit = commit_threshold(confidence, candidates, threshold)
+                commit = policy.commit(confidence, candidates)
                 if trace is not None:
                     trace.append(_trace_step(block, step, bs, commit, confidence, candidates, state, tokens))
                 block_ids[commit] = tokens[commit]
@@ -184,7 +133,7 @@ def generate(
                 step += 1
 
             generated += active.long() * block_length
-            if stop_at_eos:
+            if config.stop_at_eos:
                 stopped = active & torch.isin(block_ids, eos_tensor).any(-1)
                 seq.ids[stopped, be:] = eos_ids[0]
                 active &= ~stopped
@@ -202,38 +151,27 @@ def generate(
     )
 
 
-def _init_residuals(
-    state: _ResidualState,
-    need: torch.Tensor,
-    lo: int,
-    hi: int,
-    bs: int,
-    target: ModelPass,
-    reference: ModelPass | None,
-    generator: torch.Generator | None,
-) -> str | None:
-    """Apply the init rule to positions `need` of window [lo, hi) (block at bs).
+def _plain_logits(passes: dict[str, ModelPass], lo: int, hi: int, bs: int) -> Callable[[str], torch.Tensor]:
+    """predict(source): logits of window [lo, hi) from that model's pass over plain masks."""
 
-    Returns which model ran a forward pass for it ("model", "reference") or None.
-    """
-    if not need.any():
-        return None
-    config = state.config
-    n = int(need.sum())
-    if config.init == "zero":
-        state.set(need, lo, state.delta.new_zeros(n, state.delta.shape[-1]), state.alpha.new_zeros(n))
-        return None
-    if config.init == "dirichlet":
-        probs = dirichlet_probs(
-            (n,), state.weight.shape[0], config.dirichlet_concentration, generator, state.alpha.device
-        )
-        state.set(need, lo, *residual_from_probs(probs, state.weight, config))
-        return None
-    pass_ = reference if config.init == "reference" else target
-    ids = pass_.seq.ids
-    logits, _ = pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi, bs)
-    state.update_from_logits(need, lo, logits)
-    return "reference" if config.init == "reference" else "model"
+    def predict(source: str) -> torch.Tensor:
+        pass_ = passes[source]
+        ids = pass_.seq.ids
+        return pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi, bs)[0]
+
+    return predict
+
+
+def _decode_config(config: DecodeConfig | None, options: dict) -> DecodeConfig:
+    """The config, with keyword options (DecodeConfig fields) applied over it."""
+    unknown = set(options) - {f.name for f in dataclasses.fields(DecodeConfig)}
+    if unknown:
+        raise TypeError(f"generate() got unexpected keyword arguments {sorted(unknown)}")
+    if config is None:
+        if not {"gen_length", "block_length"} <= set(options):
+            raise TypeError("generate() needs a DecodeConfig or gen_length= and block_length=")
+        return DecodeConfig(**options)
+    return dataclasses.replace(config, **options) if options else config
 
 
 def _trace_step(block, step, start, commit, confidence, candidates, state, tokens) -> TraceStep:
@@ -297,21 +235,19 @@ def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:
     return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
 
 
-def _check_options(
-    dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
-) -> int | None:
-    """Validate decoding options; return steps per block (None under a threshold)."""
-    if gen_length <= 0 or block_length <= 0:
-        raise ValueError("gen_length and block_length must be positive")
-    if gen_length % block_length:
-        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
-    if dm.attention == "block-causal" and dm.block_length and dm.block_length != block_length:
+def _check_model(
+    dm: DiffusionModel,
+    ref: DiffusionModel | None,
+    config: DecodeConfig,
+    residual: ResidualConfig | None,
+    eos_ids: list[int],
+) -> None:
+    """What `DecodeConfig` cannot check alone: the options against this model and call."""
+    if dm.attention == "block-causal" and dm.block_length and dm.block_length != config.block_length:
         raise ValueError(
-            f"this block-causal model was trained with block_length {dm.block_length}, got {block_length}"
+            f"this block-causal model was trained with block_length {dm.block_length}, got {config.block_length}"
         )
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
-    if stop_at_eos and not eos_ids:
+    if config.stop_at_eos and not eos_ids:
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
         raise TypeError("residual must be an rcd.ResidualConfig or None")
@@ -321,19 +257,3 @@ def _check_options(
         check_reference(dm, ref)
     elif ref is not None:
         warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
-    if steps is not None and threshold is not None:
-        raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
-    n_blocks = gen_length // block_length
-    if threshold is not None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must lie in [0, 1]")
-        return None
-    steps = gen_length if steps is None else steps
-    if steps <= 0 or steps % n_blocks:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
-    if steps // n_blocks > block_length:
-        raise ValueError(
-            f"{steps // n_blocks} steps per block exceed block_length ({block_length}): "
-            "some steps would commit nothing"
-        )
-    return steps // n_blocks

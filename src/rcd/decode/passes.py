@@ -48,25 +48,19 @@ class DecodeSequence:
         return self.ids.shape[1]
 
 
-def check_cache(cache: str, use_cache: bool, dm: DiffusionModel) -> str:
-    """The effective cache mode; `use_cache=False` is the older spelling of cache="none"."""
-    if cache not in CACHE_MODES:
-        raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
-    if not use_cache:
-        if cache != "exact":
-            raise ValueError(f"use_cache=False turns caching off; it contradicts cache={cache!r}")
-        return "none"
-    if cache in APPROXIMATE_CACHES:
+def check_cache(mode: str, dm: DiffusionModel) -> str:
+    """Refuse a cache mode this model cannot use (the mode itself is `DecodeConfig`'s)."""
+    if mode in APPROXIMATE_CACHES:
         if dm.attention != "bidirectional":
             raise ValueError(
-                f"cache={cache!r} approximates bidirectional attention; a {dm.attention} model's "
+                f"cache={mode!r} approximates bidirectional attention; a {dm.attention} model's "
                 "KV cache is exact already (cache='exact')"
             )
         if not dm.convention.supports_cache:
             raise ValueError(
-                f"cache={cache!r} needs a KV cache, which the {dm.convention.name} forward lacks"
+                f"cache={mode!r} needs a KV cache, which the {dm.convention.name} forward lacks"
             )
-    return cache
+    return mode
 
 
 class ModelPass:

@@ -4,9 +4,14 @@ Two rules (method doc section 1): a fixed schedule (LLaDA: the block's masked co
 evenly over its steps, remainder to the earliest, top-k confidence), and a dynamic
 threshold (SDAR low_confidence_dynamic / Fast-dLLM: every position above tau, at least
 the single most confident one). Token choice (greedy or Gumbel-max sampling) is here too.
+
+The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
+the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 
@@ -63,3 +68,72 @@ def commit_threshold(confidence: torch.Tensor, candidates: torch.Tensor, thresho
     best = torch.zeros_like(candidates)
     best.scatter_(-1, scores.argmax(dim=-1, keepdim=True), True)
     return candidates & ((scores > threshold) | best)
+
+
+class CommitPolicy:
+    """A commit rule as a small stateful object, in the manner of a diffusers scheduler.
+
+    The decode loop calls `start_block` with the block's masked positions, then, while
+    the block has masks and `done()` is False, one forward pass and `commit` per step.
+    `describe` names the setting in reports; `name` is the rule's kind ("fixed", ...).
+    A new rule is one subclass of these four methods.
+    """
+
+    name: ClassVar[str]
+
+    def start_block(self, masked: torch.Tensor) -> None:
+        """masked (B, block_length): the block's masked positions before its first step."""
+
+    def done(self) -> bool:
+        """True once the rule's step budget for the block is spent."""
+        return False
+
+    def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Bool (B, block_length): candidates (still masked, active rows) to commit this step."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class FixedSchedule(CommitPolicy):
+    """`steps_per_block` steps per block, each committing its share (`fixed_schedule`) of
+    the block's masks, most confident first (LLaDA)."""
+
+    name = "fixed"
+
+    def __init__(self, steps_per_block: int, n_blocks: int = 1):
+        self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
+        self._counts: torch.Tensor | None = None
+        self._step = 0
+
+    def start_block(self, masked: torch.Tensor) -> None:
+        self._counts = fixed_schedule(masked.sum(-1), self.steps_per_block)
+        self._step = 0
+
+    def done(self) -> bool:
+        return self._step >= self.steps_per_block
+
+    def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        chosen = commit_top_k(confidence, candidates, self._counts[:, self._step])
+        self._step += 1
+        return chosen
+
+    def describe(self) -> str:
+        return f"steps={self.steps_per_block * self.n_blocks}"
+
+
+class Threshold(CommitPolicy):
+    """Every candidate whose confidence exceeds `threshold`, and at least the most
+    confident one (SDAR low_confidence_dynamic, Fast-dLLM)."""
+
+    name = "threshold"
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        return commit_threshold(confidence, candidates, self.threshold)
+
+    def describe(self) -> str:
+        return f"tau={self.threshold:g}"

@@ -53,11 +53,11 @@ class Decoder:
         out = generate(
             self.model,
             input_ids,
+            self.decode,
             attention_mask=attention_mask,
             residual=self.residual,
             reference=self.reference,
             eos_token_id=stops or None,
             generator=generator,
-            **self.decode.generate_kwargs(),
         )
         return decode_completions(self.tokenizer, out.generated, stops), out

@@ -36,7 +36,7 @@ def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: s
         color = None
         for is_threshold, marker, style in ((False, "o", "-"), (True, "^", "--")):
             pts = sorted(
-                (p for p in points if p["setting"].startswith("tau") == is_threshold),
+                (p for p in points if (p["rule"] == "threshold") == is_threshold),
                 key=lambda p: p["tokens_per_step"],
             )
             if not pts:

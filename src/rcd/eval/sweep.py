@@ -40,6 +40,7 @@ class Method:
 @dataclass
 class Point:
     setting: str
+    rule: str  # the commit policy's kind ("fixed", "threshold")
     tokens_per_step: float
     accuracy: float
     n: int
@@ -82,19 +83,21 @@ def evaluate(
         out = generate(
             method.model,
             ids.to(device),
+            config,
             attention_mask=mask.to(device),
             residual=method.residual,
             reference=method.reference,
             eos_token_id=eos or None,
-            **config.generate_kwargs(),
         )
         texts = decode_completions(tokenizer, out.generated, eos)
         completions += texts
         correct += sum(checker(e, t) for e, t in zip(chunk, texts))
         tokens += int(out.generated_tokens.sum())
         passes += int(out.row_forward_passes.sum())
+    policy = config.policy()
     point = Point(
-        setting=config.describe(),
+        setting=policy.describe(),
+        rule=policy.name,
         tokens_per_step=tokens / max(passes, 1),
         accuracy=correct / len(examples),
         n=len(examples),

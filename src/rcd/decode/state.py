@@ -1,0 +1,148 @@
+"""The residual context a decode carries between steps, and the rules that start it.
+
+`ResidualState` holds, per position, the (Delta, alpha) of its latest prediction (Eq. 1
+and 3, computed by `rcd.residual`) and mixes them into the next step's inputs (Eq. 2).
+Positions not predicted yet get theirs from an init rule (method doc section 2.3): one
+small class per rule, chosen by `ResidualConfig.init`. A rule names the model whose
+plain-mask forward pass it needs (`source`), so the loop can run and count that pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..models.adapter import DiffusionModel
+from ..residual import (
+    ResidualConfig,
+    dirichlet_probs,
+    mix_masked_embeddings,
+    residual_from_logits,
+    residual_from_probs,
+)
+
+Residual = tuple[torch.Tensor, torch.Tensor]  # (Delta (n, D), alpha (n,)) of n positions
+
+
+class ResidualState:
+    """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
+
+    def __init__(self, batch: int, length: int, dm: DiffusionModel, config: ResidualConfig):
+        self.config = config
+        self.init_rule = init_rule(config)
+        self.weight = dm.embedding_weight
+        self.mask_embedding = dm.mask_embedding()
+        dim = self.weight.shape[1]
+        self.delta = torch.zeros(batch, length, dim, dtype=dm.dtype, device=dm.device)
+        alpha_dtype = torch.promote_types(dm.dtype, torch.float32)
+        self.alpha = torch.zeros(batch, length, dtype=alpha_dtype, device=dm.device)
+        self.known = torch.zeros(batch, length, dtype=torch.bool, device=dm.device)
+
+    def mix(self, embeds: torch.Tensor, masked: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Eq. 2 for positions [start, end): masked ones take (1 - alpha) E[M] + alpha Delta."""
+        return mix_masked_embeddings(
+            embeds, self.mask_embedding, self.delta[:, start:end], self.alpha[:, start:end], masked
+        )
+
+    def set(self, where: torch.Tensor, lo: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Store residuals for positions `where` (B, n) of the window starting at lo."""
+        hi = lo + where.shape[1]
+        self.delta[:, lo:hi][where] = delta.to(self.delta.dtype)
+        self.alpha[:, lo:hi][where] = alpha.to(self.alpha.dtype)
+        self.known[:, lo:hi] |= where
+
+    def update_from_logits(self, where: torch.Tensor, lo: int, logits: torch.Tensor) -> None:
+        """Residuals of positions `where` from their logits (window starting at lo)."""
+        if where.any():
+            self.set(where, lo, *residual_from_logits(logits[where], self.weight, self.config))
+
+    def initialize(
+        self,
+        need: torch.Tensor,
+        lo: int,
+        predict: Callable[[str], torch.Tensor],
+        generator: torch.Generator | None = None,
+    ) -> str | None:
+        """Apply the init rule to positions `need` (B, n) of the window starting at lo.
+
+        predict(source) returns the window's plain-mask logits from that model. Returns the
+        source of the forward pass the rule ran ("model", "reference"), or None.
+        """
+        if not need.any():
+            return None
+        rule = self.init_rule
+        logits = predict(rule.source) if rule.source is not None else None
+        self.set(need, lo, *rule.residuals(self, need, logits, generator))
+        return rule.source
+
+
+class InitRule:
+    """The residual of positions never predicted: one subclass per `ResidualConfig.init`."""
+
+    name: ClassVar[str]
+    source: ClassVar[str | None] = None  # the model whose plain-mask pass the rule reads
+
+    def residuals(
+        self,
+        state: ResidualState,
+        need: torch.Tensor,
+        logits: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Residual:
+        raise NotImplementedError
+
+
+class ZeroInit(InitRule):
+    """Cold start: alpha = 0, so the inputs are plain masks."""
+
+    name = "zero"
+
+    def residuals(self, state, need, logits, generator) -> Residual:
+        n = int(need.sum())
+        return state.delta.new_zeros(n, state.delta.shape[-1]), state.alpha.new_zeros(n)
+
+
+@dataclass(frozen=True)
+class DirichletInit(InitRule):
+    """Random distributions p ~ Dir(concentration), mixed like predictions."""
+
+    concentration: float = 1.0
+    name = "dirichlet"
+
+    def residuals(self, state, need, logits, generator) -> Residual:
+        probs = dirichlet_probs(
+            (int(need.sum()),), state.weight.shape[0], self.concentration, generator, state.alpha.device
+        )
+        return residual_from_probs(probs, state.weight, state.config)
+
+
+class ReferenceInit(InitRule):
+    """Warm start: one plain-mask forward pass of a reference model."""
+
+    name = "reference"
+    source = "reference"
+
+    def residuals(self, state, need, logits, generator) -> Residual:
+        return residual_from_logits(logits[need], state.weight, state.config)
+
+
+class SelfInit(ReferenceInit):
+    """One extra plain-mask forward pass of the decoded model itself."""
+
+    name = "self"
+    source = "model"
+
+
+def init_rule(config: ResidualConfig) -> InitRule:
+    """The init strategy `config.init` names."""
+    if config.init == "dirichlet":
+        return DirichletInit(config.dirichlet_concentration)
+    return INIT_STRATEGIES[config.init]()
+
+
+INIT_STRATEGIES: dict[str, type[InitRule]] = {
+    rule.name: rule for rule in (ZeroInit, DirichletInit, ReferenceInit, SelfInit)
+}
