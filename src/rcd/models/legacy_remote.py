@@ -90,6 +90,12 @@ def _removed_message(name: str) -> str:
     )
 
 
+def fill_config_defaults(config: PretrainedConfig) -> None:
+    """`pad_token_id` = None where the config has none, as transformers 4 configs defaulted it."""
+    if not hasattr(config, "pad_token_id"):
+        config.pad_token_id = None
+
+
 @contextlib.contextmanager
 def transformers4_names() -> Iterator[None]:
     """The removed transformers names, present inside the block only (where they are missing)."""

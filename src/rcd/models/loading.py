@@ -25,7 +25,7 @@ from .buffers import checkpoint_keys, restore_buffers
 from .compat import adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
-from .legacy_remote import adapt_generation_configs, flash_attn_standin, transformers4_names
+from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -147,8 +147,7 @@ def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_i
 def _load_remote(source: str, class_ref: str, config, kwargs: dict):
     """The checkpoint's own modeling code, imported and built with transformers 4's names
     (`legacy_remote`), then every buffer the checkpoint lacks recomputed (`buffers`)."""
-    if not hasattr(config, "pad_token_id"):  # transformers 4 configs defaulted it to None
-        config.pad_token_id = None
+    fill_config_defaults(config)
     with transformers4_names():
         with flash_attn_standin():
             model_class = get_class_from_dynamic_module(class_ref, source)
