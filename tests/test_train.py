@@ -107,9 +107,14 @@ def test_rcd_stage_uses_shared_residual_math_and_no_reference_gradient(data, ref
     assert target.get_input_embeddings().weight.grad is not None  # Delta = p @ E_target is differentiable
 
 
-def test_reference_weights_untouched_by_training(tmp_path, data, reference_dir):
+def test_reference_frozen_and_untouched_by_training(tmp_path, data, reference_dir):
     digest = hashlib.sha256((reference_dir / "model.safetensors").read_bytes()).hexdigest()
-    train(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir), max_steps=3))
+    trainer = Trainer(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),
+                            max_steps=3))
+    trainer.train()
+    reference = trainer.reference.model
+    assert not reference.training  # eval mode: no dropout in the signal
+    assert not any(p.requires_grad or p.grad is not None for p in reference.parameters())
     assert hashlib.sha256((reference_dir / "model.safetensors").read_bytes()).hexdigest() == digest
 
 
