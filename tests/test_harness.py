@@ -5,8 +5,9 @@ import json
 import pytest
 
 import rcd
+from conftest import require_extra
 
-pytest.importorskip("lm_eval", reason="lm-eval is an optional extra: pip install 'rcd[eval]'")
+require_extra("lm_eval", "eval")
 
 from rcd.cli import main  # noqa: E402
 

@@ -145,8 +145,14 @@ class Trainer:
             math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum
         )
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        # a prepared scheduler is stepped once per process at each optimizer step (Accelerate
+        # sizes schedules in single-process batches), so ours is sized in steps x processes
+        processes = self.accelerator.num_processes
         scheduler = get_scheduler(
-            config.schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=self.total_steps
+            config.schedule,
+            optimizer,
+            num_warmup_steps=config.warmup_steps * processes,
+            num_training_steps=self.total_steps * processes,
         )
         prepared = self.accelerator.prepare(module, optimizer, loader, scheduler)
         self.module, self.optimizer, self.loader, self.scheduler = prepared
