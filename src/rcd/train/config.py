@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
+from ..models.loading import DTYPES
 from .stages import STAGES
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -63,6 +64,22 @@ class TrainConfig:
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision", "choices": PRECISIONS})
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "weights dtype of the trained model (bfloat16: pure bf16 training, half the memory of "
+            "fp32 weights + --mixed-precision; default: as saved, presets fp32)",
+            "choices": tuple(DTYPES),
+        },
+    )
+    reference_dtype: str | None = field(
+        default=None,
+        metadata={"help": "weights dtype of the frozen reference (default: --dtype)", "choices": tuple(DTYPES)},
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute each layer's activations in backward (the model's own checkpointing)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of model init, data order and noise"})
     eps: float = field(default=1e-3, metadata={"help": "smallest masking level t"})
     log_every: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
@@ -92,5 +109,15 @@ class TrainConfig:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
+        for name in ("dtype", "reference_dtype"):
+            if getattr(self, name) not in (None, *DTYPES):
+                raise ValueError(f"{name} must be one of {tuple(DTYPES)}, not {getattr(self, name)!r}")
+        if self.dtype not in (None, "float32", "float64") and self.mixed_precision != "no":
+            raise ValueError(
+                f"--dtype {self.dtype} trains low-precision weights; --mixed-precision {self.mixed_precision} wants "
+                "fp32 weights: pass one of the two"
+            )
+        if self.reference_dtype is not None and self.stage != "rcd":
+            raise ValueError("reference_dtype applies to stage rcd only")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")

@@ -23,14 +23,15 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
 from ..data.sft import SftCollator, load_sft
 from ..models.adapter import DiffusionModel
-from ..models.loading import load
+from ..models.loading import DTYPES, load
 from ..models.tiny import TINY_PRESETS, tiny_model
 from ..tokenizer import char_tokenizer
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
 from .noise import add_noise
 from .reference_cache import ReferenceCache
-from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule, reference_signal
+from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule
 
 EVAL_EPOCH = 2**31 - 1  # noise key of the held-out set: the same noise at every evaluation
 METRICS_FILE = "metrics.jsonl"
@@ -53,10 +54,10 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
             max_position_embeddings=max(1024, config.max_prompt_length + config.max_response_length),
             **TINY_PRESETS[config.model],
         )
-        return model.train(), tokenizer
+        return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
     if not Path(config.model).is_dir():
         raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
-    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code)
+    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     return model.train(), tokenizer
 
 
@@ -69,16 +70,16 @@ def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
 
 
 def load_reference(
-    path: str, tokenizer: PreTrainedTokenizerBase, device: torch.device, trust_remote_code: bool = False
-) -> DiffusionModel:
+    path: str, tokenizer: PreTrainedTokenizerBase, trust_remote_code: bool = False, dtype: str | None = None
+) -> torch.nn.Module:
     """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
-    model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code)
+    model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code, dtype=dtype)
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
             f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
         )
-    model.requires_grad_(False)
-    return DiffusionModel.wrap(model.to(device).eval())
+    DiffusionModel.wrap(model)  # refuse a model without a mask token before training starts
+    return freeze(model)
 
 
 def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
@@ -103,6 +104,8 @@ class Trainer:
         )
         set_seed(config.seed)
         model, self.tokenizer = build_model(config)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         if config.lora_rank:
             model = apply_lora(model, config)
         target = DiffusionModel.wrap(model, config.attention)
@@ -110,10 +113,14 @@ class Trainer:
         self.block_length = config.block_length or target.block_length
         if self.attention == "block-causal" and not self.block_length:
             raise ValueError("block-causal training needs --block-length")
-        device = self.accelerator.device
         self.reference = None
         if config.stage == "rcd":
-            self.reference = load_reference(config.reference, self.tokenizer, device, config.trust_remote_code)
+            reference = load_reference(
+                config.reference, self.tokenizer, config.trust_remote_code, config.reference_dtype or config.dtype
+            )
+            self.reference = place_reference(
+                ReferenceModule(reference, self.block_length, self.residual), self.accelerator
+            )
         if config.cache_reference and self.residual.source == "self":
             raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
         self.cache = (
@@ -183,7 +190,7 @@ class Trainer:
             if cached is not None:
                 return cached
         with self.accelerator.autocast():
-            signal = reference_signal(self.reference, noisy, self.block_length, self.residual)
+            signal = self.reference.signal(noisy)
         if use_cache and self.cache is not None:
             self.cache.store(noisy, signal.logits)
         return signal
