@@ -24,7 +24,12 @@ class TrainConfig:
         metadata={"help": "model directory to fine-tune, or a tiny preset (tiny-xs/-s/-m/-l) built from scratch"},
     )
     data: str = field(
-        default="", metadata={"help": "training JSONL: prompt+response or chat messages per line", "required": True}
+        default="",
+        metadata={
+            "help": "training data: a JSONL file (prompt+response or chat messages per line), a json/parquet/"
+            "arrow/csv file or folder, a saved dataset folder, or a Hub dataset name (see rcd.data.datasets)",
+            "required": True,
+        },
     )
     out: str = field(
         default="", metadata={"help": "output directory (final model, checkpoints, metrics.jsonl)", "required": True}
@@ -40,7 +45,29 @@ class TrainConfig:
     block_length: int | None = field(
         default=None, metadata={"help": "block size of block-causal models (block-diffusion objective)"}
     )
-    eval_data: str | None = field(default=None, metadata={"help": "held-out JSONL for the eval loss"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out data for the eval loss (as --data)"})
+    data_split: str = field(default="train", metadata={"help": "split of --data (saved DatasetDicts, Hub datasets)"})
+    eval_split: str = field(default="train", metadata={"help": "split of --eval-data (local files: train)"})
+    prompt_field: str = field(
+        default="prompt", metadata={"help": "prompt column (OpenMathInstruct-2: problem)"}
+    )
+    response_field: str = field(
+        default="response", metadata={"help": "response column (OpenMathInstruct-2: generated_solution)"}
+    )
+    messages_field: str = field(
+        default="messages", metadata={"help": "chat column, used when a row has it (OpenR1-Math: messages)"}
+    )
+    group_by_length: bool = field(
+        default=False, metadata={"help": "batch examples of similar length (less padding), reshuffled per epoch"}
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "read --data as a stream, tokenised on the fly (data larger than memory; needs --max-steps)"},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "tokenisation cache folder (default: ~/.cache/rcd/tokenized; 'none': no cache)"},
+    )
     max_prompt_length: int = field(default=256, metadata={"help": "longest prompt in tokens"})
     max_response_length: int = field(default=256, metadata={"help": "longest response in tokens (EOS included)"})
     response_padding: str = field(
@@ -119,5 +146,8 @@ class TrainConfig:
             )
         if self.reference_dtype is not None and self.stage != "rcd":
             raise ValueError("reference_dtype applies to stage rcd only")
+        if self.streaming and (self.max_steps is None or self.group_by_length or self.cache_reference):
+            raise ValueError("--streaming needs --max-steps (a stream has no length), and takes no "
+                             "--group-by-length or --cache-reference")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")

@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
-from ..data.sft import SftCollator, load_sft
+from ..data.batching import LengthGroupedSampler
+from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
+from ..data.sft import SftCollator
 from ..models.adapter import DiffusionModel
 from ..models.loading import DTYPES, load
 from ..models.tiny import TINY_PRESETS, tiny_model
@@ -100,7 +102,10 @@ class Trainer:
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            dataloader_config=DataLoaderConfiguration(
+                # a stream is read by every process, each keeping its share of the examples
+                use_seedable_sampler=True, data_seed=config.seed, dispatch_batches=False if config.streaming else None
+            ),
         )
         set_seed(config.seed)
         model, self.tokenizer = build_model(config)
@@ -132,10 +137,9 @@ class Trainer:
             self.block_length if self.attention == "block-causal" else None,
             config.max_response_length if config.response_padding == "max" else None,
         )
-        train_examples = self._load(config.data)
-        loader = DataLoader(train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
+        loader = self._train_loader(collate)
         eval_loader = (
-            DataLoader(self._load(config.eval_data), batch_size=config.batch_size, collate_fn=collate)
+            DataLoader(self._load(config.eval_data, config.eval_split), batch_size=config.batch_size, collate_fn=collate)
             if config.eval_data
             else None
         )
@@ -148,7 +152,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
         )
-        self.steps_per_epoch = math.ceil(
+        self.steps_per_epoch = None if config.streaming else math.ceil(
             math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum
         )
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
@@ -160,16 +164,29 @@ class Trainer:
         self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
         self.state = TrainerState()
 
-    def _load(self, path: str):
-        examples, stats = load_sft(
-            path,
-            self.tokenizer,
-            max_prompt_length=self.config.max_prompt_length,
-            max_response_length=self.config.max_response_length,
-            overflow=self.config.overflow,
-        )
+    def _data_options(self, split: str) -> DataOptions:
+        c = self.config
+        return DataOptions(c.max_prompt_length, c.max_response_length, c.overflow, c.prompt_field,
+                           c.response_field, c.messages_field, split)
+
+    def _load(self, path: str, split: str):
+        cache = None if self.config.cache_dir == "none" else (self.config.cache_dir or default_cache_dir())
+        examples, stats = load_examples(path, self.tokenizer, self._data_options(split), cache)
         self.accelerator.print(f"{path}: {stats.describe()}")
         return examples
+
+    def _train_loader(self, collate: SftCollator) -> DataLoader:
+        """Shuffled, length-grouped (`--group-by-length`) or streamed batches of --data."""
+        c = self.config
+        if c.streaming:
+            stream = StreamingExamples(c.data, self.tokenizer, self._data_options(c.data_split), c.seed)
+            return DataLoader(stream, batch_size=c.batch_size, collate_fn=collate)
+        examples = self._load(c.data, c.data_split)
+        if not c.group_by_length:
+            return DataLoader(examples, batch_size=c.batch_size, shuffle=True, collate_fn=collate)
+        lengths = [len(e.prompt_ids) + len(e.response_ids) for e in examples]
+        sampler = LengthGroupedSampler(lengths, c.batch_size, c.seed)
+        return DataLoader(examples, batch_size=c.batch_size, sampler=sampler, collate_fn=collate)
 
     # ----------------------------------------------------------------- one batch
     def _noisy(self, batch: dict[str, torch.Tensor], epoch: int):
