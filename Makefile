@@ -5,13 +5,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rcd-installed
 DEMO_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the inner loop: everything but the tests marked slow (under a minute on an idle 2-core machine)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 install: $(STAMP)
 

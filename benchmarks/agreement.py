@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 import rcd
-from rcd.cli.args import add_dataclass_arguments, dataclass_from_args
-from rcd.cli.options import RES_PREFIX
+from rcd.config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args
 from rcd.eval.decoder import Decoder
 
 from .evalset import EvalSet

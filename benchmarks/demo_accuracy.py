@@ -13,6 +13,7 @@ tokens equal to the exact dense decoding's (same setting) and the seconds each t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 import rcd
+from rcd.config import dataclass_from_dict
 from rcd.demo import DemoConfig
 from rcd.eval.report import pareto_plot
 
@@ -47,18 +49,19 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
     if quick:
         evalset.rows = evalset.rows[:100]
     decoding = report["decoding"]
-    settings = DemoConfig(**report["config"]).settings(decoding["gen_length"], decoding["block_length"])
+    demo = dataclass_from_dict(DemoConfig, report["config"])
+    settings = demo.settings(decoding["gen_length"], decoding["block_length"])
     if quick:
         settings = settings[:2]
-    temperature = report["config"]["residual_temperature"]
-    warm = rcd.ResidualConfig(init="reference", temperature=temperature)
+    temperature = demo.residual.residual.temperature
+    warm = dataclasses.replace(demo.residual.residual, init="reference")
     caches = [Variant(cache=c) for c in CACHES] if decoding["attention"] == "bidirectional" else []
     runs = {"seqd": (models["seqd"], None, caches), "rcd": (models["rcd"], warm, top_k_variants(models["rcd"]) + caches)}
     curves: dict[str, list[dict]] = {}
     for setting in tqdm(settings, desc="demo-accuracy settings"):
         for method, (model, residual, variants) in runs.items():
             reference = models["ref"] if residual is not None else None
-            batch_size = report["config"]["eval_batch_size"]
+            batch_size = demo.sweep.batch_size
             for row in compare(model, tokenizer, evalset, setting, residual, variants, reference, batch_size):
                 name = method if row["variant"] == "exact" else f"{method} {row['variant']}"
                 label = {"setting": setting.describe(), "rule": setting.policy().name}

@@ -56,3 +56,9 @@ def require_extra(module: str, extra: str):
     if os.environ.get("CI"):
         return importlib.import_module(module)
     return pytest.importorskip(module, reason=f"optional extra: pip install 'rcd[{extra}]'")
+
+
+def slow_except(names, fast):
+    """Parametrize values: those in `fast` run in every tier, the rest are marked slow
+    (`make test-fast` keeps a representative corner of a large matrix)."""
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in names]

@@ -18,26 +18,33 @@ from typing import Any
 
 import torch
 
-from .data import get_task, make_splits, read_jsonl, write_jsonl
-from .decode import DecodeConfig, generate
-from .decode.text import encode_prompts
-from .eval.report import markdown_table, pareto_plot, trace_plot
-from .eval.sweep import Method, parallelism_settings, sweep
+from .data import TASKS, get_task, make_splits, read_jsonl, write_jsonl
+from .decode import DecodeConfig
+from .eval.report import trace_plot, write_report
+from .eval.sweep import Method, SweepConfig, rcd_methods, sweep
+from .models.attention import ATTENTION_MODES
 from .models.loading import load
-from .residual import ResidualConfig
+from .models.tiny import TINY_PRESETS
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
 from .train.trainer import SUMMARY_FILE
 
 
-@dataclass
+DEMO_SWEEP = SweepConfig(thresholds=(0.5, 0.7, 0.8, 0.9, 0.95), batch_size=500)
+QUICK_SWEEP = SweepConfig(tokens_per_step=(1, 8), thresholds=(0.5, 0.9), batch_size=500)
+
+
+@dataclass(frozen=True)
 class DemoConfig:
-    task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.TASKS)"})
+    task: str = field(default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(TASKS)})
     out: str = field(default="runs/demo", metadata={"help": "output directory"})
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})
-    tokenizer: str = field(default="char", metadata={"help": "char: one token per character; word: per word"})
-    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models"})
-    attention: str = field(default="bidirectional", metadata={"help": "bidirectional or block-causal"})
+    tokenizer: str = field(
+        default="char",
+        metadata={"help": "char: one token per character; word: per word", "choices": ("char", "word")},
+    )
+    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)})
+    attention: str = field(default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES})
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=500, metadata={"help": "held-out problems"})
@@ -45,25 +52,34 @@ class DemoConfig:
     stage_steps: int = field(default=900, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    residual_temperature: float = field(default=1.0, metadata={"help": "T_res of RCD decoding"})
-    residual_dropout: float = field(default=0.3, metadata={"help": "stage rcd: residual dropout rate"})
-    residual_source: str = field(
-        default="self", metadata={"help": "stage rcd: noisy (the paper), more-masked or self (see README)"}
+    residual: ResidualTrainingConfig = field(
+        default_factory=lambda: ResidualTrainingConfig(dropout=0.3, source="self"),
+        metadata={"help": "RCD: the residual of stage rcd and of decoding (--res-*)", "prefix": "res-"},
+    )
+    sweep: SweepConfig = field(
+        default=DEMO_SWEEP,
+        metadata={"help": "the decoding sweep (--quick: two settings of each rule)", "prefix": "sweep-"},
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
-    eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
+
+    def __post_init__(self) -> None:
+        if self.tokenizer == "word" and get_task(self.task).words is None:
+            raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
+        if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
+            raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")
+        if self.block_length is not None and self.block_length < 1:
+            raise ValueError("block_length must be >= 1")
 
     def scaled(self) -> DemoConfig:
         """The --quick variant: the same pipeline at a size that runs in a couple of minutes."""
         if not self.quick:
             return self
-        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, batch_size=32)
+        sweep = QUICK_SWEEP if self.sweep == DEMO_SWEEP else self.sweep
+        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, batch_size=32, sweep=sweep)
 
     def settings(self, gen_length: int, block_length: int) -> list[DecodeConfig]:
-        """The sweep: 1/2/4/8 tokens per step and thresholds 0.5..0.95 (--quick: two of each)."""
-        if self.quick:
-            return parallelism_settings(gen_length, block_length, tokens_per_step=(1, 8), thresholds=(0.5, 0.9))
-        return parallelism_settings(gen_length, block_length, thresholds=(0.5, 0.7, 0.8, 0.9, 0.95))
+        """The sweep's decoding settings: fixed schedules, then thresholds."""
+        return self.scaled().sweep.settings(DecodeConfig(gen_length=gen_length, block_length=block_length))
 
 
 def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]:
@@ -72,12 +88,7 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     train_rows, test_rows = make_splits(task, config.n_train, config.n_test, config.seed)
     write_jsonl(root / "train.jsonl", train_rows)
     write_jsonl(root / "test.jsonl", test_rows)
-    if config.tokenizer == "word":
-        if task.words is None:
-            raise ValueError(f"task {task.name} has no word vocabulary; use --tokenizer char")
-        tokenizer = word_tokenizer(task.words)
-    else:
-        tokenizer = char_tokenizer(task.alphabet)
+    tokenizer = word_tokenizer(task.words) if config.tokenizer == "word" else char_tokenizer(task.alphabet)
     tokenizer.save_pretrained(root / "tokenizer")
     longest = max(len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) for r in train_rows + test_rows)
     # room for EOS, and a multiple of 8 (and of the block) so that 1, 2, 4, 8 tokens per step divide it
@@ -86,16 +97,15 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
-def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
+def train_stage(stage_config: TrainConfig) -> dict[str, Any]:
     """Train one stage unless an identical finished run is already there (then reuse it)."""
     stage_config = replace(stage_config, resume=True)  # an interrupted stage continues
     summary_path = Path(stage_config.out) / SUMMARY_FILE
-    wanted = asdict(stage_config)
     if summary_path.exists():
         done = json.loads(summary_path.read_text())
-        if done["config"] == wanted and done.get("residual") == (asdict(residual) if residual else None):
+        if done["config"] == asdict(stage_config):
             return done
-    return train(stage_config, residual)
+    return train(stage_config)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -132,24 +142,17 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "rcd": train_stage(
             TrainConfig(
                 stage="rcd", model=str(ref_dir), reference=str(ref_dir), out=str(rcd_dir),
-                max_steps=config.stage_steps, **common,
-            ),
-            ResidualTrainingConfig(dropout=config.residual_dropout, source=config.residual_source),
+                max_steps=config.stage_steps, residual=config.residual, **common,
+            )
         ),
     }
     device = "cuda" if torch.cuda.is_available() else "cpu"
     (seqd, tokenizer), (target, _), (reference, _) = (load(d, device=device) for d in (seqd_dir, rcd_dir, ref_dir))
-    warm = ResidualConfig(init="reference", temperature=config.residual_temperature)
-    methods = [
-        Method("seqd", seqd),
-        Method("rcd", target, warm, reference),
-        Method("rcd-cold", target, replace(warm, init="zero")),
-    ]
-    task = get_task(config.task)
+    methods = rcd_methods(target, config.residual.residual, reference, baseline=seqd)
     test_rows = read_jsonl(test_file)
     settings = config.settings(gen_length, block)
-    curves = sweep(methods, settings, test_rows, tokenizer, checker=task.is_correct,
-                   batch_size=config.eval_batch_size)
+    curves = sweep(methods, settings, test_rows, tokenizer, checker=get_task(config.task).is_correct,
+                   batch_size=config.sweep.batch_size)
     report = {
         "task": config.task,
         "curves": curves,
@@ -171,34 +174,5 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def trace_example(methods: list[Method], prompt: str, tokenizer, settings: list[DecodeConfig], path: Path) -> None:
     """Denoising trace of one test problem for SeqD and RCD at 4 tokens per step."""
     config = next((s for s in settings if s.tokens_per_step == 4), settings[0])
-    ids, mask = encode_prompts(tokenizer, [prompt])
-    traces = {}
-    for m in methods:
-        device = next(m.model.parameters()).device
-        out = generate(m.model, ids.to(device), config, attention_mask=mask.to(device), residual=m.residual,
-                       reference=m.reference, return_trace=True)
-        traces[m.name] = out.trace
+    traces = {m.name: m.decoder(tokenizer, config).complete([prompt], return_trace=True)[1].trace for m in methods}
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
-
-
-def write_report(report: dict[str, Any], out: Path) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    title = f"{report['task']}: accuracy vs tokens per step"
-    pareto_plot(report["curves"], out / "pareto.png", title=title)
-    lines = [
-        f"# rcd demo: {report['task']}",
-        "",
-        "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
-        "",
-        markdown_table(report["curves"]),
-        "",
-        "| stage | steps | seconds | tokens/s | final loss | held-out loss |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, s in report["training"].items():
-        lines.append(
-            f"| {name} | {s['steps']} | {s['train_seconds']:.0f} | {s['tokens_per_second']:.0f} | "
-            f"{s['final_loss']:.4f} | {s['eval_loss']:.4f} |"
-        )
-    lines += ["", f"Total: {report['total_seconds']:.0f} s on {report['device']}.", ""]
-    (out / "report.md").write_text("\n".join(lines))

@@ -1,4 +1,4 @@
-"""Residual math of RCD (method doc section 2): the one place where Eq. 1-3 live.
+"""Residual math of RCD (docs/method.md, section 2): the one place where Eq. 1-3 live.
 
 Decoding and training both call these functions, so the train/test symmetry of the
 method is visible in code and a fix here fixes both.

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..demo import DemoConfig, run_demo
-from .args import add_dataclass_arguments, dataclass_from_args
+from ..config import add_dataclass_arguments, dataclass_from_args
 
 HELP = "train tiny models on a synthetic task and compare RCD with SeqD"
 

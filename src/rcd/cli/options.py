@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args, given_dataclass
 from ..decode import DecodeConfig
 from ..models.loading import LoadConfig
 from ..residual import ResidualConfig
-from .args import add_dataclass_arguments, dataclass_from_args
-
-RES_PREFIX = "res-"
 
 
 def add_decode_arguments(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
@@ -17,7 +15,7 @@ def add_decode_arguments(parser: argparse.ArgumentParser, *, skip: tuple[str, ..
     group = parser.add_argument_group("residual context (RCD)")
     group.add_argument("--rcd", action="store_true", help="decode with residual context (default: plain SeqD)")
     group.add_argument("--reference", default=None, help="reference model directory (for --res-init reference)")
-    add_dataclass_arguments(group, ResidualConfig, prefix=RES_PREFIX)
+    add_dataclass_arguments(group, ResidualConfig, prefix=RES_PREFIX, tracked=True)
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
@@ -25,7 +23,13 @@ def decode_config(args: argparse.Namespace) -> DecodeConfig:
 
 
 def residual_config(args: argparse.Namespace) -> ResidualConfig | None:
-    return dataclass_from_args(ResidualConfig, args, prefix=RES_PREFIX) if args.rcd else None
+    """The --res-* options under --rcd; refused without it (SeqD would ignore them)."""
+    given = given_dataclass(ResidualConfig, args, prefix=RES_PREFIX)
+    if not args.rcd:
+        if given is not None:
+            raise ValueError("--res-* options set the residual of RCD decoding: add --rcd, or drop them")
+        return None
+    return given or ResidualConfig()
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

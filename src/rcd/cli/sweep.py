@@ -15,21 +15,18 @@ from pathlib import Path
 
 import torch
 
+from ..config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args
 from ..data import get_task, read_jsonl
-from ..demo import write_report
-from ..eval.sweep import Method, exact_match, parallelism_settings, sweep
+from ..decode import DecodeConfig
+from ..eval.report import write_report
+from ..eval.sweep import Method, SweepConfig, exact_match, rcd_methods, sweep
 from ..models.loading import load
 from ..residual import ResidualConfig
 
 HELP = "sweep decoding parallelism for trained models and report accuracy vs tokens/step"
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x]
+# the sweep sets the commit rule itself, and the init rule per method (warm, cold)
+SWEPT = ("steps", "threshold")
+PER_METHOD = ("init", "dirichlet_concentration")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -40,41 +37,35 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="JSONL eval set with prompt and answer fields")
     parser.add_argument("--task", help="grade with this synthetic task's checker instead of exact match")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--gen-length", type=int, required=True, help="tokens to generate")
-    parser.add_argument("--block-length", type=int, help="block size (default: gen-length)")
-    parser.add_argument("--tokens-per-step", type=_ints, default=[1, 2, 4, 8], help="fixed schedules (default 1,2,4,8)")
-    parser.add_argument("--thresholds", type=_floats, default=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
-                        help="confidence thresholds (default 0.5,...,0.95)")
-    parser.add_argument("--res-temperature", type=float, default=1.0, help="residual temperature T_res")
     parser.add_argument("--limit", type=int, help="evaluate the first N problems only")
-    parser.add_argument("--batch-size", type=int, default=256, help="problems decoded together")
-    parser.set_defaults(run=run)
+    add_dataclass_arguments(parser.add_argument_group("settings"), SweepConfig)
+    add_dataclass_arguments(parser.add_argument_group("decoding"), DecodeConfig, skip=SWEPT,
+                            required=("gen_length",))
+    add_dataclass_arguments(parser.add_argument_group("residual (RCD methods)"), ResidualConfig,
+                            prefix=RES_PREFIX, skip=PER_METHOD)
+    parser.set_defaults(run=run, block_length=None)  # default: one block of gen_length
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    settings_config = dataclass_from_args(SweepConfig, args)
+    base = dataclass_from_args(DecodeConfig, args, block_length=args.block_length or args.gen_length)
+    residual = dataclass_from_args(ResidualConfig, args, prefix=RES_PREFIX)
+    checker = get_task(args.task).is_correct if args.task else exact_match
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tokenizer = load(args.model, device=device)
-    residual = ResidualConfig(temperature=args.res_temperature)
-    methods = []
-    if args.baseline:
-        methods.append(Method("seqd", load(args.baseline, device=device)[0]))
-    if args.reference:
-        reference = load(args.reference, device=device)[0]
-        methods.append(Method("rcd", model, ResidualConfig(init="reference", temperature=args.res_temperature), reference))
-    methods += [Method("rcd-cold" if args.reference else "rcd", model, residual), Method("no-residual", model)]
+    reference = load(args.reference, device=device)[0] if args.reference else None
+    baseline = load(args.baseline, device=device)[0] if args.baseline else None
+    methods = rcd_methods(model, residual, reference, baseline) + [Method("no-residual", model)]
     rows = read_jsonl(args.data)[: args.limit]
-    checker = get_task(args.task).is_correct if args.task else exact_match
-    block = args.block_length or args.gen_length
-    settings = parallelism_settings(args.gen_length, block, args.tokens_per_step, args.thresholds)
-    curves = sweep(methods, settings, rows, tokenizer, checker=checker, batch_size=args.batch_size)
+    curves = sweep(methods, settings_config.settings(base), rows, tokenizer, checker=checker,
+                   batch_size=settings_config.batch_size)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     report = {
         "task": args.task or Path(args.data).name,
         "curves": curves,
         "training": {},
-        "decoding": {"gen_length": args.gen_length, "block_length": block},
+        "decoding": {"gen_length": base.gen_length, "block_length": base.block_length},
         "config": {k: v for k, v in vars(args).items() if k != "run"},
         "device": device,
         "total_seconds": time.perf_counter() - started,

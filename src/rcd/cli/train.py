@@ -15,26 +15,20 @@ import json
 
 from accelerate import PartialState
 
-from ..train import ResidualTrainingConfig, TrainConfig, train
-from .args import add_dataclass_arguments, dataclass_from_args
+from ..config import add_dataclass_arguments, dataclass_from_args
+from ..train import TrainConfig, train
 
 HELP = "train a stage (ref, seqd, rcd) on a JSONL dataset"
-RESIDUAL_PREFIX = "residual-"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_dataclass_arguments(parser.add_argument_group("run"), TrainConfig)
-    add_dataclass_arguments(
-        parser.add_argument_group("stage rcd: residual inputs"), ResidualTrainingConfig, prefix=RESIDUAL_PREFIX
-    )
+    add_dataclass_arguments(parser, TrainConfig)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = dataclass_from_args(TrainConfig, args)
-    residual = dataclass_from_args(ResidualTrainingConfig, args, prefix=RESIDUAL_PREFIX)
-    summary = train(config, residual)
+    summary = train(dataclass_from_args(TrainConfig, args))
     if PartialState().is_main_process:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "residual")}, indent=2))
     return 0

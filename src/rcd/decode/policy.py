@@ -1,6 +1,6 @@
 """Commit policies: which masked positions of the current block take their token this step.
 
-Two rules (method doc section 1): a fixed schedule (LLaDA: the block's masked count split
+Two rules (docs/method.md, section 1): a fixed schedule (LLaDA: the block's masked count split
 evenly over its steps, remainder to the earliest, top-k confidence), and a dynamic
 threshold (SDAR low_confidence_dynamic / Fast-dLLM: every position above tau, at least
 the single most confident one). Token choice (greedy or Gumbel-max sampling) is here too.

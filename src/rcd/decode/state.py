@@ -2,7 +2,7 @@
 
 `ResidualState` holds, per position, the (Delta, alpha) of its latest prediction (Eq. 1
 and 3, computed by `rcd.residual`) and mixes them into the next step's inputs (Eq. 2).
-Positions not predicted yet get theirs from an init rule (method doc section 2.3): one
+Positions not predicted yet get theirs from an init rule (docs/method.md, section 2.3): one
 small class per rule, chosen by `ResidualConfig.init`. A rule names the model whose
 plain-mask forward pass it needs (`source`), so the loop can run and count that pass.
 """

@@ -1,7 +1,8 @@
 """A loaded model with fixed decoding options: prompts in, completions out.
 
-Shared by `rcd eval` and the lm-eval model type, so both load models, pick stop ids and
-call `rcd.generate` the same way.
+The one text decoder (encode -> generate with stop ids -> decode text) of `rcd generate`,
+`rcd eval`, the lm-eval model type, sweeps (`rcd sweep`, `rcd demo`) and the benchmarks,
+so all of them load models, pick stop ids and call `rcd.generate` the same way.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Decoder:
         return stop_ids(self.tokenizer, self.model.config)
 
     def complete(
-        self, prompts: Sequence[str], generator: torch.Generator | None = None
+        self, prompts: Sequence[str], generator: torch.Generator | None = None, return_trace: bool = False
     ) -> tuple[list[str], GenerationOutput]:
         """Completions (cut at the first stop token) of a batch of prompt strings."""
         input_ids, attention_mask = encode_prompts(self.tokenizer, prompts)
@@ -59,5 +60,6 @@ class Decoder:
             reference=self.reference,
             eos_token_id=stops or None,
             generator=generator,
+            return_trace=return_trace,
         )
         return decode_completions(self.tokenizer, out.generated, stops), out

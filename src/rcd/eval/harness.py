@@ -5,7 +5,7 @@ model types); `rcd lm-eval ...` does that and then runs lm-eval's own command li
 `rcd lm-eval --model rcd --model_args pretrained=DIR,residual=entropy,... --tasks gsm8k`
 works like `lm_eval`. `model_args` take the flags of `rcd eval` with underscores
 (gen_length, block_length, threshold, steps, temperature, stop_at_eos, preset,
-trust_remote_code, dtype, reference, res_temperature, res_init, ...); `residual=ALPHA`
+trust_remote_code, dtype, model_block_length, reference, res_temperature, res_init, ...); `residual=ALPHA`
 turns RCD on with that alpha strategy (`residual=none`: SeqD). Decoding options come from
 model_args, not from the task's generation kwargs; a task's `until` strings cut the text.
 
@@ -21,7 +21,6 @@ requests (lm-eval's own distribution, through this model's rank/world_size/gathe
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import torch
@@ -32,8 +31,11 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
-from ..cli.options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
+from ..config import dataclass_from_mapping
+from ..decode import DecodeConfig
 from ..models.adapter import DiffusionModel
+from ..models.loading import LoadConfig
+from ..residual import ResidualConfig
 from .decoder import Decoder
 from .likelihood import LikelihoodConfig, greedy_reproduces, mc_loglikelihood
 
@@ -43,26 +45,29 @@ ROLLING_REFUSED = (
 )
 
 
-def _options(pretrained: str, kwargs: dict) -> argparse.Namespace:
-    """model_args -> the same parsed options as `rcd eval`'s flags."""
-    parser = argparse.ArgumentParser(prog="rcd lm-eval model_args", add_help=False)
-    add_model_arguments(parser)
-    add_decode_arguments(parser)
-    argv = ["--model", pretrained]
-    residual = kwargs.pop("residual", None)
-    if residual is not None and str(residual).lower() not in ("none", "false", "off"):
-        argv += ["--rcd", "--res-alpha", str(residual)]
-    for key, value in kwargs.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool) or str(value).lower() in ("true", "false"):
-            truth = value if isinstance(value, bool) else str(value).lower() == "true"
-            argv.append(flag if truth else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(value)]
+def _options(
+    kwargs: dict,
+) -> tuple[LoadConfig, DecodeConfig, ResidualConfig | None, LikelihoodConfig, str | None]:
+    """model_args -> the configs of `rcd eval`'s flags (names with underscores) and the likelihood's."""
+    options = dict(kwargs)
     try:
-        return parser.parse_args(argv)
-    except SystemExit as err:
-        raise ValueError(f"bad rcd model_args: {' '.join(argv[2:])}") from err
+        likelihood = dataclass_from_mapping(LikelihoodConfig, options)
+        decode = dataclass_from_mapping(DecodeConfig, options)
+        options["block_length"] = options.pop("model_block_length", None)  # LoadConfig's: the model's block
+        load = dataclass_from_mapping(LoadConfig, options)
+        alpha = options.pop("residual", None)
+        if alpha is not None and str(alpha).lower() not in ("none", "false", "off"):
+            residual = dataclass_from_mapping(ResidualConfig, {"res_alpha": alpha, **options}, prefix="res_")
+            options = {k: v for k, v in options.items() if not k.startswith("res_")}
+        else:
+            residual = None
+        reference = options.pop("reference", None)
+        if options:
+            hint = " (res_* options need residual=ALPHA)" if any(k.startswith("res_") for k in options) else ""
+            raise ValueError(f"unknown {sorted(options)}{hint}")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bad rcd model_args: {err}") from err
+    return load, decode, residual, likelihood, reference
 
 
 @register_model("rcd")
@@ -74,12 +79,8 @@ class RcdLM(TemplateLM):
         if device is None or self._world_size > 1:
             device = str(self.state.device)  # one device per process under accelerate launch
         kwargs = {k: v for k, v in {"device": _available(device), **kwargs}.items() if v is not None}
-        likelihood = {k: kwargs.pop(k) for k in list(kwargs) if k in LikelihoodConfig.__dataclass_fields__}
-        self.likelihood = LikelihoodConfig(**{k: _typed(LikelihoodConfig, k, v) for k, v in likelihood.items()})
-        options = _options(pretrained, kwargs)
-        self.decoder = Decoder.load(
-            pretrained, load_config(options), decode_config(options), residual_config(options), options.reference
-        )
+        load, decode, residual, self.likelihood, reference = _options(kwargs)
+        self.decoder = Decoder.load(pretrained, load, decode, residual, reference)
         self.tokenizer = self.decoder.tokenizer
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
 
@@ -150,14 +151,6 @@ def _available(device: str | None) -> str | None:
         warnings.warn(f"device {device!r} is not available; running on cpu", stacklevel=3)
         return "cpu"
     return device
-
-
-def _typed(cls, name: str, value):
-    """model_args arrive as strings: convert to the field's type."""
-    kind = type(cls.__dataclass_fields__[name].default)
-    if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    return kind(value)
 
 
 def _cut(text: str, until) -> str:

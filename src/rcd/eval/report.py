@@ -1,9 +1,12 @@
-"""Reports of a sweep: a markdown table, the accuracy-vs-parallelism plot, a trace picture."""
+"""Reports of a sweep: report.json / report.md / pareto.png (one writer for `rcd demo` and
+`rcd sweep`), the markdown table, the accuracy-vs-parallelism plot, a trace picture."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -86,3 +89,32 @@ def trace_plot(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """OUT/report.json, OUT/pareto.png and OUT/report.md of a sweep (with its training table, if any).
+
+    report: task, curves ({method: [point, ...]}), training ({stage: summary figures}),
+    decoding, config, device and total_seconds.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    pareto_plot(report["curves"], out / "pareto.png", title=f"{report['task']}: accuracy vs tokens per step")
+    lines = [
+        f"# rcd: {report['task']}",
+        "",
+        "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
+        "",
+        markdown_table(report["curves"]),
+        "",
+    ]
+    if report["training"]:
+        lines += ["| stage | steps | seconds | tokens/s | final loss | held-out loss |", "|---|---|---|---|---|---|"]
+        for name, s in report["training"].items():
+            lines.append(
+                f"| {name} | {s['steps']} | {s['train_seconds']:.0f} | {s['tokens_per_second']:.0f} | "
+                f"{s['final_loss']:.4f} | {s['eval_loss']:.4f} |"
+            )
+        lines.append("")
+    lines += [f"Total: {report['total_seconds']:.0f} s on {report['device']}.", ""]
+    (out / "report.md").write_text("\n".join(lines))

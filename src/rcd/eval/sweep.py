@@ -1,8 +1,8 @@
 """Accuracy against parallelism: decode an eval set under many commit settings, per method.
 
-This is the paper's Figure 4 (accuracy vs tokens per step) for any models. Every forward
-pass counts, the warm-start reference pass included, so methods are compared at the
-parallelism they really achieve.
+This is the paper's Figure 4 (accuracy vs tokens per step) for any models, used by both
+`rcd demo` and `rcd sweep`. Every forward pass counts, the warm-start reference pass
+included, so methods are compared at the parallelism they really achieve.
 """
 
 from __future__ import annotations
@@ -16,15 +16,45 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..decode import DecodeConfig, decode_completions, encode_prompts, generate
-from ..decode.text import stop_ids
+from ..decode import DecodeConfig
 from ..residual import ResidualConfig
+from .decoder import Decoder
 
 Checker = Callable[[dict, str], bool]
 
 
 def exact_match(example: dict, completion: str) -> bool:
     return completion.strip() == str(example["answer"]).strip()
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The commit settings a sweep decodes under, and its batch size."""
+
+    tokens_per_step: tuple[int, ...] = field(
+        default=(1, 2, 4, 8), metadata={"help": "fixed schedules: tokens committed per step, comma-separated"}
+    )
+    thresholds: tuple[float, ...] = field(
+        default=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95), metadata={"help": "confidence thresholds, comma-separated"}
+    )
+    batch_size: int = field(default=256, metadata={"help": "problems decoded together"})
+
+    def __post_init__(self) -> None:
+        if any(k < 1 for k in self.tokens_per_step):
+            raise ValueError(f"tokens per step must be >= 1, got {self.tokens_per_step}")
+        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"thresholds must lie in [0, 1], got {self.thresholds}")
+        if self.batch_size < 1:
+            raise ValueError("the sweep's batch_size must be >= 1")
+
+    def settings(self, base: DecodeConfig) -> list[DecodeConfig]:
+        """Fixed schedules committing k tokens per step (k dividing the block), then thresholds."""
+        fixed = [
+            replace(base, steps=base.gen_length // k, threshold=None)
+            for k in self.tokens_per_step
+            if base.block_length % k == 0
+        ]
+        return fixed + [replace(base, steps=None, threshold=t) for t in self.thresholds]
 
 
 @dataclass
@@ -35,6 +65,23 @@ class Method:
     model: nn.Module
     residual: ResidualConfig | None = None
     reference: nn.Module | None = None
+
+    def decoder(self, tokenizer: PreTrainedTokenizerBase, config: DecodeConfig) -> Decoder:
+        return Decoder(self.model, tokenizer, config, self.residual, self.reference)
+
+
+def rcd_methods(
+    target: nn.Module,
+    residual: ResidualConfig,
+    reference: nn.Module | None = None,
+    baseline: nn.Module | None = None,
+) -> list[Method]:
+    """The comparison of a sweep: SeqD baseline, RCD warm start (with a reference) and cold start."""
+    methods = [Method("seqd", baseline)] if baseline is not None else []
+    if reference is not None:
+        methods.append(Method("rcd", target, replace(residual, init="reference"), reference))
+    cold = replace(residual, init="zero")
+    return methods + [Method("rcd-cold" if reference is not None else "rcd", target, cold)]
 
 
 @dataclass
@@ -49,18 +96,6 @@ class Point:
     extra: dict = field(default_factory=dict)
 
 
-def parallelism_settings(
-    gen_length: int,
-    block_length: int,
-    tokens_per_step: Sequence[int] = (1, 2, 4, 8),
-    thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
-) -> list[DecodeConfig]:
-    """Fixed schedules committing k tokens per step, then confidence thresholds."""
-    base = DecodeConfig(gen_length=gen_length, block_length=block_length)
-    fixed = [replace(base, steps=gen_length // k) for k in tokens_per_step if block_length % k == 0]
-    return fixed + [replace(base, threshold=t) for t in thresholds]
-
-
 @torch.inference_mode()
 def evaluate(
     method: Method,
@@ -72,24 +107,13 @@ def evaluate(
     batch_size: int = 256,
 ) -> tuple[Point, list[str]]:
     """Accuracy and measured tokens per forward pass of one method under one setting."""
-    eos = stop_ids(tokenizer, getattr(method.model, "config", None))
-    device = next(method.model.parameters()).device
+    decoder = method.decoder(tokenizer, config)
     correct = tokens = passes = 0
     completions: list[str] = []
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
-        ids, mask = encode_prompts(tokenizer, [e["prompt"] for e in chunk])
-        out = generate(
-            method.model,
-            ids.to(device),
-            config,
-            attention_mask=mask.to(device),
-            residual=method.residual,
-            reference=method.reference,
-            eos_token_id=eos or None,
-        )
-        texts = decode_completions(tokenizer, out.generated, eos)
+        texts, out = decoder.complete([e["prompt"] for e in chunk])
         completions += texts
         correct += sum(checker(e, t) for e, t in zip(chunk, texts))
         tokens += int(out.generated_tokens.sum())

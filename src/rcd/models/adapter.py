@@ -181,18 +181,30 @@ def convention_name(config) -> str:
     return preset.forward if preset is not None else "hf"
 
 
-def check_reference(target: DiffusionModel, reference: DiffusionModel) -> None:
-    """A reference only supplies probabilities: it must share the target's vocabulary."""
+def check_reference(target: DiffusionModel, reference: DiffusionModel, tokenizers=None) -> None:
+    """The one rule a reference must meet, in decoding (warm start) and training (stage rcd).
+
+    A reference only supplies probabilities over the target's tokens, so the two must
+    share a tokenizer: the same mask id and output vocabulary. With `tokenizers` (target's,
+    reference's), the vocabularies are compared directly and the output tables may differ
+    by padding rows past the shared vocabulary (`rcd.residual.align_vocab` drops those).
+    """
     if reference.mask_token_id != target.mask_token_id:
         raise ValueError(
             f"reference mask id {reference.mask_token_id} differs from the model's "
             f"{target.mask_token_id}: they must share a tokenizer"
         )
-    ref_vocab = _output_vocab(reference)
-    if ref_vocab != _output_vocab(target):
+    ref_vocab, vocab = _output_vocab(reference), _output_vocab(target)
+    if tokenizers is not None:
+        ours, theirs = tokenizers
+        if theirs.get_vocab() != ours.get_vocab():
+            raise ValueError("the reference uses a different tokenizer than the target: RCD needs a shared vocabulary")
+        if min(ref_vocab, vocab) < len(ours):
+            raise ValueError(f"output vocabularies ({vocab}, reference {ref_vocab}) are smaller than the tokenizer's")
+    elif ref_vocab != vocab:
         raise ValueError(
-            f"reference vocabulary ({ref_vocab}) differs from the model's "
-            f"({_output_vocab(target)}): reference and model must share a tokenizer"
+            f"reference vocabulary ({ref_vocab}) differs from the model's ({vocab}): "
+            "reference and model must share a tokenizer"
         )
 
 

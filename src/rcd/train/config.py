@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
 from ..models.loading import DTYPES
-from .stages import STAGES
+from .stages import STAGES, ResidualTrainingConfig
 
 SCHEDULES = ("constant", "cosine", "linear")
 PRECISIONS = ("no", "bf16", "fp16")
@@ -35,6 +35,10 @@ class TrainConfig:
         default="", metadata={"help": "output directory (final model, checkpoints, metrics.jsonl)", "required": True}
     )
     reference: str | None = field(default=None, metadata={"help": "frozen reference model directory (stage rcd)"})
+    residual: ResidualTrainingConfig | None = field(
+        default=None,
+        metadata={"help": "stage rcd: residual inputs (--res-*; refused by other stages)", "prefix": "res-"},
+    )
     tokenizer: str | None = field(
         default=None, metadata={"help": "tiny presets: tokenizer directory (default: rcd's character tokenizer)"}
     )
@@ -132,6 +136,10 @@ class TrainConfig:
             raise ValueError("a training run needs data and out")
         if (self.stage == "rcd") != (self.reference is not None):
             raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
+        if self.stage != "rcd" and self.residual is not None:
+            raise ValueError(f"residual options (--res-*) apply to stage rcd only, not to stage {self.stage}")
+        if self.stage == "rcd" and self.residual is None:
+            self.residual = ResidualTrainingConfig()
         if min(self.batch_size, self.grad_accum, self.epochs, self.max_prompt_length, self.max_response_length) < 1:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
         if self.response_padding not in ("batch", "max"):
@@ -151,3 +159,5 @@ class TrainConfig:
                              "--group-by-length or --cache-reference")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")
+        if self.cache_reference and self.residual.source == "self":
+            raise ValueError("--cache-reference caches the reference at the batch's masks: not with --res-source self")

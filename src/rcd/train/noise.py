@@ -1,4 +1,4 @@
-"""Forward noising of the masked-diffusion objectives (method doc section 1).
+"""Forward noising of the masked-diffusion objectives (docs/method.md, section 1).
 
 Each example draws its noise from its own generators, keyed by (seed, epoch, example index,
 stream): a batch's noise then does not depend on batch size, accumulation, process count or

@@ -1,6 +1,6 @@
 """The three training stages: `ref` and `seqd` (plain objective) and `rcd` (residual-aware).
 
-Stage `rcd` (method doc section 3): a frozen reference predicts p on the noisy input; the
+Stage `rcd` (docs/method.md, section 3): a frozen reference predicts p on the noisy input; the
 target's inputs at masked positions become (1 - alpha) E[M] + alpha p @ E_target through
 the same `rcd.residual` functions that decoding uses; the target is trained with the usual
 loss. Two options beyond the paper: residual dropout (plain masks for some samples or
@@ -25,10 +25,18 @@ RESIDUAL_SOURCES = ("noisy", "more-masked", "self")
 DROPOUT_UNITS = ("sample", "position")
 
 
-@dataclass
+DECODE_ONLY = ("init", "reinit_blocks", "dirichlet_concentration")  # ResidualConfig fields of decoding
+
+
+@dataclass(frozen=True)
 class ResidualTrainingConfig:
-    alpha: str = field(default="entropy", metadata={"help": "alpha strategy of the residual (as in decoding)"})
-    top_k: int | None = field(default=None, metadata={"help": "sparse residual from the top-k probabilities"})
+    """Stage rcd's residual inputs: the method's residual (alpha, T_res, top-k; the same
+    `ResidualConfig` decoding uses) and how training feeds it (dropout, source)."""
+
+    residual: ResidualConfig = field(
+        default_factory=ResidualConfig,
+        metadata={"help": "stage rcd: the residual (as in decoding)", "skip": DECODE_ONLY},
+    )
     dropout: float = field(default=0.0, metadata={"help": "residual dropout rate (plain masks instead)"})
     dropout_unit: str = field(
         default="sample",
@@ -51,11 +59,8 @@ class ResidualTrainingConfig:
             raise ValueError("residual dropout and more_masked_fraction must lie in [0, 1]")
         if self.source not in RESIDUAL_SOURCES or self.dropout_unit not in DROPOUT_UNITS:
             raise ValueError(f"source must be one of {RESIDUAL_SOURCES}, dropout_unit one of {DROPOUT_UNITS}")
-        self.residual_config()  # validates alpha and top_k
-
-    def residual_config(self) -> ResidualConfig:
-        """Training uses the reference's plain distribution: T_res = 1."""
-        return ResidualConfig(alpha=self.alpha, top_k=self.top_k, temperature=1.0)
+        if any(getattr(self.residual, name) != getattr(ResidualConfig(), name) for name in DECODE_ONLY):
+            raise ValueError(f"{', '.join(DECODE_ONLY)} are decoding options; training takes none of them")
 
 
 @dataclass
@@ -143,9 +148,9 @@ class StageModule(nn.Module):
         options = self.residual or ResidualTrainingConfig()
         weight = target.embedding_weight
         if signal.logits is not None:
-            delta, alpha = residual_from_logits(signal.logits, weight, options.residual_config())
+            delta, alpha = residual_from_logits(signal.logits, weight, options.residual)
         else:
-            delta = residual_from_top_k(signal.top_probs, signal.top_index, weight, options.residual_config())
+            delta = residual_from_top_k(signal.top_probs, signal.top_index, weight, options.residual)
             alpha = signal.alpha
         full_delta = embeds.new_zeros(embeds.shape, dtype=delta.dtype)
         full_delta[batch.masked] = delta

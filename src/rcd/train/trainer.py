@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
 from ..data.batching import LengthGroupedSampler
 from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
 from ..data.sft import SftCollator
-from ..models.adapter import DiffusionModel
+from ..models.adapter import DiffusionModel, check_reference
 from ..models.loading import DTYPES, load
 from ..models.tiny import TINY_PRESETS, tiny_model
 from ..tokenizer import char_tokenizer
@@ -72,15 +72,18 @@ def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
 
 
 def load_reference(
-    path: str, tokenizer: PreTrainedTokenizerBase, trust_remote_code: bool = False, dtype: str | None = None
+    path: str,
+    target: DiffusionModel,
+    tokenizer: PreTrainedTokenizerBase,
+    trust_remote_code: bool = False,
+    dtype: str | None = None,
 ) -> torch.nn.Module:
-    """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
+    """The frozen reference: eval mode, no gradients, checked against the target (`check_reference`)."""
     model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code, dtype=dtype)
-    if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(
-            f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
-        )
-    DiffusionModel.wrap(model)  # refuse a model without a mask token before training starts
+    try:
+        check_reference(target, DiffusionModel.wrap(model), (tokenizer, ref_tokenizer))
+    except ValueError as err:
+        raise ValueError(f"--reference {path}: {err}") from err
     return freeze(model)
 
 
@@ -94,8 +97,10 @@ def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
 
 class Trainer:
     def __init__(self, config: TrainConfig, residual: ResidualTrainingConfig | None = None):
+        if residual is not None:  # the older spelling of TrainConfig(residual=...)
+            config = replace(config, residual=residual)
         self.config = config
-        self.residual = residual or ResidualTrainingConfig()
+        self.residual = config.residual  # None unless stage rcd
         self.out = Path(config.out)
         self.accelerator = Accelerator(
             # without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)
@@ -121,16 +126,12 @@ class Trainer:
         self.reference = None
         if config.stage == "rcd":
             reference = load_reference(
-                config.reference, self.tokenizer, config.trust_remote_code, config.reference_dtype or config.dtype
+                config.reference, target, self.tokenizer, config.trust_remote_code, config.reference_dtype or config.dtype
             )
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
             )
-        if config.cache_reference and self.residual.source == "self":
-            raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
-        self.cache = (
-            ReferenceCache(config.cache_top_k, self.residual.residual_config()) if config.cache_reference else None
-        )
+        self.cache = ReferenceCache(config.cache_top_k, self.residual.residual) if config.cache_reference else None
         collate = SftCollator(
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
@@ -147,7 +148,7 @@ class Trainer:
             model,
             attention=self.attention,
             block_length=self.block_length,
-            residual=self.residual if self.reference is not None else None,
+            residual=self.residual,
         )
         optimizer = torch.optim.AdamW(
             [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
@@ -359,7 +360,7 @@ class Trainer:
             "processes": acc.num_processes,
             "device": str(acc.device),
             "config": asdict(self.config),
-            "residual": asdict(self.residual) if self.reference is not None else None,
+            "residual": asdict(self.residual) if self.residual is not None else None,
         }
         if self.cache is not None:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}

@@ -1,0 +1,184 @@
+"""Options declared once: command-line flags and keyword options built from dataclass configs.
+
+Every user option is a field of one config dataclass (help and choices in its metadata,
+validation in its `__post_init__`); commands, the lm-eval model type and the benchmarks
+build their flags from those fields, so defaults, help and checks exist once. A field
+whose type is itself a config (e.g. `TrainConfig.residual`) contributes that config's
+flags under the field's `prefix` metadata; those flags have no argparse default, so a
+config knows which of its nested options were given, and a nested `X | None` field is
+built only when one was (a stage it does not apply to can then refuse it).
+
+Residual options are spelled `--res-*` in every command (`RES_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+RES_PREFIX = "res-"
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(scalar, `tuple[x, ...]` or dataclass type, optional?) of an annotation such as `int | None`."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _base_type(inner[0])[0], True
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(args[0]), False
+    return annotation, False
+
+
+def _parser_of(kind: Any) -> Any:
+    """argparse `type=` of a field: `tuple[int, ...]` reads a comma-separated list ("1,2,4")."""
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        return lambda text: tuple(item(x) for x in text.split(",") if x.strip())
+    return kind
+
+
+def _fields(cls: type) -> list[tuple[dataclasses.Field, type, bool]]:
+    hints = typing.get_type_hints(cls)
+    return [(f, *_base_type(hints[f.name])) for f in dataclasses.fields(cls) if f.init]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _dest(prefix: str, name: str) -> str:
+    return (prefix + name).replace("-", "_")
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
+    required: tuple[str, ...] = (),
+    tracked: bool = False,
+    shown: Any = None,
+) -> None:
+    """One `--{prefix}field-name` flag per field; help comes from the field's metadata.
+
+    required: fields this command needs given (their default does not apply to it).
+    tracked: no argparse defaults, so `dataclass_from_args` sees which flags were given
+    (nested configs are always tracked). shown: an instance whose values the help lists
+    as defaults (a nested field's own default).
+    """
+    for f, kind, optional in _fields(cls):
+        if f.name in skip:
+            continue
+        default = getattr(shown, f.name) if shown is not None else _default(f)
+        if dataclasses.is_dataclass(kind):
+            title = f.metadata.get("help", kind.__name__)
+            group = parser.add_argument_group(title) if isinstance(parser, argparse.ArgumentParser) else parser
+            add_dataclass_arguments(
+                group, kind, prefix=prefix + f.metadata.get("prefix", ""), skip=f.metadata.get("skip", ()),
+                tracked=True, shown=default if default is not None else kind(),
+            )
+            continue
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        arg_default = argparse.SUPPRESS if tracked else default
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=arg_default, help=f"{help_text} (default: {default})"
+            )
+        else:
+            if typing.get_origin(kind) is tuple and default is not None:
+                default = ",".join(map(str, default))
+            parser.add_argument(
+                flag,
+                type=_parser_of(kind),
+                default=arg_default,
+                choices=f.metadata.get("choices"),
+                required=f.metadata.get("required", False) or f.name in required,
+                help=f"{help_text} (default: {'none' if default is None else default})"
+                + (" [optional]" if optional else ""),
+            )
+
+
+def dataclass_from_args(
+    cls: type[T], namespace: argparse.Namespace, *, prefix: str = "", **overrides: Any
+) -> T:
+    """Build `cls` from the parsed flags that belong to it (those added with `prefix`)."""
+    values = _given(cls, vars(namespace), prefix)
+    values.update(overrides)
+    return cls(**values)
+
+
+def given_dataclass(cls: type[T], namespace: argparse.Namespace, *, prefix: str = "") -> T | None:
+    """`cls` from its flags if any was given (flags added with `tracked=True`), else None."""
+    values = _given(cls, vars(namespace), prefix)
+    return cls(**values) if values else None
+
+
+def _given(cls: type, parsed: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """{field: value} of the fields of `cls` present in `parsed`; nested configs built from theirs."""
+    values: dict[str, Any] = {}
+    for f, kind, _ in _fields(cls):
+        if dataclasses.is_dataclass(kind):
+            inner = _given(kind, parsed, prefix + f.metadata.get("prefix", ""))
+            if inner:
+                base = _default(f)
+                values[f.name] = dataclasses.replace(base, **inner) if base is not None else kind(**inner)
+        elif _dest(prefix, f.name) in parsed:
+            values[f.name] = parsed[_dest(prefix, f.name)]
+    return values
+
+
+def dataclass_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild a config from its `dataclasses.asdict` (e.g. a saved report), nested ones included."""
+    values: dict[str, Any] = {}
+    for f, kind, _ in _fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            value = dataclass_from_dict(kind, value)
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def dataclass_from_mapping(cls: type[T], options: dict[str, Any], *, prefix: str = "") -> T:
+    """Build `cls` from string-or-typed options named `{prefix}field` (e.g. lm-eval model_args),
+    popping the ones it uses from `options`."""
+    values: dict[str, Any] = {}
+    for f, kind, _ in _fields(cls):
+        key = _dest(prefix, f.name)
+        if key in options:
+            values[f.name] = _convert(options.pop(key), kind, key)
+    return cls(**values)
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    plain = typing.get_origin(kind) or kind
+    if value is None or isinstance(value, plain) and not (kind is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    if kind is bool:
+        if text.lower() not in TRUE + FALSE:
+            raise ValueError(f"{name}={value!r}: expected true or false")
+        return text.lower() in TRUE
+    if text.lower() == "none":
+        return None
+    try:
+        return _parser_of(kind)(text)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r}: expected a {kind.__name__}") from err

@@ -1,0 +1,40 @@
+"""Options declared once: one `--res-*` vocabulary, nested configs, refusals before any model loads."""
+
+import argparse
+import dataclasses
+
+import pytest
+
+from rcd.cli import main
+from rcd.config import dataclass_from_args, dataclass_from_dict
+from rcd.demo import DemoConfig
+from rcd.residual import ResidualConfig
+
+
+def test_training_residual_options_reach_the_stage_config(tmp_path):
+    from rcd.train import TrainConfig
+
+    config = TrainConfig(stage="rcd", reference="ref", data="d", out="o")
+    assert config.residual.residual == ResidualConfig()  # stage rcd: defaults, T_res 1 as in the paper
+    with pytest.raises(ValueError, match="apply to stage rcd only"):
+        main(["train", "--stage", "ref", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o"),
+              "--res-temperature", "0.9"])
+
+
+def test_residual_flags_without_rcd_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="add --rcd"):
+        main(["eval", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--res-temperature", "0.9"])
+
+
+def test_demo_options_are_the_configs_it_holds():
+    from rcd.cli import demo
+
+    parser = argparse.ArgumentParser()
+    demo.register(parser)
+    with pytest.raises(SystemExit):  # the residual source's choices come with it
+        parser.parse_args(["--res-source", "nosiy"])
+    args = parser.parse_args(["--res-temperature", "0.9", "--sweep-thresholds", "0.8,0.9"])
+    config = dataclass_from_args(DemoConfig, args)
+    assert config.residual.residual.temperature == 0.9 and config.residual.source == "self"  # demo default kept
+    assert config.sweep.thresholds == (0.8, 0.9) and config.sweep.tokens_per_step == (1, 2, 4, 8)
+    assert dataclass_from_dict(DemoConfig, dataclasses.asdict(config)) == config  # as read back from report.json
