@@ -6,6 +6,9 @@ import pytest
 
 from rcd.cli import main
 
+pytestmark = pytest.mark.slow  # the quick demo: three training stages and sweeps
+
+
 POINT_KEYS = {"setting": str, "tokens_per_step": float, "accuracy": float, "n": int}
 
 

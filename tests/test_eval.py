@@ -131,6 +131,7 @@ def eval_args(model, data, out, *extra):
             "--shots", "0", *extra]
 
 
+@pytest.mark.slow
 def test_eval_writes_rows_and_a_reproducible_summary(tiny_checkpoint, short_gsm8k, tmp_path):
     out = tmp_path / "run"
     assert main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", "--batch-size", "2", "--rcd",
@@ -158,6 +159,7 @@ def test_eval_writes_rows_and_a_reproducible_summary(tiny_checkpoint, short_gsm8
         main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", *DECODE))  # SeqD into RCD's run
 
 
+@pytest.mark.slow
 def test_eval_resumes_after_sigkill_without_losing_rows(tiny_checkpoint, short_gsm8k, tmp_path):
     out = tmp_path / "run"
     n = 16
@@ -184,6 +186,7 @@ def test_eval_resumes_after_sigkill_without_losing_rows(tiny_checkpoint, short_g
     assert json.loads((out / "summary.json").read_text())["complete"]
 
 
+@pytest.mark.slow
 def test_eval_splits_work_across_processes(tiny_checkpoint, short_gsm8k, tmp_path):
     """Two processes (torchrun; Accelerate's PartialState splits and gathers), one row per problem."""
     out = tmp_path / "run"

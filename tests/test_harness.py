@@ -64,6 +64,7 @@ def setup(tmp_path_factory):
 MODEL_ARGS = "pretrained={model},gen_length=8,block_length=4,threshold=0.5,residual=entropy,res_temperature=0.9"
 
 
+@pytest.mark.slow
 def test_lm_eval_runs_a_local_generate_until_task(setup, monkeypatch):
     root, tasks, model = setup
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -99,6 +100,7 @@ def test_lm_eval_model_reads_rcd_options(setup):
         RcdLM(pretrained=str(model), no_such_option=1)
 
 
+@pytest.mark.slow
 def test_multiple_choice_task_scores_with_the_monte_carlo_bound(setup, monkeypatch):
     """Through lm-eval's Python API, with only the local tasks indexed (faster)."""
     import lm_eval
@@ -134,6 +136,7 @@ def test_perplexity_tasks_are_refused_clearly(setup):
         RcdLM(pretrained=str(model)).loglikelihood_rolling([])
 
 
+@pytest.mark.slow
 def test_data_parallel_lm_eval_under_accelerate_launch(setup, tmp_path):
     """Two gloo processes share the requests; every sample's score is the single-process one."""
     import os

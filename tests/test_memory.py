@@ -17,6 +17,9 @@ from rcd.train.stages import StageModule
 from test_train import data, quick, reference_dir  # noqa: F401  (module fixtures)
 
 
+pytestmark = pytest.mark.slow  # trains models and runs process groups
+
+
 def noisy_batch(tok, path, n=8):
     examples = rcd.data.load_sft(path, tok, max_prompt_length=20, max_response_length=20)[0][:n]
     batch = rcd.data.SftCollator(tok.pad_token_id, tok.eos_token_id)(examples)

@@ -19,6 +19,9 @@ from conftest import require_extra
 from rcd.train import ResidualTrainingConfig, TrainConfig, Trainer, train
 
 
+pytestmark = pytest.mark.slow  # every test trains models (make test-fast leaves them out)
+
+
 def addition_rows(n, seed, digits=3):
     r = random.Random(seed)
     rows = []
@@ -189,7 +192,6 @@ def test_sigkill_and_resume_reproduce_uninterrupted_run(tmp_path, data):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes_equal_one_process_at_the_same_global_batch(tmp_path, data):
     """2 gloo processes x 4 examples = 1 process x 8: same data, noise and averaged gradients,
     so the same weights; without gradient sync each process would step on its own half."""
