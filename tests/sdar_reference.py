@@ -30,6 +30,15 @@ import torch
 from transformers import DynamicCache
 
 
+class _Cache(DynamicCache):
+    """SDAR's attention reads `cache[layer]`, which transformers 5 caches no longer answer."""
+
+    def __getitem__(self, layer):
+        if hasattr(self, "layers"):
+            return self.layers[layer].keys, self.layers[layer].values
+        return super().__getitem__(layer)
+
+
 def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, steps: int,
                   threshold: float | None = None, stop_ids=()) -> list[int]:
     """The generated tokens (positions P .. P + gen_length - 1) of SDAR's procedure."""
@@ -43,7 +52,7 @@ def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, step
     positions = torch.arange(n_blocks * block)[None]
     per_step = torch.full((steps,), block // steps)
     per_step[: block % steps] += 1
-    cache = DynamicCache()
+    cache = _Cache()
 
     def call(lo, hi, store):
         return model(x[:, lo:hi], attention_mask=structure[None, None, lo:hi, :hi], position_ids=positions[:, lo:hi],

@@ -103,6 +103,10 @@ class SDARConvention(ForwardConvention):
         return model.model.embed_tokens
 
     def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        if use_cache and cache is None:  # SDAR indexes the cache by layer, as transformers 4 allowed
+            from .legacy_remote import LayerIndexedCache
+
+            cache = LayerIndexedCache()
         out = model.model(
             inputs_embeds=inputs_embeds,
             attention_mask=allowed,
