@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.adapter import DiffusionModel, check_reference
+from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..residual import (
     ResidualConfig,
     dirichlet_probs,
@@ -103,6 +103,7 @@ def generate(
     dm = DiffusionModel.wrap(model)
     ref = DiffusionModel.wrap(reference) if reference is not None else None
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
+    _check_context(dm, int(attention_mask.sum(1).max()) if attention_mask.numel() else 0, gen_length)
     eos_ids = _eos_list(eos_token_id)
     steps_per_block = _check_options(
         dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
@@ -289,6 +290,15 @@ def _check_prompt(
     if (valid & (input_ids == dm.mask_token_id)).any():
         raise ValueError(f"a prompt contains the mask token id {dm.mask_token_id}")
     return input_ids, attention_mask
+
+
+def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> None:
+    context = context_length(dm)
+    if context is not None and prompt_length + gen_length > context:
+        raise ValueError(
+            f"a prompt of {prompt_length} tokens + gen_length {gen_length} exceed the model's context of "
+            f"{context} positions: shorten the prompt or lower gen_length"
+        )
 
 
 def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:

@@ -67,9 +67,18 @@ class TrainConfig:
     eps: float = field(default=1e-3, metadata={"help": "smallest masking level t"})
     log_every: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
     eval_every: int = field(default=0, metadata={"help": "eval loss every N steps (0: at the end only)"})
-    save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: at the end only)"})
+    save_every: int = field(
+        default=500, metadata={"help": "checkpoint every N steps, so that rerunning the command resumes (0: never)"}
+    )
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    resume: bool = field(default=False, metadata={"help": "continue from the last complete checkpoint in --out"})
+    resume: bool = field(
+        default=True,
+        metadata={"help": "continue the run of the same options in --out from its last checkpoint "
+                  "(--no-resume: refuse to touch it)"},
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the run --out holds (its checkpoints, metrics, model) and start again"}
+    )
     cache_reference: bool = field(
         default=False,
         metadata={"help": "stage rcd: cache the reference's top-k on epoch 1, reuse later (noise then repeats)"},
@@ -90,6 +99,13 @@ class TrainConfig:
             raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
         if min(self.batch_size, self.grad_accum, self.epochs, self.max_prompt_length, self.max_response_length) < 1:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1 (or left out for --epochs), not {self.max_steps}")
+        if min(self.save_every, self.log_every - 1, self.eval_every, self.keep_checkpoints, self.warmup_steps) < 0:
+            raise ValueError("--save-every, --eval-every, --keep-checkpoints and --warmup-steps must be >= 0, "
+                             "--log-every >= 1")
+        if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 < self.eps < 1:
+            raise ValueError("--lr must be > 0, --weight-decay and --max-grad-norm >= 0, --eps in (0, 1)")
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
         if self.cache_reference and self.stage != "rcd":

@@ -6,30 +6,37 @@ mixed precision, tqdm progress, a JSONL metrics log, atomic checkpoints and exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
+from ..data.jsonl import append_jsonl
 from ..data.sft import SftCollator, load_sft
 from ..models.adapter import DiffusionModel
-from ..models.loading import load
+from ..models.loading import check_shared_vocabulary, load
 from ..models.tiny import TINY_PRESETS, tiny_model
+from ..eval.predictions import cut_torn_tail, read_rows
+from ..errors import UsageError
+from ..rundir import RunDir, normal_mode, write_json
 from ..tokenizer import char_tokenizer
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .noise import add_noise
 from .reference_cache import ReferenceCache
+from .run_record import WORK, train_record
 from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule, reference_signal
 
 EVAL_EPOCH = 2**31 - 1  # noise key of the held-out set: the same noise at every evaluation
@@ -60,6 +67,17 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
     return model.train(), tokenizer
 
 
+def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer a run will use, without loading its model."""
+    if config.model in TINY_PRESETS:
+        return load_tokenizer(config.tokenizer)
+    if not Path(config.model).is_dir():
+        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+
+
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     if path is None or path == "char":
         return char_tokenizer()
@@ -73,10 +91,7 @@ def load_reference(
 ) -> DiffusionModel:
     """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
     model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code)
-    if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(
-            f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
-        )
+    check_shared_vocabulary(tokenizer, ref_tokenizer, path)
     model.requires_grad_(False)
     return DiffusionModel.wrap(model.to(device).eval())
 
@@ -95,13 +110,19 @@ class Trainer:
         self.residual = residual or ResidualTrainingConfig()
         self.out = Path(config.out)
         self.accelerator = Accelerator(
-            # without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)
-            cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+            cpu=_cpu_only(),
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
         )
         set_seed(config.seed)
+        # tokenizer, reference vocabulary and data first: a bad input fails before any model loads
+        self.tokenizer = tokenizer_of(config)
+        if config.stage == "rcd":
+            check_shared_vocabulary(self.tokenizer, tokenizer_of(replace(config, model=config.reference)),
+                                    config.reference)
+        train_examples = self._load(config.data)
+        eval_examples = self._load(config.eval_data) if config.eval_data else None
         model, self.tokenizer = build_model(config)
         if config.lora_rank:
             model = apply_lora(model, config)
@@ -125,11 +146,10 @@ class Trainer:
             self.block_length if self.attention == "block-causal" else None,
             config.max_response_length if config.response_padding == "max" else None,
         )
-        train_examples = self._load(config.data)
         loader = DataLoader(train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
         eval_loader = (
-            DataLoader(self._load(config.eval_data), batch_size=config.batch_size, collate_fn=collate)
-            if config.eval_data
+            DataLoader(eval_examples, batch_size=config.batch_size, collate_fn=collate)
+            if eval_examples is not None
             else None
         )
         module = StageModule(
@@ -152,6 +172,8 @@ class Trainer:
         self.module, self.optimizer, self.loader, self.scheduler = prepared
         self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
         self.state = TrainerState()
+        self._logged: set[tuple[str, int]] = set()  # (kind, step) rows already in metrics.jsonl
+        self._last_loss: float | None = None
 
     def _load(self, path: str):
         examples, stats = load_sft(
@@ -216,7 +238,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         window = {"loss": 0.0, "micro": 0, "tokens": 0, "seconds": 0.0}
-        last_loss = None
+        last_loss = self._last_loss  # a run resumed at its last step logs nothing new
         self.module.train()
         while self.state.step < self.total_steps:
             epoch = self.state.epoch
@@ -280,17 +302,22 @@ class Trainer:
             "tokens_per_second": tokens / seconds,
             "train_seconds": self.state.seconds,
         }
-        if acc.is_main_process:
-            append_jsonl(self.out / METRICS_FILE, row)
+        self._append_metrics("loss", row)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_second']:.0f}")
         window.update(loss=0.0, micro=0, tokens=0, seconds=0.0)
         return loss
 
     def _log_eval(self) -> float | None:
         eval_loss = self.evaluate()
-        if eval_loss is not None and self.accelerator.is_main_process:
-            append_jsonl(self.out / METRICS_FILE, {"step": self.state.step, "eval_loss": eval_loss})
+        if eval_loss is not None:
+            self._append_metrics("eval", {"step": self.state.step, "eval_loss": eval_loss})
         return eval_loss
+
+    def _append_metrics(self, kind: str, row: dict) -> None:
+        """Append-only log: a step logged before a kill (after the last checkpoint) is not logged twice."""
+        if self.accelerator.is_main_process and (kind, row["step"]) not in self._logged:
+            append_jsonl(self.out / METRICS_FILE, row)
+            self._logged.add((kind, row["step"]))
 
     def _save_checkpoint(self) -> None:
         path = save_checkpoint(self.accelerator, self.out, self.state, self.config.keep_checkpoints)
@@ -298,21 +325,23 @@ class Trainer:
             self.cache.save(path / "reference_cache.pt")
 
     def _resume(self) -> None:
-        if not self.config.resume:
-            if (self.out / METRICS_FILE).exists() and self.accelerator.is_main_process:
-                (self.out / METRICS_FILE).unlink()
-            return
-        path = latest_checkpoint(self.out)
-        if path is None:
-            self.accelerator.print(f"--resume: no checkpoint in {self.out}, starting from scratch")
-            return
-        self.state = load_checkpoint(self.accelerator, path)
-        if self.cache is not None and (path / "reference_cache.pt").exists():
-            self.cache.load(path / "reference_cache.pt")
+        """Continue from the last complete checkpoint; `train()` has checked it is this run's."""
         metrics = self.out / METRICS_FILE
-        if metrics.exists() and self.accelerator.is_main_process:
-            write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= self.state.step])
-        self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        if self.accelerator.is_main_process:
+            cut_torn_tail(metrics)  # a kill mid-append: the next row starts on its own line
+        self.accelerator.wait_for_everyone()
+        rows = read_rows(metrics)
+        path = latest_checkpoint(self.out) if self.config.resume else None
+        if path is not None:
+            self.state = load_checkpoint(self.accelerator, path)
+            if self.cache is not None and (path / "reference_cache.pt").exists():
+                self.cache.load(path / "reference_cache.pt")
+            self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        kept = [r for r in rows if r["step"] <= self.state.step]
+        # rows after the checkpoint were logged by the killed run: those steps are trained again
+        # and give the same rows, which are then not written twice
+        self._logged = {("eval" if "eval_loss" in r else "loss", r["step"]) for r in rows}
+        self._last_loss = next((r["loss"] for r in reversed(kept) if "loss" in r), None)
 
     def _finish(self, last_loss: float | None, eval_loss: float | None) -> dict[str, Any]:
         acc = self.accelerator
@@ -337,13 +366,62 @@ class Trainer:
         if self.config.lora_rank:
             model = model.merge_and_unload()
         if acc.is_main_process:
-            model.save_pretrained(self.out, safe_serialization=True)
-            self.tokenizer.save_pretrained(self.out)
-            (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            summary["files"] = self._save_final(model)
+            write_json(self.out / SUMMARY_FILE, summary)  # written last: marks the run complete
         acc.wait_for_everyone()
         return summary
 
+    def _save_final(self, model: torch.nn.Module) -> list[str]:
+        """Model + tokenizer into a temporary folder, then each whole file renamed into OUT."""
+        tmp = self.out / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        names = sorted(f.name for f in tmp.iterdir())
+        for name in names:
+            normal_mode(tmp / name)
+            os.replace(tmp / name, self.out / name)
+        tmp.rmdir()
+        return names
+
 
 def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
-    """Run one training stage; returns the summary also written to OUT/train_summary.json."""
-    return Trainer(config, residual).train()
+    """Run one training stage; returns the summary also written to OUT/train_summary.json.
+
+    OUT is locked while the run lasts. A run of the same options and inputs in OUT is
+    continued from its last checkpoint, or, when complete, returned as it is; a run of
+    other options is refused unless `config.overwrite` (see `rcd.rundir`).
+    """
+    options, inputs = train_record(config, residual)  # before any model loads: a missing path fails here
+    summary_path = Path(config.out) / SUMMARY_FILE
+    saved = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    run = RunDir(config.out, "train", (*WORK, *saved.get("files", [])))
+    record = run.record_of(options, inputs)
+    state = PartialState(cpu=_cpu_only())
+    with run if state.is_main_process else contextlib.nullcontext():
+        continuing = run.check(record, overwrite=config.overwrite) if state.is_main_process else None
+        continuing = bool(_broadcast(continuing))
+        if continuing and not config.resume:
+            raise UsageError(f"{config.out} holds a run of these options; drop --no-resume to continue it, "
+                             "or pass --overwrite to start again")
+        if continuing and summary_path.exists():
+            PartialState().print(f"{config.out}: this run is complete ({SUMMARY_FILE}); nothing to do")
+            return json.loads(summary_path.read_text())
+        trainer = Trainer(config, residual)
+        if state.is_main_process:
+            run.record(record)  # the run has really started: model and data loaded
+        return trainer.train()
+
+
+def _cpu_only() -> bool:
+    """Without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)."""
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+def _broadcast(value: Any) -> Any:
+    """The main process's value on every process."""
+    from accelerate.utils import broadcast_object_list
+
+    if PartialState().num_processes == 1:
+        return value
+    return broadcast_object_list([value])[0]
