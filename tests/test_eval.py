@@ -77,7 +77,7 @@ def test_user_benchmark_files(tmp_path):
         assert [p.gold for p in load_problems(get_task(task), data)] == ["\\frac{3}{4}", "32", "\\frac{3}{4}"]
     preds = write_jsonl(tmp_path / "p.jsonl", [
         {"index": 0, "completion": "\\boxed{0.75}"}, {"index": 1, "completion": "\\boxed{31}"},
-        {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "completion": "no box"},
+        {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "sample": 1, "completion": "no box"},
     ])
     summary, rows = rescore("math500", preds, data)
     assert summary["n"] == 4 and summary["n_problems"] == 3 and summary["accuracy"] == 0.5

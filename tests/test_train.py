@@ -208,7 +208,8 @@ def test_sigkill_and_resume_reproduce_uninterrupted_run(tmp_path, data):
     proc.wait()
     done = sorted(p.name for p in checkpoints.glob("step-*"))
     assert done and done[-1] < "step-00000024"
-    subprocess.run(cli(tmp_path / "cut", data, *steps, "--resume"), check=True, capture_output=True)
+    # the exact same command resumes (no --resume needed)
+    subprocess.run(cli(tmp_path / "cut", data, *steps), check=True, capture_output=True)
     full, cut = losses(tmp_path / "full"), losses(tmp_path / "cut")
     assert [s for s, _ in cut] == [s for s, _ in full]
     assert [loss for _, loss in cut] == pytest.approx([loss for _, loss in full], rel=1e-6)

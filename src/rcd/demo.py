@@ -191,20 +191,20 @@ def trace_example(methods: list[Method], prompt: str, tokenizer, settings: list[
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
+def write_report(report: dict[str, Any], out: Path, title: str | None = None) -> None:
+    """report.json, pareto.png and report.md (the stage table only when stages were trained)."""
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    title = f"{report['task']}: accuracy vs tokens per step"
-    pareto_plot(report["curves"], out / "pareto.png", title=title)
+    pareto_plot(report["curves"], out / "pareto.png", title=f"{report['task']}: accuracy vs tokens per step")
     lines = [
-        f"# rcd demo: {report['task']}",
+        f"# {title or 'rcd demo: ' + report['task']}",
         "",
         "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
         "",
         markdown_table(report["curves"]),
         "",
-        "| stage | steps | seconds | tokens/s | final loss | held-out loss |",
-        "|---|---|---|---|---|---|",
     ]
+    if report["training"]:
+        lines += ["| stage | steps | seconds | tokens/s | final loss | held-out loss |", "|---|---|---|---|---|---|"]
     for name, s in report["training"].items():
         lines.append(
             f"| {name} | {s['steps']} | {s['train_seconds']:.0f} | {s['tokens_per_second']:.0f} | "

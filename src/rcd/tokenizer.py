@@ -13,7 +13,11 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad": "<pad>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
-DEFAULT_ALPHABET = "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
+# printable ASCII: the first 60 characters keep the ids of rcd's first alphabet (no uppercase)
+DEFAULT_ALPHABET = (
+    "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\"$%&'@\\^`~\t"
+)
 
 
 def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:

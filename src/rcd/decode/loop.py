@@ -24,6 +24,7 @@ from ..residual import (
     residual_from_logits,
     residual_from_probs,
 )
+from .config import check_decode_options
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
@@ -311,16 +312,11 @@ def _check_options(
     dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
 ) -> int | None:
     """Validate decoding options; return steps per block (None under a threshold)."""
-    if gen_length <= 0 or block_length <= 0:
-        raise ValueError("gen_length and block_length must be positive")
-    if gen_length % block_length:
-        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+    steps_per_block = check_decode_options(gen_length, block_length, steps, threshold, temperature)
     if dm.attention == "block-causal" and dm.block_length and dm.block_length != block_length:
         raise ValueError(
             f"this block-causal model was trained with block_length {dm.block_length}, got {block_length}"
         )
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
     if stop_at_eos and not eos_ids:
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
@@ -331,19 +327,4 @@ def _check_options(
         check_reference(dm, ref)
     elif ref is not None:
         warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
-    if steps is not None and threshold is not None:
-        raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
-    n_blocks = gen_length // block_length
-    if threshold is not None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must lie in [0, 1]")
-        return None
-    steps = gen_length if steps is None else steps
-    if steps <= 0 or steps % n_blocks:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
-    if steps // n_blocks > block_length:
-        raise ValueError(
-            f"{steps // n_blocks} steps per block exceed block_length ({block_length}): "
-            "some steps would commit nothing"
-        )
-    return steps // n_blocks
+    return steps_per_block

@@ -138,7 +138,7 @@ def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict
         "num_processes": state.num_processes,
         "batch_size": config.batch_size,
         "this_run": {"rows_written": sum(s["rows"] for s in stats), "wall_seconds": max(s["seconds"] for s in stats)},
-        "options": record["options"],
+        "options": {**record["options"], "eval": {**record["options"]["eval"], "limit": config.limit}},
         "inputs": record["inputs"],
         "versions": _versions(),
         "command": list(command) if command is not None else sys.argv,
@@ -232,7 +232,7 @@ def _options(load_config, decode, residual, config, shots) -> dict:
         "load": {**load_config.kwargs(), "device": None},
         "decode": asdict(decode),
         "residual": asdict(residual) if residual is not None else None,
-        "eval": {**asdict(config), "shots": shots, "limit": None, "overwrite": None},
+        "eval": {**{k: v for k, v in asdict(config).items() if k != "overwrite"}, "shots": shots, "limit": None},
     }
 
 
