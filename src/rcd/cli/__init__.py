@@ -7,10 +7,11 @@ import os
 import sys
 
 from ..errors import UsageError
-from . import demo, eval, generate, lm_eval, score, sweep, train
+from . import data, demo, eval, generate, lm_eval, score, sweep, train
 
 COMMANDS = {
     "demo": demo,
+    "data": data,
     "train": train,
     "sweep": sweep,
     "generate": generate,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
+from ..models.tiny import TINY_PRESETS
 from .stages import STAGES
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -57,7 +58,11 @@ class TrainConfig:
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "examples per micro-batch and process"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (AdamW; the paper used 1e-5)"})
+    lr: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate of AdamW (default: 1e-3 for a tiny preset trained from scratch, "
+                  "1e-5 to fine-tune a model, as the paper did)"},
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
@@ -104,6 +109,8 @@ class TrainConfig:
         if min(self.save_every, self.log_every - 1, self.eval_every, self.keep_checkpoints, self.warmup_steps) < 0:
             raise ValueError("--save-every, --eval-every, --keep-checkpoints and --warmup-steps must be >= 0, "
                              "--log-every >= 1")
+        if self.lr is None:
+            self.lr = 1e-3 if self.model in TINY_PRESETS else 1e-5
         if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 < self.eps < 1:
             raise ValueError("--lr must be > 0, --weight-decay and --max-grad-norm >= 0, --eps in (0, 1)")
         if self.response_padding not in ("batch", "max"):

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from ..data.jsonl import append_jsonl
 from ..data.sft import SftCollator, load_sft
-from ..models.adapter import DiffusionModel
+from ..models.adapter import DiffusionModel, context_length
 from ..models.loading import check_shared_vocabulary, load
 from ..models.tiny import TINY_PRESETS, tiny_model
 from ..eval.predictions import cut_torn_tail, read_rows
@@ -124,6 +124,12 @@ class Trainer:
         train_examples = self._load(config.data)
         eval_examples = self._load(config.eval_data) if config.eval_data else None
         model, self.tokenizer = build_model(config)
+        context = context_length(model)
+        if context is not None and config.max_prompt_length + config.max_response_length > context:
+            raise ValueError(
+                f"--max-prompt-length {config.max_prompt_length} + --max-response-length "
+                f"{config.max_response_length} exceed the model's context of {context} positions; lower them"
+            )
         if config.lora_rank:
             model = apply_lora(model, config)
         target = DiffusionModel.wrap(model, config.attention)
