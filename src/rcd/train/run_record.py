@@ -15,13 +15,16 @@ from .config import TrainConfig
 from .stages import ResidualTrainingConfig
 
 INPUTS = ("model", "reference", "tokenizer", "data", "eval_data")
-OPERATIONAL = ("out", "progress", "save_every", "keep_checkpoints", "resume", "overwrite")
+OPERATIONAL = ("out", "progress", "save_every", "keep_checkpoints", "resume", "overwrite", "cache_dir")
 # what a training run leaves in OUT besides the model files listed in its summary
 WORK = ("checkpoints", "metrics.jsonl", "train_summary.json", "reference_cache.pt", ".final.tmp")
 
 
 def train_record(config: TrainConfig, residual: ResidualTrainingConfig | None) -> tuple[dict, dict]:
-    """(options, inputs) of a run; raises FileNotFoundError for an input path that does not exist."""
+    """(options, inputs) of a run; raises FileNotFoundError for an input path that does not exist.
+
+    A data set named on the Hub (not a local file) is recorded by its name and split options.
+    """
     options = {k: v for k, v in asdict(config).items() if k not in INPUTS + OPERATIONAL}
     options["residual"] = asdict(residual or ResidualTrainingConfig()) if config.stage == "rcd" else None
     inputs = {
@@ -31,7 +34,4 @@ def train_record(config: TrainConfig, residual: ResidualTrainingConfig | None) -
         "data": fingerprint(config.data, what="--data"),
         "eval_data": fingerprint(config.eval_data, what="--eval-data"),
     }
-    for name in ("data", "eval_data"):
-        if inputs[name] is not None and "sha256" not in inputs[name]:
-            raise FileNotFoundError(f"--{name.replace('_', '-')} {getattr(config, name)}: no such file")
     return options, inputs
