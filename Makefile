@@ -5,13 +5,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rcd-installed
 DEMO_ARGS ?=
 
-.PHONY: demo test install clean
+# Compatibility run: the model, preset and decoding tests again under transformers 4, whose
+# packages sit in $(TF4_DIR) ahead of the venv's own on PYTHONPATH (same torch, no second venv).
+TF4_VERSION ?= 4.57.6
+TF4_DIR     ?= .venv-tf4
+TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
+
+.PHONY: demo test test-tf4 install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-tf4: $(STAMP) $(TF4_DIR)/.installed
+	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)
+
+$(TF4_DIR)/.installed: Makefile | $(STAMP)
+	$(PY) -m pip install -q --target $(TF4_DIR) "transformers==$(TF4_VERSION)"
+	touch $@
 
 install: $(STAMP)
 
@@ -29,4 +42,4 @@ $(STAMP): pyproject.toml scripts/install_torch.py | $(PY)
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(TF4_DIR) runs

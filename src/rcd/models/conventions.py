@@ -26,6 +26,7 @@ import inspect
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from .attention import additive_bias
 
@@ -48,6 +49,8 @@ class ForwardConvention:
         cache=None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, object]:
+        if use_cache and cache is None:  # transformers 4.4x answers a legacy tuple when it makes its own
+            cache = DynamicCache()
         out = model(
             inputs_embeds=inputs_embeds,
             attention_mask=additive_bias(allowed, inputs_embeds.dtype),

@@ -22,7 +22,7 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
 from .buffers import checkpoint_keys, restore_buffers
-from .compat import adapt_remote_class
+from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
@@ -30,6 +30,8 @@ from ..rundir import looks_like_path
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+# transformers before 4.56 knows only `torch_dtype` (5.x: `dtype`)
+_DTYPE_KWARG = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 # custom 4D masks reach the kernel with these two; flash-attention kernels take no masks
 _MASKED_ATTENTION = ("sdpa", "eager")
 
@@ -159,7 +161,7 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_implementation):
     kwargs: dict = {"config": config, "trust_remote_code": trust_remote_code}
     if dtype is not None:
-        kwargs["dtype"] = dtype
+        kwargs[_DTYPE_KWARG] = dtype
     if preset.forward == "hf":
         attn_implementation = attn_implementation or "sdpa"
         if attn_implementation not in _MASKED_ATTENTION:
@@ -186,7 +188,7 @@ def _load_remote(source: str, class_ref: str, config, kwargs: dict):
         adapt_generation_configs(model_class)
         # (Dream overrides from_pretrained and takes no output_loading_info: read the keys instead)
         model = model_class.from_pretrained(source, **kwargs)
-        default_dtype = model.dtype if kwargs.get("dtype") is not None else torch.get_default_dtype()
+        default_dtype = model.dtype if kwargs.get(_DTYPE_KWARG) is not None else torch.get_default_dtype()
         with _default_dtype(default_dtype):
             restore_buffers(model, lambda: model_class(copy.deepcopy(model.config)), checkpoint_keys(source))
     return model
