@@ -1,0 +1,151 @@
+"""The training core against independent expectations: the 1/t weight, Eq. 2 from a reference
+with other weights, gradients into the target's embedding table, the residual sources.
+
+Expected values are spelled out by hand (softmax, entropy, p @ E), never built with the
+functions under test, and the reference always has other weights than the target, so a
+residual taken from the wrong model cannot match by accident.
+"""
+
+import math
+
+import pytest
+import torch
+
+from conftest import MASK, VOCAB, make_model
+from rcd.models.adapter import DiffusionModel
+from rcd.train import ResidualTrainingConfig
+from rcd.train.noise import add_noise
+from rcd.train.stages import StageModule, reference_signal
+
+PROMPT, LENGTH = 4, 16
+USED = range(4, 20)  # tokens of the batch: embedding rows outside USED (and [M]) appear nowhere
+
+
+def sft_batch(n=4, length=LENGTH, prompt=PROMPT, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(USED.start, USED.stop, (n, length), generator=g),
+        "attention_mask": torch.ones(n, length, dtype=torch.long),
+        "prompt_length": torch.tensor(prompt),
+        "index": torch.arange(n),
+    }
+
+
+def eq2_by_hand(logits, E, positions_embeds, where):
+    """Eq. 1-3 written out: p = softmax(z), alpha = H(p) / log V, e = (1 - alpha) E[M] + alpha p @ E."""
+    p = torch.softmax(logits.double(), -1)
+    alpha = -(p * p.log()).sum(-1) / math.log(p.shape[-1])
+    expect = positions_embeds.clone()
+    expect[where] = ((1 - alpha[:, None]) * E[MASK] + alpha[:, None] * (p @ E.double())).to(expect.dtype)
+    return expect
+
+
+class Recorder:
+    """inputs_embeds and logits of every forward call of a model."""
+
+    def __init__(self, model):
+        self.inputs, self.logits = [], []
+        self.handles = [
+            model.register_forward_pre_hook(lambda m, a, kw: self.inputs.append(kw["inputs_embeds"].detach()),
+                                            with_kwargs=True),
+            model.register_forward_hook(lambda m, a, out: self.logits.append(out.logits.detach())),
+        ]
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.mark.parametrize("block_length", [None, 8])
+def test_noise_weight_makes_the_loss_unbiased(block_length):
+    """E[sum_i 1[masked_i] / t] = R: the 1/t weight undoes the masking rate (per block too)."""
+    response = 96 if block_length is None else 8
+    n = 512
+    batch = sft_batch(n=n, length=PROMPT + 96, seed=1)
+    noisy = add_noise(batch, mask_token_id=MASK, seed=0, epoch=0, block_length=block_length)
+    weight = noisy.weight[:, PROMPT:].reshape(n, -1, response)  # (examples, units, positions)
+    per_unit = weight.sum(-1) / response  # E = 1 for each example (or block)
+    assert per_unit.mean().item() == pytest.approx(1.0, abs=0.1)
+    # a constant weight would give E[t] = 1/2: the test separates the two by far
+    assert (noisy.weight[noisy.masked] > 1).float().mean() > 0.9
+    assert torch.all(noisy.weight[~noisy.masked] == 0)
+
+
+@pytest.fixture
+def pair():
+    """A target and a reference with other weights (same vocabulary), in training mode."""
+    target, reference = make_model(seed=0), make_model(seed=7)
+    target.train()
+    return target, reference
+
+
+def test_rcd_inputs_are_eq2_of_the_reference_over_the_target_table(pair):
+    target, reference = pair
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    options = ResidualTrainingConfig()
+    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)  # the reference is NOT frozen
+    seen = Recorder(target)
+    loss = StageModule(target, residual=options)(noisy, signal)
+    seen.remove()
+    loss.backward()
+    E_target = target.get_input_embeddings().weight
+    with torch.no_grad():
+        z_ref = reference(noisy.noisy).logits[noisy.masked]
+        expect = eq2_by_hand(z_ref, E_target, target.get_input_embeddings()(noisy.noisy), noisy.masked)
+        z_target = target(noisy.noisy).logits[noisy.masked]
+        wrong = eq2_by_hand(z_target, E_target, target.get_input_embeddings()(noisy.noisy), noisy.masked)
+    assert len(seen.inputs) == 1
+    assert torch.allclose(seen.inputs[0], expect, atol=1e-10)
+    assert not torch.allclose(wrong, expect, atol=1e-3)  # the two sources are far apart here
+    # the reference ran without autograd: no graph kept (memory), no gradient into it
+    assert not signal.logits.requires_grad and all(p.grad is None for p in reference.parameters())
+
+
+def test_delta_gradient_reaches_embedding_rows_absent_from_the_batch(pair):
+    """Delta = p @ E_target is differentiable: rows of tokens that appear nowhere in the
+    batch get gradient through it, and through nothing else (untied embeddings)."""
+    target, reference = pair
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    absent = torch.ones(VOCAB, dtype=torch.bool)
+    absent[noisy.clean.unique()] = False
+    absent[MASK] = False
+    assert absent.sum() > 20
+    module = StageModule(target, residual=ResidualTrainingConfig())
+    E = target.get_input_embeddings().weight
+
+    module(noisy).backward()  # plain objective: these rows are untouched
+    assert torch.all(E.grad[absent] == 0)
+    E.grad = None
+    module(noisy, reference_signal(DiffusionModel.wrap(reference), noisy, None, ResidualTrainingConfig())).backward()
+    assert (E.grad[absent].abs().sum(-1) > 0).all()
+
+
+@pytest.mark.parametrize("source", ["noisy", "more-masked", "self"])
+def test_residual_sources(pair, source):
+    """With more_masked_fraction 1 the more-masked copy masks the whole response; 'self'
+    then feeds the target's own prediction of that copy into the real step (Eq. 2 by hand)."""
+    target, reference = pair
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    options = ResidualTrainingConfig(source=source, more_masked_fraction=1.0)
+    all_masked = torch.zeros_like(noisy.masked)
+    all_masked[:, PROMPT:] = True
+    ref_seen, target_seen = Recorder(reference), Recorder(target)
+    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)
+    StageModule(target, residual=options)(noisy, signal)
+    ref_seen.remove(), target_seen.remove()
+
+    E_ref, E_target = reference.get_input_embeddings().weight, target.get_input_embeddings().weight
+    ref_masks = (ref_seen.inputs[0] == E_ref[MASK]).all(-1)
+    assert torch.equal(ref_masks, noisy.masked if source == "noisy" else all_masked)
+    plain = target.get_input_embeddings()(noisy.noisy).detach()
+    z_ref = ref_seen.logits[0]
+    if source == "self":
+        assert len(target_seen.inputs) == 2  # the previous step, then the trained step
+        previous = target.get_input_embeddings()(noisy.clean.masked_fill(all_masked, MASK)).detach()
+        assert torch.allclose(target_seen.inputs[0], eq2_by_hand(z_ref[all_masked], E_target, previous, all_masked))
+        z_own = target_seen.logits[0][noisy.masked]
+        expect = eq2_by_hand(z_own, E_target, plain, noisy.masked)
+    else:
+        assert len(target_seen.inputs) == 1
+        expect = eq2_by_hand(z_ref[noisy.masked], E_target, plain, noisy.masked)
+    assert torch.allclose(target_seen.inputs[-1], expect, atol=1e-10)
