@@ -212,7 +212,7 @@ def test_ddp_two_cpu_processes_equal_one_process_at_the_same_global_batch(tmp_pa
     assert gap < 1e-5, gap
 
 
-@pytest.mark.parametrize("source", ["more-masked", "self"])
+@pytest.mark.parametrize("source", ["more-masked", "self", "selfcond"])
 def test_residual_sources_beyond_the_paper(tmp_path, data, reference_dir, source):
     residual = ResidualTrainingConfig(source=source, more_masked_fraction=0.5, dropout=0.3)
     summary = train(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),

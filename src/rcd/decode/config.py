@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .passes import CACHE_MODES
+from .policy import COMMIT_ORDERS
 
 
 @dataclass
@@ -16,6 +17,10 @@ class DecodeConfig:
     )
     threshold: float | None = field(
         default=None, metadata={"help": "dynamic rule: commit positions with confidence > threshold"}
+    )
+    order: str = field(
+        default="confidence",
+        metadata={"help": "fixed schedule: commit order (confidence, random, left-to-right)", "choices": COMMIT_ORDERS},
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
     stop_at_eos: bool = field(default=False, metadata={"help": "stop a row after a block containing EOS"})
@@ -39,7 +44,8 @@ class DecodeConfig:
         """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9'."""
         if self.threshold is not None:
             return f"tau={self.threshold:g}"
-        return f"steps={self.steps or self.gen_length}"
+        order = "" if self.order == "confidence" else f" {self.order}"
+        return f"steps={self.steps or self.gen_length}{order}"
 
 
 def check_decode_options(

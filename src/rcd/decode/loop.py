@@ -27,7 +27,7 @@ from ..residual import (
 from .config import check_decode_options
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
-from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
+from .policy import COMMIT_ORDERS, choose_tokens, commit_threshold, commit_top_k, fixed_schedule, order_scores
 
 
 class _ResidualState:
@@ -68,6 +68,7 @@ def generate(
     block_length: int,
     steps: int | None = None,
     threshold: float | None = None,
+    order: str = "confidence",
     temperature: float = 0.0,
     residual: ResidualConfig | None = None,
     reference: nn.Module | DiffusionModel | None = None,
@@ -86,6 +87,8 @@ def generate(
     threshold: commit every masked position of the block whose confidence > threshold, and
         at least the most confident one. Give one of steps / threshold; neither means one
         token per step (steps = gen_length).
+    order: which positions a fixed schedule commits first: "confidence" (default),
+        "random" (seeded by `generator`, else seed 0) or "left-to-right".
     temperature: 0 is greedy; > 0 samples with Gumbel-max (float64).
     residual: turns RCD on (None = plain SeqD decoding); `reference` is the model of the
         `init="reference"` warm start.
@@ -109,6 +112,10 @@ def generate(
     steps_per_block = _check_options(
         dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
     )
+    if order not in COMMIT_ORDERS or (order != "confidence" and threshold is not None):
+        raise ValueError(f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only")
+    if order == "random" and generator is None:
+        generator = torch.Generator(device=dm.device).manual_seed(0)
     cache = check_cache(cache, use_cache, dm)
     batch, prompt_len = input_ids.shape
     device = dm.device
@@ -125,7 +132,8 @@ def generate(
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
     init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
-    ref_pass = ModelPass(ref, seq, "exact") if residual is not None and residual.init == "reference" else None
+    uses_ref = residual is not None and "reference" in (residual.init, residual.feedback)
+    ref_pass = ModelPass(ref, seq, "exact") if uses_ref else None
     state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -174,7 +182,7 @@ def generate(
                     logits[:, bs - start : be - start], temperature, generator, banned=mask_id
                 )
                 if schedule is not None:
-                    commit = commit_top_k(confidence, candidates, schedule[:, step])
+                    commit = commit_top_k(order_scores(order, confidence, generator), candidates, schedule[:, step])
                 else:
                     commit = commit_threshold(confidence, candidates, threshold)
                 if trace is not None:
@@ -182,6 +190,11 @@ def generate(
                 block_ids[commit] = tokens[commit]
                 if state is not None:
                     still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                    if residual.feedback == "reference" and still.any():
+                        logits, start = ref_pass.logits(lambda s, e: ref.embed(seq.ids[:, s:e]), lo, hi, bs)
+                        still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                        reference_nfe += 1
+                        row_passes += still.any(-1).long()
                     state.update_from_logits(still, start, logits)
                 step += 1
 
@@ -321,10 +334,10 @@ def _check_options(
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
         raise TypeError("residual must be an rcd.ResidualConfig or None")
-    if residual is not None and residual.init == "reference":
+    if residual is not None and "reference" in (residual.init, residual.feedback):
         if ref is None:
-            raise ValueError("ResidualConfig(init='reference') needs reference=<model>")
+            raise ValueError("ResidualConfig(init='reference' or feedback='reference') needs reference=<model>")
         check_reference(dm, ref)
     elif ref is not None:
-        warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
+        warnings.warn("reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3)
     return steps_per_block

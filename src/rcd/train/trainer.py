@@ -149,8 +149,10 @@ class Trainer:
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
             )
-        if config.cache_reference and self.residual.source == "self":
-            raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
+        if config.cache_reference and self.residual.source in ("self", "selfcond"):
+            raise ValueError(
+                "--cache-reference caches the reference at the batch's masks: not with --residual-source self/selfcond"
+            )
         self.cache = (
             ReferenceCache(config.cache_top_k, self.residual.residual_config()) if config.cache_reference else None
         )
