@@ -101,6 +101,8 @@ class Trainer:
             # without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             mixed_precision=config.mixed_precision,
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_dir=config.out,
             gradient_accumulation_steps=config.grad_accum,
             dataloader_config=DataLoaderConfiguration(
                 # a stream is read by every process, each keeping its share of the examples
@@ -238,6 +240,9 @@ class Trainer:
         config, acc = self.config, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
+        if config.report_to != "none":
+            options = {**asdict(config), **{f"residual_{k}": v for k, v in asdict(self.residual).items()}}
+            acc.init_trackers(config.run_name or self.out.name, config=_scalars(options))
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -312,6 +317,7 @@ class Trainer:
         }
         if acc.is_main_process:
             append_jsonl(self.out / METRICS_FILE, row)
+        acc.log({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_second']:.0f}")
         window.update(loss=0.0, micro=0, tokens=0, seconds=0.0)
         return loss
@@ -320,6 +326,8 @@ class Trainer:
         eval_loss = self.evaluate()
         if eval_loss is not None and self.accelerator.is_main_process:
             append_jsonl(self.out / METRICS_FILE, {"step": self.state.step, "eval_loss": eval_loss})
+        if eval_loss is not None:
+            self.accelerator.log({"eval_loss": eval_loss}, step=self.state.step)
         return eval_loss
 
     def _save_checkpoint(self) -> None:
@@ -371,7 +379,13 @@ class Trainer:
             self.tokenizer.save_pretrained(self.out)
             (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         acc.wait_for_everyone()
+        acc.end_training()  # flushes and closes the trackers (none: nothing to do)
         return summary
+
+
+def _scalars(options: dict[str, Any]) -> dict[str, Any]:
+    """Tracker hyperparameters: scalars as they are, None as 'none' (TensorBoard takes no None)."""
+    return {k: "none" if v is None else v for k, v in options.items()}
 
 
 def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
