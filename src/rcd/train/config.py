@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
 from ..models.loading import DTYPES
+from ..models.tiny import TINY_PRESETS
 from .stages import STAGES
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -156,6 +157,11 @@ class TrainConfig:
         if self.streaming and (self.max_steps is None or self.group_by_length or self.cache_reference):
             raise ValueError("--streaming needs --max-steps (a stream has no length), and takes no "
                              "--group-by-length or --cache-reference")
+        if self.lora_rank and self.model in TINY_PRESETS:
+            raise ValueError(
+                "LoRA adapts a saved model: pass a model directory or Hub id as --model (a tiny preset is built "
+                "from scratch: train all its weights)"
+            )
         if self.report_to not in TRACKERS:
             raise ValueError(f"report_to must be one of {TRACKERS}, not {self.report_to!r}")
         if self.report_to != "none":

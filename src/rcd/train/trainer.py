@@ -57,8 +57,10 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
             **TINY_PRESETS[config.model],
         )
         return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
-    if not Path(config.model).is_dir():
-        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    if not Path(config.model).is_dir() and "/" not in config.model:
+        raise FileNotFoundError(
+            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+        )
     model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     return model.train(), tokenizer
 
@@ -352,6 +354,13 @@ class Trainer:
             write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= self.state.step])
         self.accelerator.print(f"resumed from {path} at step {self.state.step}")
 
+    def _save_adapter(self, model) -> None:
+        """OUT/adapter: the LoRA weights and the base they adapt (absolute path or Hub id)."""
+        base = Path(self.config.model)
+        model.peft_config["default"].base_model_name_or_path = str(base.resolve()) if base.is_dir() else self.config.model
+        model.save_pretrained(self.out / ADAPTER_DIR, safe_serialization=True)
+        self.tokenizer.save_pretrained(self.out / ADAPTER_DIR)
+
     def _finish(self, last_loss: float | None, eval_loss: float | None) -> dict[str, Any]:
         acc = self.accelerator
         acc.wait_for_everyone()
@@ -373,6 +382,8 @@ class Trainer:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
         model = acc.unwrap_model(self.module).model
         if self.config.lora_rank:
+            if acc.is_main_process:
+                self._save_adapter(model)
             model = model.merge_and_unload()
         if acc.is_main_process:
             model.save_pretrained(self.out, safe_serialization=True)
@@ -381,6 +392,9 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()  # flushes and closes the trackers (none: nothing to do)
         return summary
+
+
+ADAPTER_DIR = "adapter"
 
 
 def _scalars(options: dict[str, Any]) -> dict[str, Any]:
