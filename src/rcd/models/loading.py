@@ -25,6 +25,7 @@ from .buffers import checkpoint_keys, restore_buffers
 from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
+from .lora import is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from ..rundir import looks_like_path
 from .presets import PRESETS, Preset, detect_preset, get_preset
@@ -76,10 +77,16 @@ def load(
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """Model (eval mode) and left-padding tokenizer of a checkpoint directory or hub id.
 
+    A LoRA adapter folder (see `rcd.models.lora`) loads as its base with the adapter merged.
+
     preset: family name (see `rcd.models.presets.PRESETS`); default: detected from the
         config's model type, and "hf" (any transformers causal LM run as a dLLM) otherwise.
     mask_token_id / attention / block_length: override the checkpoint's and the preset's.
     """
+    if is_adapter_dir(path_or_id):
+        return load_adapter(path_or_id, load, preset=preset, trust_remote_code=trust_remote_code, dtype=dtype,
+                            device=device, mask_token_id=mask_token_id, attention=attention,
+                            block_length=block_length, attn_implementation=attn_implementation)
     source = _check_source(path_or_id)
     config = _load_config(source, trust_remote_code)
     chosen = _choose_preset(source, config, preset)

@@ -11,6 +11,7 @@ from ..models.tiny import TINY_PRESETS
 from .stages import STAGES
 
 SCHEDULES = ("constant", "cosine", "linear")
+TRACKERS = ("none", "tensorboard", "wandb")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -140,6 +141,12 @@ class TrainConfig:
         default=False, metadata={"help": "allow the model's own code from its directory (LLaDA, Dream, SDAR)"}
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "also log metrics to this Accelerate tracker (metrics.jsonl is always written)",
+                  "choices": TRACKERS},
+    )
+    run_name: str | None = field(default=None, metadata={"help": "tracker project/run name (default: --out's name)"})
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -172,5 +179,18 @@ class TrainConfig:
         if self.streaming and (self.max_steps is None or self.group_by_length or self.cache_reference):
             raise ValueError("--streaming needs --max-steps (a stream has no length), and takes no "
                              "--group-by-length or --cache-reference")
+        if self.lora_rank and self.model in TINY_PRESETS:
+            raise ValueError(
+                "LoRA adapts a saved model: pass a model directory or Hub id as --model (a tiny preset is built "
+                "from scratch: train all its weights)"
+            )
+        if self.report_to not in TRACKERS:
+            raise ValueError(f"report_to must be one of {TRACKERS}, not {self.report_to!r}")
+        if self.report_to != "none":
+            from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+            available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[self.report_to]
+            if not available():
+                raise ValueError(f"--report-to {self.report_to} needs the package: pip install {self.report_to}")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")

@@ -64,8 +64,10 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
             **TINY_PRESETS[config.model],
         )
         return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
-    if not Path(config.model).is_dir():
-        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    if not Path(config.model).is_dir() and "/" not in config.model:
+        raise FileNotFoundError(
+            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+        )
     model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     return model.train(), tokenizer
 
@@ -115,6 +117,8 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=_cpu_only(),
             mixed_precision=config.mixed_precision,
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_dir=config.out,
             gradient_accumulation_steps=config.grad_accum,
             dataloader_config=DataLoaderConfiguration(
                 # a stream is read by every process, each keeping its share of the examples
@@ -265,6 +269,9 @@ class Trainer:
         config, acc = self.config, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
+        if config.report_to != "none":
+            options = {**asdict(config), **{f"residual_{k}": v for k, v in asdict(self.residual).items()}}
+            acc.init_trackers(config.run_name or self.out.name, config=_scalars(options))
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -338,6 +345,7 @@ class Trainer:
             "train_seconds": self.state.seconds,
         }
         self._append_metrics("loss", row)
+        acc.log({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_second']:.0f}")
         window.update(loss=0.0, micro=0, tokens=0, seconds=0.0)
         return loss
@@ -346,6 +354,7 @@ class Trainer:
         eval_loss = self.evaluate()
         if eval_loss is not None:
             self._append_metrics("eval", {"step": self.state.step, "eval_loss": eval_loss})
+            self.accelerator.log({"eval_loss": eval_loss}, step=self.state.step)
         return eval_loss
 
     def _append_metrics(self, kind: str, row: dict) -> None:
@@ -378,6 +387,13 @@ class Trainer:
         self._logged = {("eval" if "eval_loss" in r else "loss", r["step"]) for r in rows}
         self._last_loss = next((r["loss"] for r in reversed(kept) if "loss" in r), None)
 
+    def _save_adapter(self, model) -> None:
+        """OUT/adapter: the LoRA weights and the base they adapt (absolute path or Hub id)."""
+        base = Path(self.config.model)
+        model.peft_config["default"].base_model_name_or_path = str(base.resolve()) if base.is_dir() else self.config.model
+        model.save_pretrained(self.out / ADAPTER_DIR, safe_serialization=True)
+        self.tokenizer.save_pretrained(self.out / ADAPTER_DIR)
+
     def _finish(self, last_loss: float | None, eval_loss: float | None) -> dict[str, Any]:
         acc = self.accelerator
         acc.wait_for_everyone()
@@ -399,11 +415,14 @@ class Trainer:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
         model = acc.unwrap_model(self.module).model
         if self.config.lora_rank:
+            if acc.is_main_process:
+                self._save_adapter(model)
             model = model.merge_and_unload()
         if acc.is_main_process:
             summary["files"] = self._save_final(model)
             write_json(self.out / SUMMARY_FILE, summary)  # written last: marks the run complete
         acc.wait_for_everyone()
+        acc.end_training()  # flushes and closes the trackers (none: nothing to do)
         return summary
 
     def _save_final(self, model: torch.nn.Module) -> list[str]:
@@ -420,6 +439,12 @@ class Trainer:
         return names
 
 
+ADAPTER_DIR = "adapter"
+
+
+def _scalars(options: dict[str, Any]) -> dict[str, Any]:
+    """Tracker hyperparameters: scalars as they are, None as 'none' (TensorBoard takes no None)."""
+    return {k: "none" if v is None else v for k, v in options.items()}
 
 
 def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
