@@ -203,6 +203,9 @@ class StudyConfig:
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
     min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
+    tokens_per_step: list[int] = field(default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"})
+    taus: list[float] = field(default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"})
+    decode_limit: int = field(default=0, metadata={"help": "decode only the first N test problems (0: all)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"})
     quick: bool = field(default=False, metadata={"help": "toy size: the pipeline in well under a minute"})
 
@@ -267,19 +270,19 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def settings_of(spec: MethodSpec, gen_length: int) -> list[tuple[str, DecodeConfig]]:
+def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[tuple[str, DecodeConfig]]:
     """(split, setting) pairs a method is decoded under."""
     base = DecodeConfig(gen_length=gen_length, block_length=gen_length)
-    fixed = {k: replace(base, steps=gen_length // k) for k in FIXED}
+    fixed = {k: replace(base, steps=gen_length // k) for k in config.tokens_per_step}
     if spec.sweep == "orders":
-        return [("test", replace(fixed[4], order=o)) for o in ("random", "left-to-right")]
+        return [("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")]
     if spec.sweep == "fixed":
-        return [("test", fixed[k]) for k in FIXED if k > 1]
+        return [("test", s) for k, s in fixed.items() if k > 1]
     out = [("test", s) for s in fixed.values()]
     if spec.sweep == "core":
         return out + [("test", replace(base, threshold=0.9))]
-    for split in ("val", "test"):
-        out += [(split, replace(base, threshold=t)) for t in TAUS]
+    for split in ("val", "test") if len(config.taus) > 1 else ("test",):
+        out += [(split, replace(base, threshold=t)) for t in config.taus]
     return out
 
 
@@ -293,6 +296,8 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
     root = Path(config.out) / f"seed{seed}"
     task = get_task(config.task)
     rows = {split: read_jsonl(meta[split]) for split in ("val", "test")}
+    if config.decode_limit:
+        rows["test"] = rows["test"][: config.decode_limit]
     models: dict[str, Any] = {}
     tokenizer = None
 
@@ -307,7 +312,7 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
         if not (root / spec.arm / "train_summary.json").exists():
             print(f"seed {seed} {name}: arm {spec.arm} not trained, skipped", flush=True)
             continue
-        for split, setting in settings_of(spec, meta["gen_length"]):
+        for split, setting in settings_of(spec, meta["gen_length"], config):
             path = record_path(config, seed, name, split, setting)
             if path.exists():
                 continue
@@ -395,7 +400,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
             calibrated[method] = per_seed
 
     def compare(base_by_seed: dict[int, dict], new_by_seed: dict[int, dict]) -> dict | None:
-        seeds = sorted(set(base_by_seed) & set(new_by_seed))
+        seeds = [s for s in sorted(set(base_by_seed) & set(new_by_seed)) if base_by_seed[s]["n"] == new_by_seed[s]["n"]]
         if not seeds:
             return None
         row = {"seeds": seeds}
