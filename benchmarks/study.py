@@ -139,6 +139,10 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {
+    "ref": MethodSpec("ref", None, "fixed"),  # the seed's reference (stage 1 only)
+    "ref+res": MethodSpec("ref", COLD, "fixed"),  # ... decoded with residuals, training-free
+    "ref order": MethodSpec("ref", None, "orders"),
+    "ref+res order": MethodSpec("ref", COLD, "orders"),
     "seqd": MethodSpec("seqd"),
     "rcd": MethodSpec("rcd", WARM),
     "rcd-off": MethodSpec("rcd", None, "core"),  # the RCD model without its residual
@@ -163,6 +167,8 @@ RELIABILITY_TAU = 0.9
 
 # the comparisons of the report: (baseline, challenger, why)
 COMPARISONS = (
+    ("ref", "ref+res", "training-free soft tokens on the stage-1 model"),
+    ("ref order", "ref+res order", "training-free soft tokens, orders that do not pick easy cells first"),
     ("seqd", "rcd", "the core comparison (demo recipe)"),
     ("seqd-long", "rcd", "RCD vs SeqD trained 60% longer"),
     ("seqd", "seqd-long", "more training alone"),
