@@ -482,7 +482,7 @@ def pct(x: float) -> str:
 def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
-             f"Seeds {c['seeds']}, {c['n_test']} test problems (+{c['n_val']} validation), reference "
+             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), reference "
              f"{c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
@@ -494,7 +494,7 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
                          f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |")
     lines += ["", "## Paired differences (challenger - baseline), 95% bootstrap CI over seeds and problems", "",
-              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact diffs | question |",
+              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact; cells diffs | question |",
               "|---|---|---|---|---|---|---|---|"]
     for r in summary["comparisons"]:
         e, k = r["correct"], r["cells"]
@@ -502,7 +502,7 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {r['base']} | {r['new']} | {r['setting']} | {r['tokens_per_step'][0]:.2f}, {r['tokens_per_step'][1]:.2f} | "
             f"{mark}{pct(e['diff'])} [{pct(e['lo'])}, {pct(e['hi'])}]{mark.strip() and '**'} | "
-            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])} | {r['why']} |")
+            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])}; {' / '.join(pct(d) for d in k['per_seed'])} | {r['why']} |")
     b = summary["bars"]
     if b:
         lines += ["", "## The issue's bars (seqd vs rcd)", "",
