@@ -139,6 +139,10 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {
+    "ref": MethodSpec("ref", None, "fixed"),  # the seed's reference (stage 1 only)
+    "ref+res": MethodSpec("ref", COLD, "fixed"),  # ... decoded with residuals, training-free
+    "ref order": MethodSpec("ref", None, "orders"),
+    "ref+res order": MethodSpec("ref", COLD, "orders"),
     "seqd": MethodSpec("seqd"),
     "rcd": MethodSpec("rcd", WARM),
     "rcd-off": MethodSpec("rcd", None, "core"),  # the RCD model without its residual
@@ -163,6 +167,8 @@ RELIABILITY_TAU = 0.9
 
 # the comparisons of the report: (baseline, challenger, why)
 COMPARISONS = (
+    ("ref", "ref+res", "training-free soft tokens on the stage-1 model"),
+    ("ref order", "ref+res order", "training-free soft tokens, orders that do not pick easy cells first"),
     ("seqd", "rcd", "the core comparison (demo recipe)"),
     ("seqd-long", "rcd", "RCD vs SeqD trained 60% longer"),
     ("seqd", "seqd-long", "more training alone"),
@@ -203,6 +209,9 @@ class StudyConfig:
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
     min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
+    tokens_per_step: list[int] = field(default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"})
+    taus: list[float] = field(default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"})
+    decode_limit: int = field(default=0, metadata={"help": "decode only the first N test problems (0: all)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"})
     quick: bool = field(default=False, metadata={"help": "toy size: the pipeline in well under a minute"})
 
@@ -267,19 +276,19 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def settings_of(spec: MethodSpec, gen_length: int) -> list[tuple[str, DecodeConfig]]:
+def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[tuple[str, DecodeConfig]]:
     """(split, setting) pairs a method is decoded under."""
     base = DecodeConfig(gen_length=gen_length, block_length=gen_length)
-    fixed = {k: replace(base, steps=gen_length // k) for k in FIXED}
+    fixed = {k: replace(base, steps=gen_length // k) for k in config.tokens_per_step}
     if spec.sweep == "orders":
-        return [("test", replace(fixed[4], order=o)) for o in ("random", "left-to-right")]
+        return [("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")]
     if spec.sweep == "fixed":
-        return [("test", fixed[k]) for k in FIXED if k > 1]
+        return [("test", s) for k, s in fixed.items() if k > 1]
     out = [("test", s) for s in fixed.values()]
     if spec.sweep == "core":
         return out + [("test", replace(base, threshold=0.9))]
-    for split in ("val", "test"):
-        out += [(split, replace(base, threshold=t)) for t in TAUS]
+    for split in ("val", "test") if len(config.taus) > 1 else ("test",):
+        out += [(split, replace(base, threshold=t)) for t in config.taus]
     return out
 
 
@@ -293,6 +302,8 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
     root = Path(config.out) / f"seed{seed}"
     task = get_task(config.task)
     rows = {split: read_jsonl(meta[split]) for split in ("val", "test")}
+    if config.decode_limit:
+        rows["test"] = rows["test"][: config.decode_limit]
     models: dict[str, Any] = {}
     tokenizer = None
 
@@ -307,7 +318,7 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
         if not (root / spec.arm / "train_summary.json").exists():
             print(f"seed {seed} {name}: arm {spec.arm} not trained, skipped", flush=True)
             continue
-        for split, setting in settings_of(spec, meta["gen_length"]):
+        for split, setting in settings_of(spec, meta["gen_length"], config):
             path = record_path(config, seed, name, split, setting)
             if path.exists():
                 continue
@@ -395,7 +406,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
             calibrated[method] = per_seed
 
     def compare(base_by_seed: dict[int, dict], new_by_seed: dict[int, dict]) -> dict | None:
-        seeds = sorted(set(base_by_seed) & set(new_by_seed))
+        seeds = [s for s in sorted(set(base_by_seed) & set(new_by_seed)) if base_by_seed[s]["n"] == new_by_seed[s]["n"]]
         if not seeds:
             return None
         row = {"seeds": seeds}
@@ -471,7 +482,7 @@ def pct(x: float) -> str:
 def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
-             f"Seeds {c['seeds']}, {c['n_test']} test problems (+{c['n_val']} validation), reference "
+             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), reference "
              f"{c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
@@ -483,7 +494,7 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
                          f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |")
     lines += ["", "## Paired differences (challenger - baseline), 95% bootstrap CI over seeds and problems", "",
-              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact diffs | question |",
+              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact; cells diffs | question |",
               "|---|---|---|---|---|---|---|---|"]
     for r in summary["comparisons"]:
         e, k = r["correct"], r["cells"]
@@ -491,7 +502,7 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {r['base']} | {r['new']} | {r['setting']} | {r['tokens_per_step'][0]:.2f}, {r['tokens_per_step'][1]:.2f} | "
             f"{mark}{pct(e['diff'])} [{pct(e['lo'])}, {pct(e['hi'])}]{mark.strip() and '**'} | "
-            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])} | {r['why']} |")
+            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])}; {' / '.join(pct(d) for d in k['per_seed'])} | {r['why']} |")
     b = summary["bars"]
     if b:
         lines += ["", "## The issue's bars (seqd vs rcd)", "",

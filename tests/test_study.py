@@ -85,7 +85,8 @@ def test_quick_study_end_to_end(tmp_path):
     from benchmarks.study import main
 
     out = tmp_path / "study"
-    args = ["--quick", "--out", str(out), "--arms", "seqd", "rcd", "--methods", "seqd", "rcd", "rcd-off", "seqd order"]
+    args = ["--quick", "--out", str(out), "--arms", "seqd", "rcd", "--methods", "seqd", "rcd", "rcd-off", "seqd order",
+            "--tokens-per-step", "4", "8", "--taus", "0.5", "0.9"]
     assert main(args) == 0
     summary = json.loads((out / "study.json").read_text())
     assert {"seqd", "rcd", "rcd-off", "seqd order"} <= set(summary["curves"])
