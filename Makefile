@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rcd-installed
 DEMO_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean mutate
 
 demo: $(STAMP)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
@@ -14,6 +14,14 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 install: $(STAMP)
+
+# Mutation testing of the method's core against its fast tests ([tool.mutmut] in pyproject;
+# not CI: minutes to an hour). Survivors, with their diffs, go to mutation-report.md.
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	-nice -n 15 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	$(PY) scripts/mutation_report.py > mutation-report.md
+	head -12 mutation-report.md
 
 # A torch already importable by $(PYTHON) is reused (system site packages) and kept.
 $(PY):
@@ -29,4 +37,4 @@ $(STAMP): pyproject.toml scripts/install_torch.py | $(PY)
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants mutation-report.md
