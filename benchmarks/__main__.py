@@ -4,7 +4,8 @@
     python -m benchmarks --quick    # a smaller run (~1 minute)
 
 Results go to OUT/<device>[-quick].json and .md (default OUT: benchmarks/results).
-Sections: training (also trains the small models other sections decode), decode (SeqD vs
+Sections: training (also trains the small models other sections decode), memory (peak
+training memory of seqd vs rcd, with and without activation checkpointing), decode (SeqD vs
 RCD per step on tiny demo models), shapes (the residual at real vocabulary/width),
 kv-cache (block-causal), approx-cache (prefix/dual on bidirectional), top-k; with --demo DIR,
 demo-accuracy (top-k and caches on the trained `rcd demo` models, see benchmarks.demo_accuracy).
@@ -23,11 +24,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import bidir_cache, demo_accuracy, kv_cache, real_shapes, tiny_decode, topk, training
+from . import bidir_cache, demo_accuracy, kv_cache, memory, real_shapes, tiny_decode, topk, training
 from .measure import machine, pick_device
 from .report import markdown
 
-SECTIONS = ("training", "decode", "shapes", "kv-cache", "approx-cache", "top-k")
+SECTIONS = ("training", "memory", "decode", "shapes", "kv-cache", "approx-cache", "top-k")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             section_start = time.perf_counter()
             if section == "training":
                 sections[section], trained = training.run(Path(work), args.quick)
+            elif section == "memory":
+                sections[section] = memory.run(Path(work), args.quick, args.threads)
             elif section == "decode":
                 sections[section] = tiny_decode.run(device, args.quick)
             elif section == "shapes":

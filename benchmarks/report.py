@@ -219,6 +219,28 @@ def markdown(results: dict) -> str:
                 f"**{t['cached_over_uncached_tokens_per_s']:.3f}** x tokens/s",
                 "",
             ]
+    if "memory" in sections:
+        mem = sections["memory"]
+        out += [
+            f"## Training memory, stage seqd vs rcd, activation checkpointing off/on ({mem['model']}, "
+            f"batch {mem['batch_size']}, responses of {mem['response_length']} tokens, {mem['steps']} steps, "
+            f"{mem['device']})",
+            "",
+            f"Peak growth while training, above the memory held after setup: {mem['method']}; "
+            "one fresh process per row.",
+            "",
+        ]
+        out += _table(
+            ["stage", "checkpointing", "training peak MiB", "tokens/s", "final loss"],
+            [[r["stage"], "on" if r["gradient_checkpointing"] else "off", r["training_peak_mb"], r["tokens_per_s"],
+              r["final_loss"]] for r in mem["rows"]],
+        )
+        out += [
+            f"checkpointing on/off, {stage}: memory **{_f(mem.get(f'{stage}_checkpointing_memory_ratio'), 3)}**, "
+            f"tokens/s **{_f(mem[f'{stage}_checkpointing_tokens_per_s_ratio'], 3)}**; "
+            for stage in ("seqd", "rcd")
+        ]
+        out += [f"rcd / seqd memory (checkpointing off): **{_f(mem.get('rcd_over_seqd_memory'), 3)}**", ""]
     if "demo-accuracy" in sections:
         out += [demo_accuracy_markdown(sections["demo-accuracy"]), ""]
     return "\n".join(out)

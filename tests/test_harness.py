@@ -99,16 +99,67 @@ def test_lm_eval_model_reads_rcd_options(setup):
         RcdLM(pretrained=str(model), no_such_option=1)
 
 
-def test_loglikelihood_tasks_are_refused_clearly(setup, monkeypatch):
+def test_multiple_choice_task_scores_with_the_monte_carlo_bound(setup, monkeypatch):
     """Through lm-eval's Python API, with only the local tasks indexed (faster)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     import rcd.eval.harness  # noqa: F401  (registers "rcd")
+    from rcd.eval.likelihood import LikelihoodConfig, mc_loglikelihood
 
     root, tasks, model = setup
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(NotImplementedError, match="generate_until tasks only"):
-        lm_eval.simple_evaluate(model="rcd", model_args=f"pretrained={model},gen_length=8,block_length=4",
-                                tasks=["rcd_tiny_choice"],
-                                task_manager=TaskManager(include_path=str(tasks), include_defaults=False))
+    out = lm_eval.simple_evaluate(
+        model="rcd", model_args=f"pretrained={model},gen_length=8,block_length=4,mc_num=8,mc_batch_size=4,seed=3",
+        tasks=["rcd_tiny_choice"], task_manager=TaskManager(include_path=str(tasks), include_defaults=False),
+        log_samples=True, device="cpu",
+    )
+    samples = out["samples"]["rcd_tiny_choice"]
+    assert len(samples) == 3 and 0 <= out["results"]["rcd_tiny_choice"]["acc,none"] <= 1
+    loaded, tok = rcd.load(model)
+    dm = rcd.DiffusionModel.wrap(loaded)
+    for sample in samples:
+        for (context, continuation), resp in zip(sample["arguments"], sample["resps"]):
+            expected, _ = mc_loglikelihood(dm, tok.encode(context, add_special_tokens=False),
+                                           tok.encode(continuation, add_special_tokens=False),
+                                           LikelihoodConfig(mc_num=8, mc_batch_size=4, seed=3))
+            assert float(resp[0][0]) == pytest.approx(expected)
+
+
+def test_perplexity_tasks_are_refused_clearly(setup):
+    from rcd.eval.harness import RcdLM
+
+    _, _, model = setup
+    with pytest.raises(NotImplementedError, match="loglikelihood_rolling"):
+        RcdLM(pretrained=str(model)).loglikelihood_rolling([])
+
+
+def test_data_parallel_lm_eval_under_accelerate_launch(setup, tmp_path):
+    """Two gloo processes share the requests; every sample's score is the single-process one."""
+    import os
+    import subprocess
+    import sys
+
+    from rcd.eval.likelihood import LikelihoodConfig, mc_loglikelihood
+
+    root, tasks, model = setup
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29543"]
+    args = f"pretrained={model},mc_num=8,mc_batch_size=4,seed=3,gen_length=8,block_length=4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([*launch, "-m", "rcd", "lm-eval", "--model", "rcd", "--model_args", args, "--tasks",
+                           "rcd_tiny_choice", "--include_path", str(tasks), "--output_path", str(tmp_path),
+                           "--log_samples"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = [json.loads(line) for line in next(tmp_path.rglob("samples_rcd_tiny_choice_*.jsonl")).read_text().splitlines()]
+    assert sorted(s["doc_id"] for s in samples) == [0, 1, 2]  # all documents, from both processes
+    loaded, tok = rcd.load(model)
+    dm = rcd.DiffusionModel.wrap(loaded)
+    for sample in samples:
+        for (context, continuation), resp in zip(
+            [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()], sample["resps"]
+        ):
+            expected, _ = mc_loglikelihood(dm, tok.encode(context, add_special_tokens=False),
+                                           tok.encode(continuation, add_special_tokens=False),
+                                           LikelihoodConfig(mc_num=8, mc_batch_size=4, seed=3))
+            assert float(resp[0][0]) == pytest.approx(expected)

@@ -23,8 +23,6 @@ def checkpoints(tmp_path_factory):
 
 
 def load(checkpoints, kind, **kw):
-    if kind == "sdar":  # the stand-in's config has no block size: the per-block-size preset gives it
-        kw.setdefault("preset", f"sdar-b{BLOCK}")
     return rcd.load(checkpoints[kind], trust_remote_code=True, dtype="float64", **kw)
 
 
@@ -32,7 +30,7 @@ def load(checkpoints, kind, **kw):
 @pytest.mark.parametrize("residual", [None, rcd.ResidualConfig()], ids=["seqd", "rcd"])
 def test_preset_loads_and_decodes(checkpoints, kind, residual):
     model, tok = load(checkpoints, kind)
-    assert model.config.rcd_preset == {"llama": "hf", "qwen2": "hf", "qwen3": "hf", "sdar": "sdar-b4"}.get(kind, kind)
+    assert model.config.rcd_preset == {"llama": "hf", "qwen2": "hf", "qwen3": "hf", }.get(kind, kind)
     ids, mask = rcd.encode_prompts(tok, ["12+34=", "7*8="])
     kw = dict(attention_mask=mask, gen_length=8, block_length=BLOCK, residual=residual)
     out = rcd.generate(model, ids, threshold=0.5, **kw)
@@ -163,9 +161,11 @@ def test_llada_gets_a_chat_template_and_stop_ids(checkpoints):
     assert stop_ids(tok, model.config) == [tok.eos_token_id, 5]
 
 
-def test_sdar_without_block_size_is_refused(checkpoints):
+def test_sdar_without_block_size_is_refused(tmp_path):
+    unsized = save_checkpoint("sdar", tmp_path / "sdar", block_size=None)
     with pytest.raises(ValueError, match="block size"):
-        rcd.load(checkpoints["sdar"], trust_remote_code=True)
+        rcd.load(unsized, trust_remote_code=True)
+    assert rcd.load(unsized, preset="sdar-b4", trust_remote_code=True)[0].config.block_length == 4
 
 
 def test_sdar_block_size_from_config_or_name():

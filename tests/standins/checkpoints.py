@@ -4,23 +4,31 @@ Remote-code stand-ins are saved with their modeling files and an `auto_map`, so 
 them needs `trust_remote_code=True` exactly like LLaDA, Dream and SDAR; transformers-native
 architectures (Llama, Qwen2, Qwen3) are saved as plain checkpoints. All use rcd's
 character tokenizer, whose `<mask>` is the mask token.
+
+The stand-ins need transformers 4's names to be imported and built at all (as the real
+files do), so they are imported and built here, eagerly and on the CPU, inside rcd's own
+shims; `eager_copy` builds the reference a loaded model must equal.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 import rcd
+from rcd.models.legacy_remote import flash_attn_standin, transformers4_names
 
-from .configuration_dream import DreamConfig
-from .configuration_llada import LLaDAConfig
-from .configuration_sdar import SDARConfig
-from .modeling_dream import DreamModel
-from .modeling_llada import LLaDAModelLM
-from .modeling_sdar import SDARForCausalLM
+with transformers4_names(), flash_attn_standin():
+    from .configuration_dream import DreamConfig
+    from .configuration_llada import LLaDAConfig
+    from .configuration_sdar import SDARConfig
+    from .modeling_dream import DreamModel
+    from .modeling_llada import LLaDAModelLM
+    from .modeling_sdar import SDARForCausalLM
 
 REMOTE = {
     "llada": (LLaDAConfig, LLaDAModelLM, "AutoModel"),
@@ -35,17 +43,32 @@ NATIVE = {
 KINDS = (*REMOTE, *NATIVE)
 
 
-def save_checkpoint(kind: str, path: Path, *, seed: int = 0) -> Path:
-    """Write a tiny `kind` checkpoint (weights, config, code if remote, tokenizer) to `path`."""
+SDAR_BLOCK = 4
+
+
+def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) -> Path:
+    """Write a tiny `kind` checkpoint (weights, config, code if remote, tokenizer) to `path`.
+
+    SDAR's config holds `block_size` (4 unless `block_size=None`) and no `pad_token_id`.
+    """
     tokenizer = rcd.char_tokenizer()
     vocab = len(tokenizer)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), transformers4_names():
         torch.manual_seed(seed)
         if kind in REMOTE:
             config_cls, model_cls, auto = REMOTE[kind]
             config_cls.register_for_auto_class()
             model_cls.register_for_auto_class(auto)
-            model = model_cls(config_cls(vocab_size=vocab, mask_token_id=tokenizer.mask_token_id))
+            if kind == "sdar":
+                config_fields = {"block_size": SDAR_BLOCK, **config_fields}
+            fields = {k: v for k, v in config_fields.items() if v is not None}
+            config = config_cls(vocab_size=vocab, mask_token_id=tokenizer.mask_token_id, **fields)
+            if kind == "sdar" and not hasattr(config, "pad_token_id"):
+                config.pad_token_id = None  # built here; the saved config has none, as SDAR's
+                model = model_cls(config)
+                del model.config.pad_token_id
+            else:
+                model = model_cls(config)
         else:
             config_cls, model_cls = NATIVE[kind]
             model = model_cls(config_cls(
@@ -60,4 +83,18 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0) -> Path:
                     p.normal_(0.0, 0.3)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    if kind == "dream":  # read by Dream's own from_pretrained
+        (Path(path) / "generation_config.json").write_text(json.dumps({"steps": 8}))
     return path
+
+
+def eager_copy(kind: str, path: Path) -> torch.nn.Module:
+    """The checkpoint's weights in a model built eagerly on the CPU in float32 (no meta device)."""
+    config_cls, model_cls, _ = REMOTE[kind]
+    config = config_cls.from_pretrained(path)
+    if not hasattr(config, "pad_token_id"):
+        config.pad_token_id = None
+    with transformers4_names():
+        model = model_cls(config)
+    model.load_state_dict(load_file(Path(path) / "model.safetensors"))
+    return model.eval()

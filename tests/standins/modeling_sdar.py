@@ -1,12 +1,20 @@
 """SDAR's conventions: `attention_mask` made `.bool()` and sent to SDPA, except all-true
-masks, which go to flash-attn's `flash_attn_func` (None here without flash-attn); keys are
-written to the cache only with `store_kv=True`, otherwise read from it; the top-level
-forward refuses `inputs_embeds` in training mode; embeddings at `model.embed_tokens`."""
+masks, which go to flash-attn's `flash_attn_func`; keys are written to the cache only with
+`store_kv=True`, otherwise read from it; the top-level forward refuses `inputs_embeds` in
+training mode; embeddings at `model.embed_tokens`.
+
+And what the real file needs from its environment: `transformers.modeling_attn_mask_utils`
+and `LossKwargs` (both removed in transformers 5), flash-attn's RMSNorm imported
+unconditionally (transformers' `check_imports` refuses the file without flash-attn),
+`config.pad_token_id` read in `__init__`, RoPE as in `core.Rotary`."""
 
 import torch
+from flash_attn.ops.triton.layer_norm import rms_norm_fn
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
+from transformers.modeling_attn_mask_utils import AttentionMaskConverter  # noqa: F401
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.utils import LossKwargs
 
 from .configuration_sdar import SDARConfig
 from .core import Backbone, sdpa
@@ -17,7 +25,25 @@ except ImportError:
     flash_attn_func = None
 
 
+class KwargsForCausalLM(LossKwargs):
+    ...
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(size)), eps
+
+    def forward(self, x):
+        return rms_norm_fn(x, weight=self.weight, bias=None, eps=self.eps)
+
+
 class SDARModel(Backbone):
+    def __init__(self, config: SDARConfig):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.norm = RMSNorm(config.hidden_size)
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, store_kv=False, **kwargs):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds

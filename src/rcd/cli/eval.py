@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         command=args.argv,
     )
     if summary is not None:
-        shown = {k: summary[k] for k in ("task", "accuracy", "n", "tokens_per_step", "tokens_per_second", "complete")}
+        keys = ("task", "accuracy", "n", "tokens_per_step", "tokens_per_second", "complete", "pass_at_k")
+        shown = {k: summary[k] for k in keys}
         print(json.dumps(shown))
     return 0

@@ -1,7 +1,9 @@
 """Run lm-evaluation-harness with rcd's model type registered: `rcd lm-eval --model rcd ...`.
 
 Every argument is lm-eval's own (see `lm_eval --help`); `--model_args` takes
-`pretrained=DIR,residual=entropy,gen_length=512,...` (see `rcd.eval.harness`).
+`pretrained=DIR,residual=entropy,gen_length=512,...` (see `rcd.eval.harness`); multiple-choice
+tasks take `mc_num=128,mc_batch_size=32,cfg=0.5` (LLaDA's Monte-Carlo likelihood, see
+`rcd.eval.likelihood`). Data-parallel: `accelerate launch -m rcd lm-eval ...`.
 Needs the optional extra: pip install "rcd[eval]".
 """
 

@@ -8,6 +8,7 @@ learns to stop: decoding then fills unused tails with EOS.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,17 +80,38 @@ def load_sft(
     Truncation keeps the end of the prompt (next to the response) and the start of the
     response.
     """
+    rows = ((f"{path}:{number}", row) for number, row in iter_jsonl(path))
+    examples, stats = [], SftStats()
+    for example in tokenize_rows(rows, tokenizer, max_prompt_length, max_response_length, overflow, stats):
+        examples.append(example)
+    stats.kept = len(examples)
+    if not examples:
+        raise DataError(f"{path}: no usable examples ({stats.describe()})")
+    return examples, stats
+
+
+def tokenize_rows(
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_prompt_length: int,
+    max_response_length: int,
+    overflow: str,
+    stats: SftStats,
+) -> Iterator[SftExample]:
+    """Examples of (where, row) pairs, lazily; `stats` counts what the overflow rule did.
+
+    The example index is the row's position among all rows (kept and dropped).
+    """
     if overflow not in OVERFLOW_RULES:
         raise ValueError(f"overflow must be one of {OVERFLOW_RULES}")
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer needs an EOS token (responses end with it)")
-    examples, stats = [], SftStats()
-    for index, (number, row) in enumerate(iter_jsonl(path)):
-        prompt, response = prompt_response_texts(row, tokenizer, f"{path}:{number}")
+    for index, (where, row) in enumerate(rows):
+        prompt, response = prompt_response_texts(row, tokenizer, where)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         if not prompt_ids:
-            raise DataError(f"{path}:{number}: empty prompt")
+            raise DataError(f"{where}: empty prompt")
         too_long = len(prompt_ids) > max_prompt_length or len(response_ids) > max_response_length
         if too_long and overflow == "drop":
             stats.dropped += 1
@@ -98,11 +120,7 @@ def load_sft(
             stats.truncated += 1
             prompt_ids = prompt_ids[-max_prompt_length:]
             response_ids = response_ids[:max_response_length]
-        examples.append(SftExample(index, tuple(prompt_ids), tuple(response_ids)))
-    stats.kept = len(examples)
-    if not examples:
-        raise DataError(f"{path}: no usable examples ({stats.describe()})")
-    return examples, stats
+        yield SftExample(index, tuple(prompt_ids), tuple(response_ids))
 
 
 @dataclass

@@ -9,8 +9,14 @@ trust_remote_code, dtype, reference, res_temperature, res_init, ...); `residual=
 turns RCD on with that alpha strategy (`residual=none`: SeqD). Decoding options come from
 model_args, not from the task's generation kwargs; a task's `until` strings cut the text.
 
-Loglikelihood requests (multiple-choice tasks) are refused: a dLLM has no left-to-right
-likelihood, and the Monte Carlo estimate of LLaDA's evaluator is not implemented here.
+Loglikelihood requests (multiple-choice tasks) get the Monte-Carlo estimate of the masked
+bound that LLaDA's evaluator reports (see `rcd.eval.likelihood`), with model_args `mc_num`
+(128), `mc_batch_size` (32), `cfg` (0), `check_greedy` (false) and `seed`; each request's masks
+come from its own seeded generator, so results do not depend on order or process count.
+Perplexity (loglikelihood_rolling) tasks are refused.
+
+Data-parallel: `accelerate launch -m rcd lm-eval ...` gives each process its share of the
+requests (lm-eval's own distribution, through this model's rank/world_size/gather).
 """
 
 from __future__ import annotations
@@ -19,17 +25,21 @@ import argparse
 import warnings
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather, gather_object
 
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
 
 from ..cli.options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
+from ..models.adapter import DiffusionModel
 from .decoder import Decoder
+from .likelihood import LikelihoodConfig, greedy_reproduces, mc_loglikelihood
 
-LOGLIKELIHOOD_REFUSED = (
-    "the rcd model type decodes by diffusion and answers generate_until tasks only (e.g. gsm8k, "
-    "minerva_math); loglikelihood requests (multiple-choice and perplexity tasks) are not supported"
+ROLLING_REFUSED = (
+    "the rcd model type answers generate_until and loglikelihood (multiple-choice) requests; "
+    "loglikelihood_rolling (perplexity) tasks are not supported"
 )
 
 
@@ -59,7 +69,13 @@ def _options(pretrained: str, kwargs: dict) -> argparse.Namespace:
 class RcdLM(TemplateLM):
     def __init__(self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, device=None, **kwargs):
         super().__init__()
+        self.state = PartialState(cpu=not torch.cuda.is_available())  # gloo process groups on CPUs
+        self._rank, self._world_size = self.state.process_index, self.state.num_processes
+        if device is None or self._world_size > 1:
+            device = str(self.state.device)  # one device per process under accelerate launch
         kwargs = {k: v for k, v in {"device": _available(device), **kwargs}.items() if v is not None}
+        likelihood = {k: kwargs.pop(k) for k in list(kwargs) if k in LikelihoodConfig.__dataclass_fields__}
+        self.likelihood = LikelihoodConfig(**{k: _typed(LikelihoodConfig, k, v) for k, v in likelihood.items()})
         options = _options(pretrained, kwargs)
         self.decoder = Decoder.load(
             pretrained, load_config(options), decode_config(options), residual_config(options), options.reference
@@ -83,11 +99,35 @@ class RcdLM(TemplateLM):
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         return self.tokenizer.encode(string, add_special_tokens=bool(add_special_tokens))
 
-    def _loglikelihood_tokens(self, requests, **kwargs):
-        raise NotImplementedError(LOGLIKELIHOOD_REFUSED)
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.model.device
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return gather(tensor) if self._world_size > 1 else tensor
+
+    def gather_object(self, obj, dst: int = 0):
+        return gather_object([obj]) if self._world_size > 1 else [obj]
+
+    def barrier(self) -> None:
+        self.state.wait_for_everyone()
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        model = DiffusionModel.wrap(self.decoder.model)
+        config = self.likelihood
+        results = []
+        for (context, continuation), context_enc, continuation_enc in tqdm(
+            requests, desc="rcd loglikelihood", disable=disable_tqdm
+        ):
+            generator = torch.Generator().manual_seed(config.seed)  # per request: order-independent
+            ll, _ = mc_loglikelihood(model, list(context_enc), list(continuation_enc), config, generator)
+            greedy = config.check_greedy and greedy_reproduces(model, list(context_enc), list(continuation_enc))
+            self.cache_hook.add_partial("loglikelihood", (context, continuation), (ll, greedy))
+            results.append((ll, greedy))
+        return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(LOGLIKELIHOOD_REFUSED)
+        raise NotImplementedError(ROLLING_REFUSED)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         results = []
@@ -110,6 +150,14 @@ def _available(device: str | None) -> str | None:
         warnings.warn(f"device {device!r} is not available; running on cpu", stacklevel=3)
         return "cpu"
     return device
+
+
+def _typed(cls, name: str, value):
+    """model_args arrive as strings: convert to the field's type."""
+    kind = type(cls.__dataclass_fields__[name].default)
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    return kind(value)
 
 
 def _cut(text: str, until) -> str:

@@ -43,7 +43,9 @@ class EvalConfig:
     data: str | None = field(default=None, metadata={"help": "JSONL data file (default: the packaged one)"})
     shots: int | None = field(default=None, metadata={"help": "few-shot exemplars (default: the task's)"})
     chat: bool = field(default=False, metadata={"help": "format prompts with the tokenizer's chat template"})
-    n_samples: int = field(default=1, metadata={"help": "samples per problem (pass@1 averaged over them)"})
+    n_samples: int = field(
+        default=1, metadata={"help": "samples per problem; reports pass@1..n (unbiased estimator, needs temperature > 0)"}
+    )
     limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
     batch_size: int = field(default=1, metadata={"help": "prompts decoded together per process"})
     seed: int = field(default=0, metadata={"help": "seed of the sampling noise (temperature > 0)"})

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .grading import grade
+from .passk import pass_at_k_table
 from .predictions import read_rows
 from .tasks import get_task, load_problems
 
 
 def summarize(rows: list[dict], task: str) -> dict:
-    """Accuracy (pass@1: the mean over all samples of all problems) and speed figures.
+    """Accuracy (pass@1: the mean over all samples of all problems), pass@1..k and speed figures.
 
     tokens_per_step pools all rows (decoded positions / forward passes, as
     `GenerationOutput.tokens_per_step`); tokens_per_second divides decoded positions by
@@ -29,6 +30,7 @@ def summarize(rows: list[dict], task: str) -> dict:
         "tokens_per_second": tokens / seconds if seconds else None,
         "mean_nfe": passes / n if n else None,
         "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in rows) / n if n else None,
+        "pass_at_k": pass_at_k_table(rows),
     }
 
 

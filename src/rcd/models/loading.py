@@ -9,6 +9,8 @@ model both know them. Remote code runs only with `trust_remote_code=True`.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,11 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
+from .buffers import checkpoint_keys, restore_buffers
 from .compat import adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
+from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -136,9 +140,36 @@ def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_i
         kwargs["attn_implementation"] = attn_implementation
     class_ref = (getattr(config, "auto_map", None) or {}).get(preset.auto_class)
     if preset.remote_code and class_ref:
-        model_class = adapt_remote_class(get_class_from_dynamic_module(class_ref, source))
-        return model_class.from_pretrained(source, **kwargs)
+        return _load_remote(source, class_ref, config, kwargs)
     return getattr(transformers, preset.auto_class).from_pretrained(source, **kwargs)
+
+
+def _load_remote(source: str, class_ref: str, config, kwargs: dict):
+    """The checkpoint's own modeling code, imported and built with transformers 4's names
+    (`legacy_remote`), then every buffer the checkpoint lacks recomputed (`buffers`)."""
+    fill_config_defaults(config)
+    with transformers4_names():
+        with flash_attn_standin():
+            model_class = get_class_from_dynamic_module(class_ref, source)
+        model_class = adapt_remote_class(model_class)
+        adapt_generation_configs(model_class)
+        # (Dream overrides from_pretrained and takes no output_loading_info: read the keys instead)
+        model = model_class.from_pretrained(source, **kwargs)
+        default_dtype = model.dtype if kwargs.get("dtype") is not None else torch.get_default_dtype()
+        with _default_dtype(default_dtype):
+            restore_buffers(model, lambda: model_class(copy.deepcopy(model.config)), checkpoint_keys(source))
+    return model
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    """Build under the weights' dtype as default, as transformers' eager loading does."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block_length) -> None:
@@ -155,7 +186,10 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
         raise ValueError(f"mask token id {mask_id} is outside the embedding table ({vocab} rows)")
     config_attention = getattr(config, "attention", None)
     mode = _first(attention, config_attention if config_attention in ATTENTION_MODES else None, preset.attention)
-    block = _first(block_length, preset.block_length, getattr(config, "block_length", None))
+    block = _first(
+        block_length, preset.block_length, getattr(config, "block_length", None),
+        getattr(config, "block_size", None) if preset.forward == "sdar" else None,  # SDAR's own name
+    )
     if mode == "block-causal" and block is None:
         raise ValueError(
             "a block-causal model needs its block size: pass block_length (SDAR: preset sdar-b32 etc.)"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
+from ..models.loading import DTYPES
 from .stages import STAGES
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -23,7 +24,12 @@ class TrainConfig:
         metadata={"help": "model directory to fine-tune, or a tiny preset (tiny-xs/-s/-m/-l) built from scratch"},
     )
     data: str = field(
-        default="", metadata={"help": "training JSONL: prompt+response or chat messages per line", "required": True}
+        default="",
+        metadata={
+            "help": "training data: a JSONL file (prompt+response or chat messages per line), a json/parquet/"
+            "arrow/csv file or folder, a saved dataset folder, or a Hub dataset name (see rcd.data.datasets)",
+            "required": True,
+        },
     )
     out: str = field(
         default="", metadata={"help": "output directory (final model, checkpoints, metrics.jsonl)", "required": True}
@@ -39,7 +45,29 @@ class TrainConfig:
     block_length: int | None = field(
         default=None, metadata={"help": "block size of block-causal models (block-diffusion objective)"}
     )
-    eval_data: str | None = field(default=None, metadata={"help": "held-out JSONL for the eval loss"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out data for the eval loss (as --data)"})
+    data_split: str = field(default="train", metadata={"help": "split of --data (saved DatasetDicts, Hub datasets)"})
+    eval_split: str = field(default="train", metadata={"help": "split of --eval-data (local files: train)"})
+    prompt_field: str = field(
+        default="prompt", metadata={"help": "prompt column (OpenMathInstruct-2: problem)"}
+    )
+    response_field: str = field(
+        default="response", metadata={"help": "response column (OpenMathInstruct-2: generated_solution)"}
+    )
+    messages_field: str = field(
+        default="messages", metadata={"help": "chat column, used when a row has it (OpenR1-Math: messages)"}
+    )
+    group_by_length: bool = field(
+        default=False, metadata={"help": "batch examples of similar length (less padding), reshuffled per epoch"}
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "read --data as a stream, tokenised on the fly (data larger than memory; needs --max-steps)"},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "tokenisation cache folder (default: ~/.cache/rcd/tokenized; 'none': no cache)"},
+    )
     max_prompt_length: int = field(default=256, metadata={"help": "longest prompt in tokens"})
     max_response_length: int = field(default=256, metadata={"help": "longest response in tokens (EOS included)"})
     response_padding: str = field(
@@ -63,6 +91,22 @@ class TrainConfig:
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision", "choices": PRECISIONS})
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "weights dtype of the trained model (bfloat16: pure bf16 training, half the memory of "
+            "fp32 weights + --mixed-precision; default: as saved, presets fp32)",
+            "choices": tuple(DTYPES),
+        },
+    )
+    reference_dtype: str | None = field(
+        default=None,
+        metadata={"help": "weights dtype of the frozen reference (default: --dtype)", "choices": tuple(DTYPES)},
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute each layer's activations in backward (the model's own checkpointing)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of model init, data order and noise"})
     eps: float = field(default=1e-3, metadata={"help": "smallest masking level t"})
     log_every: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
@@ -92,5 +136,18 @@ class TrainConfig:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
+        for name in ("dtype", "reference_dtype"):
+            if getattr(self, name) not in (None, *DTYPES):
+                raise ValueError(f"{name} must be one of {tuple(DTYPES)}, not {getattr(self, name)!r}")
+        if self.dtype not in (None, "float32", "float64") and self.mixed_precision != "no":
+            raise ValueError(
+                f"--dtype {self.dtype} trains low-precision weights; --mixed-precision {self.mixed_precision} wants "
+                "fp32 weights: pass one of the two"
+            )
+        if self.reference_dtype is not None and self.stage != "rcd":
+            raise ValueError("reference_dtype applies to stage rcd only")
+        if self.streaming and (self.max_steps is None or self.group_by_length or self.cache_reference):
+            raise ValueError("--streaming needs --max-steps (a stream has no length), and takes no "
+                             "--group-by-length or --cache-reference")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")

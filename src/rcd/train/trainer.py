@@ -21,16 +21,19 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
-from ..data.sft import SftCollator, load_sft
+from ..data.batching import LengthGroupedSampler
+from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
+from ..data.sft import SftCollator
 from ..models.adapter import DiffusionModel
-from ..models.loading import load
+from ..models.loading import DTYPES, load
 from ..models.tiny import TINY_PRESETS, tiny_model
 from ..tokenizer import char_tokenizer
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
 from .noise import add_noise
 from .reference_cache import ReferenceCache
-from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule, reference_signal
+from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule
 
 EVAL_EPOCH = 2**31 - 1  # noise key of the held-out set: the same noise at every evaluation
 METRICS_FILE = "metrics.jsonl"
@@ -53,10 +56,10 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
             max_position_embeddings=max(1024, config.max_prompt_length + config.max_response_length),
             **TINY_PRESETS[config.model],
         )
-        return model.train(), tokenizer
+        return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
     if not Path(config.model).is_dir():
         raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
-    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code)
+    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     return model.train(), tokenizer
 
 
@@ -69,16 +72,16 @@ def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
 
 
 def load_reference(
-    path: str, tokenizer: PreTrainedTokenizerBase, device: torch.device, trust_remote_code: bool = False
-) -> DiffusionModel:
+    path: str, tokenizer: PreTrainedTokenizerBase, trust_remote_code: bool = False, dtype: str | None = None
+) -> torch.nn.Module:
     """The frozen reference: eval mode, no gradients, and the target's tokenizer."""
-    model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code)
+    model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code, dtype=dtype)
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
             f"the reference at {path} uses a different tokenizer than the target: RCD needs a shared vocabulary"
         )
-    model.requires_grad_(False)
-    return DiffusionModel.wrap(model.to(device).eval())
+    DiffusionModel.wrap(model)  # refuse a model without a mask token before training starts
+    return freeze(model)
 
 
 def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
@@ -99,10 +102,15 @@ class Trainer:
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.grad_accum,
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            dataloader_config=DataLoaderConfiguration(
+                # a stream is read by every process, each keeping its share of the examples
+                use_seedable_sampler=True, data_seed=config.seed, dispatch_batches=False if config.streaming else None
+            ),
         )
         set_seed(config.seed)
         model, self.tokenizer = build_model(config)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         if config.lora_rank:
             model = apply_lora(model, config)
         target = DiffusionModel.wrap(model, config.attention)
@@ -110,10 +118,14 @@ class Trainer:
         self.block_length = config.block_length or target.block_length
         if self.attention == "block-causal" and not self.block_length:
             raise ValueError("block-causal training needs --block-length")
-        device = self.accelerator.device
         self.reference = None
         if config.stage == "rcd":
-            self.reference = load_reference(config.reference, self.tokenizer, device, config.trust_remote_code)
+            reference = load_reference(
+                config.reference, self.tokenizer, config.trust_remote_code, config.reference_dtype or config.dtype
+            )
+            self.reference = place_reference(
+                ReferenceModule(reference, self.block_length, self.residual), self.accelerator
+            )
         if config.cache_reference and self.residual.source == "self":
             raise ValueError("--cache-reference caches the reference at the batch's masks: not with --residual-source self")
         self.cache = (
@@ -125,10 +137,9 @@ class Trainer:
             self.block_length if self.attention == "block-causal" else None,
             config.max_response_length if config.response_padding == "max" else None,
         )
-        train_examples = self._load(config.data)
-        loader = DataLoader(train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate)
+        loader = self._train_loader(collate)
         eval_loader = (
-            DataLoader(self._load(config.eval_data), batch_size=config.batch_size, collate_fn=collate)
+            DataLoader(self._load(config.eval_data, config.eval_split), batch_size=config.batch_size, collate_fn=collate)
             if config.eval_data
             else None
         )
@@ -141,7 +152,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
         )
-        self.steps_per_epoch = math.ceil(
+        self.steps_per_epoch = None if config.streaming else math.ceil(
             math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum
         )
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
@@ -159,16 +170,29 @@ class Trainer:
         self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
         self.state = TrainerState()
 
-    def _load(self, path: str):
-        examples, stats = load_sft(
-            path,
-            self.tokenizer,
-            max_prompt_length=self.config.max_prompt_length,
-            max_response_length=self.config.max_response_length,
-            overflow=self.config.overflow,
-        )
+    def _data_options(self, split: str) -> DataOptions:
+        c = self.config
+        return DataOptions(c.max_prompt_length, c.max_response_length, c.overflow, c.prompt_field,
+                           c.response_field, c.messages_field, split)
+
+    def _load(self, path: str, split: str):
+        cache = None if self.config.cache_dir == "none" else (self.config.cache_dir or default_cache_dir())
+        examples, stats = load_examples(path, self.tokenizer, self._data_options(split), cache)
         self.accelerator.print(f"{path}: {stats.describe()}")
         return examples
+
+    def _train_loader(self, collate: SftCollator) -> DataLoader:
+        """Shuffled, length-grouped (`--group-by-length`) or streamed batches of --data."""
+        c = self.config
+        if c.streaming:
+            stream = StreamingExamples(c.data, self.tokenizer, self._data_options(c.data_split), c.seed)
+            return DataLoader(stream, batch_size=c.batch_size, collate_fn=collate)
+        examples = self._load(c.data, c.data_split)
+        if not c.group_by_length:
+            return DataLoader(examples, batch_size=c.batch_size, shuffle=True, collate_fn=collate)
+        lengths = [len(e.prompt_ids) + len(e.response_ids) for e in examples]
+        sampler = LengthGroupedSampler(lengths, c.batch_size, c.seed)
+        return DataLoader(examples, batch_size=c.batch_size, sampler=sampler, collate_fn=collate)
 
     # ----------------------------------------------------------------- one batch
     def _noisy(self, batch: dict[str, torch.Tensor], epoch: int):
@@ -189,7 +213,7 @@ class Trainer:
             if cached is not None:
                 return cached
         with self.accelerator.autocast():
-            signal = reference_signal(self.reference, noisy, self.block_length, self.residual)
+            signal = self.reference.signal(noisy)
         if use_cache and self.cache is not None:
             self.cache.store(noisy, signal.logits)
         return signal
