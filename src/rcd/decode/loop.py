@@ -25,6 +25,7 @@ from ..residual import (
     residual_from_probs,
 )
 from .config import check_decode_options
+from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import COMMIT_ORDERS, choose_tokens, commit_threshold, commit_top_k, fixed_schedule, order_scores
@@ -121,14 +122,11 @@ def generate(
     device = dm.device
     eos_tensor = torch.tensor(eos_ids, device=device)
     mask_id = dm.mask_token_id
-    seq = DecodeSequence(
-        ids=torch.cat([input_ids.to(device), input_ids.new_full((batch, gen_length), mask_id).to(device)], 1),
-        key_valid=torch.cat(
-            [attention_mask.to(device).bool(), torch.ones(batch, gen_length, dtype=torch.bool, device=device)], 1
-        ),
-        gen_start=prompt_len,
-        block_length=block_length,
-    )
+    grid = dm.block_grid if dm.attention == "block-causal" else "generation"
+    lay = layout(input_ids.to(device), attention_mask.to(device), gen_length=gen_length,
+                 block_length=block_length, mask_id=mask_id, grid=grid)
+    seq = DecodeSequence(ids=lay.ids, key_valid=lay.key_valid, gen_start=lay.window_start, block_length=block_length)
+    returned = lay.generated_columns()
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
     init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
@@ -147,10 +145,9 @@ def generate(
         embeds = dm.embed(ids)
         return embeds if state is None else state.mix(embeds, ids == mask_id, start, end)
 
-    n_blocks = gen_length // block_length
     with _inference(dm, ref):
-        for block in tqdm(range(n_blocks), desc="blocks", disable=not progress, leave=False):
-            bs = prompt_len + block * block_length
+        for block in tqdm(range(lay.n_blocks), desc="blocks", disable=not progress, leave=False):
+            bs = lay.window_start + block * block_length
             be = bs + block_length
             lo, hi = (prompt_len, seq.length) if dm.attention == "bidirectional" else (bs, be)
             block_ids = seq.ids[:, bs:be]  # a view: commits below write through to seq.ids
@@ -166,9 +163,9 @@ def generate(
                     row_passes += active.long()
 
             masked_in_block = (block_ids == mask_id) & active[:, None]
-            schedule = (
-                fixed_schedule(masked_in_block.sum(-1), steps_per_block) if steps_per_block else None
-            )
+            # counted on the whole block, also where prompt tokens fill part of it (SDAR's grid)
+            counts = masked_in_block.sum(-1) if grid == "generation" else active.long() * block_length
+            schedule = fixed_schedule(counts, steps_per_block) if steps_per_block else None
             step = 0
             while True:
                 candidates = (block_ids == mask_id) & active[:, None]
@@ -198,16 +195,16 @@ def generate(
                     state.update_from_logits(still, start, logits)
                 step += 1
 
-            generated += active.long() * block_length
-            if stop_at_eos:
-                stopped = active & torch.isin(block_ids, eos_tensor).any(-1)
+            generated += masked_in_block.sum(-1)  # SDAR's grid: its last block's tail past gen_length too
+            if stop_at_eos:  # generated positions only: a prompt's own stop token does not count
+                stopped = active & (torch.isin(block_ids, eos_tensor) & returned[:, bs:be]).any(-1)
                 seq.ids[stopped, be:] = eos_ids[0]
                 active &= ~stopped
                 if not active.any():
                     break
 
     return GenerationOutput(
-        sequences=seq.ids,
+        sequences=torch.cat([input_ids.to(device), lay.generated()], 1),
         prompt_length=prompt_len,
         nfe=nfe,
         reference_nfe=reference_nfe,

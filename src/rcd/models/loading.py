@@ -238,6 +238,7 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
     config.attention = mode
     config.block_length = block
     config.rcd_forward = preset.forward
+    config.rcd_block_grid = preset.block_grid
     config.rcd_preset = preset.name
     config.rcd_stop_token_ids = [i for i in preset.stop_token_ids if i < vocab]
 
