@@ -249,6 +249,7 @@ def quick_train(out, data, **kw):
                           "save_every": 2, "log_every": 1, "progress": False, **kw})
 
 
+@pytest.mark.slow
 def test_resume_with_other_options_is_refused_and_changes_nothing(root, tmp_path, capsys):
     out = tmp_path / "run"
     data = str(root / "train.jsonl")
@@ -272,6 +273,7 @@ def test_resume_with_other_options_is_refused_and_changes_nothing(root, tmp_path
     assert all((out / name).stat().st_mode & 0o777 == 0o666 & ~umask for name in summary["files"])
 
 
+@pytest.mark.slow
 def test_new_inputs_at_the_same_path_are_another_run(root, tmp_path, capsys):
     data = tmp_path / "train.jsonl"
     shutil.copy(root / "train.jsonl", data)
@@ -285,6 +287,7 @@ def test_new_inputs_at_the_same_path_are_another_run(root, tmp_path, capsys):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_earlier_run_without_a_record_is_never_adopted(root, tmp_path, capsys):
     out = tmp_path / "run"
     train(quick_train(out, str(root / "train.jsonl")))
@@ -295,6 +298,7 @@ def test_earlier_run_without_a_record_is_never_adopted(root, tmp_path, capsys):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_eval_inputs_compared_by_content_not_spelling(root, tmp_path, capsys, monkeypatch):
     model = tmp_path / "m"
     save_tiny(model)
@@ -329,6 +333,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(root, tmp_path):
     assert not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_two_evals_into_one_out_the_second_refuses(root, tmp_path, capsys):
     out = tmp_path / "out"
     slow = eval_cmd(root / "model", root / "gsm.jsonl", out, "--limit", "6")[:-4] + [
