@@ -11,7 +11,7 @@ TF4_VERSION ?= 4.57.6
 TF4_DIR     ?= .venv-tf4
 TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
 
-.PHONY: demo test test-tf4 install clean
+.PHONY: demo test test-tf4 install clean mutate
 
 demo: $(STAMP)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
@@ -28,6 +28,14 @@ $(TF4_DIR)/.installed: Makefile | $(STAMP)
 
 install: $(STAMP)
 
+# Mutation testing of the method's core against its fast tests ([tool.mutmut] in pyproject;
+# not CI: minutes to an hour). Survivors, with their diffs, go to mutation-report.md.
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	-nice -n 15 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	$(PY) scripts/mutation_report.py > mutation-report.md
+	head -12 mutation-report.md
+
 # A torch already importable by $(PYTHON) is reused (system site packages) and kept.
 $(PY):
 	if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -42,4 +50,4 @@ $(STAMP): pyproject.toml scripts/install_torch.py | $(PY)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(TF4_DIR) runs
+	rm -rf $(VENV) $(TF4_DIR) runs mutants mutation-report.md

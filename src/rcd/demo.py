@@ -1,6 +1,7 @@
 """The main job: train tiny dLLMs on a synthetic task and compare RCD with SeqD.
 
-Pipeline (each stage's output is reused when it already exists with the same settings):
+Pipeline (a stage finished with the same options and inputs is reused, an interrupted one
+resumes; OUT/options.json records the demo's options, and a rerun with others is refused):
   data -> ref (plain objective from scratch) -> seqd (ref trained further, plain objective)
                                              -> rcd  (ref as init and frozen reference)
   -> sweep: accuracy vs tokens per forward pass for SeqD and RCD (warm and cold start)
@@ -25,9 +26,9 @@ from .eval.report import markdown_table, pareto_plot, trace_plot
 from .eval.sweep import Method, parallelism_settings, sweep
 from .models.loading import load
 from .residual import ResidualConfig
+from .rundir import RunDir
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
-from .train.trainer import SUMMARY_FILE
 
 
 @dataclass
@@ -52,6 +53,9 @@ class DemoConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"}
+    )
 
     def scaled(self) -> DemoConfig:
         """The --quick variant: the same pipeline at a size that runs in a couple of minutes."""
@@ -87,19 +91,25 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
 
 
 def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
-    """Train one stage unless an identical finished run is already there (then reuse it)."""
-    stage_config = replace(stage_config, resume=True)  # an interrupted stage continues
-    summary_path = Path(stage_config.out) / SUMMARY_FILE
-    wanted = asdict(stage_config)
-    if summary_path.exists():
-        done = json.loads(summary_path.read_text())
-        if done["config"] == wanted and done.get("residual") == (asdict(residual) if residual else None):
-            return done
-    return train(stage_config, residual)
+    """Train one stage; `train` reuses a finished run of the same options and inputs, resumes
+    an interrupted one, and refuses a run of other options."""
+    return train(replace(stage_config, resume=True), residual)
+
+
+DEMO_WORK = ("data", "ref", "seqd", "rcd", "report.json", "report.md", "pareto.png", "trace.png")
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     config = config.scaled()
+    run = RunDir(config.out, "demo", DEMO_WORK)
+    options = {k: v for k, v in asdict(config).items() if k not in ("out", "overwrite")}
+    with run:
+        run.check(record := run.record_of(options, {}), overwrite=config.overwrite)
+        run.record(record)
+        return _run_demo(config)
+
+
+def _run_demo(config: DemoConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(config.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -181,20 +191,20 @@ def trace_example(methods: list[Method], prompt: str, tokenizer, settings: list[
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
+def write_report(report: dict[str, Any], out: Path, title: str | None = None) -> None:
+    """report.json, pareto.png and report.md (the stage table only when stages were trained)."""
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    title = f"{report['task']}: accuracy vs tokens per step"
-    pareto_plot(report["curves"], out / "pareto.png", title=title)
+    pareto_plot(report["curves"], out / "pareto.png", title=f"{report['task']}: accuracy vs tokens per step")
     lines = [
-        f"# rcd demo: {report['task']}",
+        f"# {title or 'rcd demo: ' + report['task']}",
         "",
         "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
         "",
         markdown_table(report["curves"]),
         "",
-        "| stage | steps | seconds | tokens/s | final loss | held-out loss |",
-        "|---|---|---|---|---|---|",
     ]
+    if report["training"]:
+        lines += ["| stage | steps | seconds | tokens/s | final loss | held-out loss |", "|---|---|---|---|---|---|"]
     for name, s in report["training"].items():
         lines.append(
             f"| {name} | {s['steps']} | {s['train_seconds']:.0f} | {s['tokens_per_second']:.0f} | "

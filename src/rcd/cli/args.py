@@ -8,6 +8,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from ..errors import UsageError
+
 T = TypeVar("T")
 
 
@@ -59,4 +61,7 @@ def dataclass_from_args(
     parsed = vars(namespace)
     values = {f.name: parsed[dest + f.name] for f in dataclasses.fields(cls) if f.init and dest + f.name in parsed}
     values.update(overrides)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as err:  # an option check of the config's __post_init__
+        raise UsageError(str(err)) from err

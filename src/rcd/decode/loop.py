@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.adapter import DiffusionModel, check_reference
+from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..residual import (
     ResidualConfig,
     dirichlet_probs,
@@ -24,10 +24,11 @@ from ..residual import (
     residual_from_logits,
     residual_from_probs,
 )
+from .config import check_decode_options
 from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
-from .policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
+from .policy import COMMIT_ORDERS, choose_tokens, commit_threshold, commit_top_k, fixed_schedule, order_scores
 
 
 class _ResidualState:
@@ -68,6 +69,7 @@ def generate(
     block_length: int,
     steps: int | None = None,
     threshold: float | None = None,
+    order: str = "confidence",
     temperature: float = 0.0,
     residual: ResidualConfig | None = None,
     reference: nn.Module | DiffusionModel | None = None,
@@ -86,6 +88,8 @@ def generate(
     threshold: commit every masked position of the block whose confidence > threshold, and
         at least the most confident one. Give one of steps / threshold; neither means one
         token per step (steps = gen_length).
+    order: which positions a fixed schedule commits first: "confidence" (default),
+        "random" (seeded by `generator`, else seed 0) or "left-to-right".
     temperature: 0 is greedy; > 0 samples with Gumbel-max (float64).
     residual: turns RCD on (None = plain SeqD decoding); `reference` is the model of the
         `init="reference"` warm start.
@@ -104,10 +108,15 @@ def generate(
     dm = DiffusionModel.wrap(model)
     ref = DiffusionModel.wrap(reference) if reference is not None else None
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
+    _check_context(dm, int(attention_mask.sum(1).max()) if attention_mask.numel() else 0, gen_length)
     eos_ids = _eos_list(eos_token_id)
     steps_per_block = _check_options(
         dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
     )
+    if order not in COMMIT_ORDERS or (order != "confidence" and threshold is not None):
+        raise ValueError(f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only")
+    if order == "random" and generator is None:
+        generator = torch.Generator(device=dm.device).manual_seed(0)
     cache = check_cache(cache, use_cache, dm)
     batch, prompt_len = input_ids.shape
     device = dm.device
@@ -121,7 +130,8 @@ def generate(
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
     init_pass = ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target
-    ref_pass = ModelPass(ref, seq, "exact") if residual is not None and residual.init == "reference" else None
+    uses_ref = residual is not None and "reference" in (residual.init, residual.feedback)
+    ref_pass = ModelPass(ref, seq, "exact") if uses_ref else None
     state = _ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -169,7 +179,7 @@ def generate(
                     logits[:, bs - start : be - start], temperature, generator, banned=mask_id
                 )
                 if schedule is not None:
-                    commit = commit_top_k(confidence, candidates, schedule[:, step])
+                    commit = commit_top_k(order_scores(order, confidence, generator), candidates, schedule[:, step])
                 else:
                     commit = commit_threshold(confidence, candidates, threshold)
                 if trace is not None:
@@ -177,6 +187,11 @@ def generate(
                 block_ids[commit] = tokens[commit]
                 if state is not None:
                     still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                    if residual.feedback == "reference" and still.any():
+                        logits, start = ref_pass.logits(lambda s, e: ref.embed(seq.ids[:, s:e]), lo, hi, bs)
+                        still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                        reference_nfe += 1
+                        row_passes += still.any(-1).long()
                     state.update_from_logits(still, start, logits)
                 step += 1
 
@@ -288,6 +303,15 @@ def _check_prompt(
     return input_ids, attention_mask
 
 
+def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> None:
+    context = context_length(dm)
+    if context is not None and prompt_length + gen_length > context:
+        raise ValueError(
+            f"a prompt of {prompt_length} tokens + gen_length {gen_length} exceed the model's context of "
+            f"{context} positions: shorten the prompt or lower gen_length"
+        )
+
+
 def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:
     if eos_token_id is None:
         return []
@@ -298,39 +322,19 @@ def _check_options(
     dm, ref, gen_length, block_length, steps, threshold, temperature, residual, stop_at_eos, eos_ids
 ) -> int | None:
     """Validate decoding options; return steps per block (None under a threshold)."""
-    if gen_length <= 0 or block_length <= 0:
-        raise ValueError("gen_length and block_length must be positive")
-    if gen_length % block_length:
-        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+    steps_per_block = check_decode_options(gen_length, block_length, steps, threshold, temperature)
     if dm.attention == "block-causal" and dm.block_length and dm.block_length != block_length:
         raise ValueError(
             f"this block-causal model was trained with block_length {dm.block_length}, got {block_length}"
         )
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
     if stop_at_eos and not eos_ids:
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
         raise TypeError("residual must be an rcd.ResidualConfig or None")
-    if residual is not None and residual.init == "reference":
+    if residual is not None and "reference" in (residual.init, residual.feedback):
         if ref is None:
-            raise ValueError("ResidualConfig(init='reference') needs reference=<model>")
+            raise ValueError("ResidualConfig(init='reference' or feedback='reference') needs reference=<model>")
         check_reference(dm, ref)
     elif ref is not None:
-        warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
-    if steps is not None and threshold is not None:
-        raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
-    n_blocks = gen_length // block_length
-    if threshold is not None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError("threshold must lie in [0, 1]")
-        return None
-    steps = gen_length if steps is None else steps
-    if steps <= 0 or steps % n_blocks:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
-    if steps // n_blocks > block_length:
-        raise ValueError(
-            f"{steps // n_blocks} steps per block exceed block_length ({block_length}): "
-            "some steps would commit nothing"
-        )
-    return steps // n_blocks
+        warnings.warn("reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3)
+    return steps_per_block

@@ -48,6 +48,21 @@ def choose_tokens(
     return tokens, probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+COMMIT_ORDERS = ("confidence", "random", "left-to-right")
+
+
+def order_scores(
+    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Ranking of a fixed schedule's commits: the model's confidence (LLaDA), a fresh random
+    order at every step, or left to right (autoregressive-like). Higher is committed first."""
+    if order == "confidence":
+        return confidence
+    if order == "random":
+        return torch.rand(confidence.shape, generator=generator, device=confidence.device)
+    return -torch.arange(confidence.shape[-1], device=confidence.device, dtype=confidence.dtype).expand_as(confidence)
+
+
 def commit_top_k(confidence: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Bool (B, N): the k[b] most confident candidate positions of each row."""
     scores = confidence.masked_fill(~candidates, float("-inf"))

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..decode import DecodeConfig, decode_completions, encode_prompts, generate
 from ..decode.text import stop_ids
+from ..errors import UsageError
 from ..residual import ResidualConfig
 
 Checker = Callable[[dict, str], bool]
@@ -54,9 +55,22 @@ def parallelism_settings(
     tokens_per_step: Sequence[int] = (1, 2, 4, 8),
     thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
 ) -> list[DecodeConfig]:
-    """Fixed schedules committing k tokens per step, then confidence thresholds."""
+    """Fixed schedules committing k tokens per step, then confidence thresholds.
+
+    A k that does not divide the block, or a threshold outside (0, 1], is refused (never
+    dropped silently).
+    """
     base = DecodeConfig(gen_length=gen_length, block_length=block_length)
-    fixed = [replace(base, steps=gen_length // k) for k in tokens_per_step if block_length % k == 0]
+    bad = [k for k in tokens_per_step if k < 1 or block_length % k]
+    if bad:
+        raise UsageError(
+            f"tokens per step {bad} must divide the block length {block_length} "
+            f"(gen length {gen_length}); pick divisors of it"
+        )
+    wrong = [t for t in thresholds if not 0 <= t <= 1]
+    if wrong:
+        raise UsageError(f"thresholds {wrong} must lie in [0, 1]")
+    fixed = [replace(base, steps=gen_length // k) for k in tokens_per_step]
     return fixed + [replace(base, threshold=t) for t in thresholds]
 
 

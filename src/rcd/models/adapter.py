@@ -215,3 +215,14 @@ def check_reference(target: DiffusionModel, reference: DiffusionModel) -> None:
 def _output_vocab(dm: DiffusionModel) -> int:
     config = getattr(dm.model, "config", None)
     return int(getattr(config, "vocab_size", None) or dm.vocab_size)
+
+
+def context_length(model: nn.Module | DiffusionModel) -> int | None:
+    """Positions the model was built for (None: its config does not say)."""
+    inner = model.model if isinstance(model, DiffusionModel) else model
+    config = getattr(inner, "config", None)
+    for name in ("max_position_embeddings", "max_sequence_length", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
