@@ -21,7 +21,7 @@ from rcd.models.tiny import TINY_PRESETS
 
 from .measure import StepClock, time_call
 
-VOCAB = 64  # rcd.char_tokenizer(): the demo's vocabulary
+VOCAB = 64  # a small character vocabulary
 
 
 @dataclass(frozen=True)

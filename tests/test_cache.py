@@ -119,3 +119,33 @@ def test_use_cache_false_is_cache_none(block_causal):
     a = rcd.generate(block_causal, random_prompts(2, 3), use_cache=False, **kw)
     b = rcd.generate(block_causal, random_prompts(2, 3), cache="none", **kw)
     assert torch.equal(a.sequences, b.sequences)
+
+
+def fed_lengths(model, prompts, **kw):
+    """Positions fed by each forward pass of `model` during one generate call."""
+    fed = []
+    hook = model.register_forward_pre_hook(lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
+    try:
+        rcd.generate(model, prompts, **kw)
+    finally:
+        hook.remove()
+    return fed
+
+
+@pytest.mark.parametrize("residual", ["seqd", "rcd-zero"])
+def test_caches_feed_fewer_positions(bidirectional, block_causal, residual):
+    """Equality with recomputation is also what a disabled cache gives: count the positions
+    each pass feeds. Prompt 5, 4 blocks of 4, 4 steps per block (sequence length 21)."""
+    prompts = random_prompts(1, 5, seed=3)
+    kw = dict(gen_length=16, block_length=4, steps=16, residual=RESIDUALS[residual])
+    assert fed_lengths(bidirectional, prompts, cache="none", **kw) == [21] * 16
+    starts = [5, 9, 13, 17]
+    # prefix: a full first pass per block, then the block and everything after it
+    assert fed_lengths(bidirectional, prompts, cache="prefix", **kw) == [n for s in starts for n in [21] + [21 - s] * 3]
+    # dual: a full first pass per block, then the block alone
+    assert fed_lengths(bidirectional, prompts, cache="dual", **kw) == [n for _ in starts for n in [21] + [4] * 3]
+    # block-causal: recomputation feeds everything up to the block's end; the KV cache feeds
+    # the prompt once, then at most the block (and the finished one before it, once)
+    assert fed_lengths(block_causal, prompts, cache="none", **kw) == [n for s in starts for n in [s + 4] * 4]
+    cached = fed_lengths(block_causal, prompts, cache="exact", **kw)
+    assert len(cached) == 16 and cached[0] == 9 and max(cached[1:]) <= 8 and sum(cached) <= 16 * 4 + 3 * 4 + 5

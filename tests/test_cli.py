@@ -9,10 +9,16 @@ from rcd.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_example_runs():
+def test_readme_python_example_runs(capsys):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    out, tok, ids = scope["out"], scope["tok"], scope["ids"]
+    assert out.generated.shape[0] == ids.shape[0] and out.generated.shape[1] > 0
+    assert not (out.generated == tok.mask_token_id).any()  # every position decoded
+    assert 0 < out.nfe <= out.generated.shape[1] and out.tokens_per_step >= 1
+    assert capsys.readouterr().out.strip()  # the example prints its completions
 
 
 def test_generate_command_with_saved_model(tmp_path, capsys):

@@ -14,7 +14,7 @@ from rcd.data.datasets import DataOptions, load_examples
 from rcd.data.sft import load_sft
 from rcd.train import TrainConfig, Trainer
 
-datasets = pytest.importorskip("datasets")
+import datasets  # noqa: E402  (a dependency: never skipped)
 
 ROWS = [{"problem": f"{a}+{a + 1}=", "generated_solution": str(2 * a + 1) * (1 + a % 7), "expected_answer": "x"}
         for a in range(40)]

@@ -19,12 +19,13 @@ def test_config_builds_its_policy():
     assert isinstance(dynamic, Threshold) and (dynamic.describe(), dynamic.name) == ("tau=0.9", "threshold")
 
 
-def test_bad_decode_option_fails_before_the_model_loads(tmp_path):
+def test_bad_decode_option_fails_before_the_model_loads(tmp_path, capsys):
     from rcd.cli import main
 
     missing = str(tmp_path / "no-such-model")
-    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
-        main(["eval", "--model", missing, "--out", str(tmp_path / "out"), "--threshold", "2"])
+    code = main(["eval", "--model", missing, "--out", str(tmp_path / "out"), "--threshold", "2"])
+    assert code == 2  # a usage error, one line, before any model loads
+    assert "threshold must lie in [0, 1]" in capsys.readouterr().err
 
 
 class LeftToRight(CommitPolicy):

@@ -77,7 +77,7 @@ def test_user_benchmark_files(tmp_path):
         assert [p.gold for p in load_problems(get_task(task), data)] == ["\\frac{3}{4}", "32", "\\frac{3}{4}"]
     preds = write_jsonl(tmp_path / "p.jsonl", [
         {"index": 0, "completion": "\\boxed{0.75}"}, {"index": 1, "completion": "\\boxed{31}"},
-        {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "completion": "no box"},
+        {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "sample": 1, "completion": "no box"},
     ])
     summary, rows = rescore("math500", preds, data)
     assert summary["n"] == 4 and summary["n_problems"] == 3 and summary["accuracy"] == 0.5
@@ -148,15 +148,14 @@ def test_eval_writes_rows_and_a_reproducible_summary(tiny_checkpoint, short_gsm8
     assert summary["command"][:2] == ["rcd", "eval"]  # the run's own command line
     # the summary holds every option: rebuilding the configs from it gives the same run
     options = summary["options"]
-    again = evaluate(options["model"], tmp_path / "again", config=EvalConfig(**options["eval"]),
+    again = evaluate(summary["inputs"]["model"]["path"], tmp_path / "again", config=EvalConfig(**options["eval"]),
                      decode=rcd.DecodeConfig(**options["decode"]),
                      residual=rcd.ResidualConfig(**options["residual"]))
     assert [r["completion"] for r in sorted(read_rows(tmp_path / "again" / "predictions.jsonl"),
                                             key=lambda r: r["index"])] == \
         [r["completion"] for r in sorted(rows, key=lambda r: r["index"])]
     assert again["accuracy"] == summary["accuracy"]
-    with pytest.raises(ValueError, match="other options"):
-        main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", *DECODE))  # SeqD into RCD's run
+    assert main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", *DECODE)) == 2  # SeqD into RCD's run
 
 
 @pytest.mark.slow

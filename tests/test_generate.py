@@ -14,7 +14,9 @@ RESIDUALS = {
     "rcd-one": dict(alpha="one", temperature=1.2, init="self"),
     "rcd-reference": dict(alpha="entropy", temperature=1.0, init="reference"),
 }
-POLICIES = {"fixed-1": dict(steps=12), "fixed-2": dict(steps=6), "threshold": dict(threshold=0.3)}
+# fixed-3: 3 steps per block of 4, so the schedule has a remainder (2, 1, 1 commits)
+POLICIES = {"fixed-1": dict(steps=12), "fixed-2": dict(steps=6), "fixed-3": dict(steps=9),
+            "threshold": dict(threshold=0.3)}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,21 @@ def test_fixed_schedule_counts_forward_passes():
     out = rcd.generate(model, random_prompts(1, 4), gen_length=16, block_length=8, steps=4)
     assert out.nfe == 4 and out.tokens_per_step == 4.0
     assert (out.generated != MASK).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("residual", ["seqd", "rcd-self-tres"])
+def test_matches_naive_loop_with_block_5_and_2_steps(references, mode, residual):
+    """3 + 2 commits per block: the remainder goes to the earliest step."""
+    model = make_model(mode, seed=2, block_length=5)
+    spec = RESIDUALS[residual]
+    prompts = random_prompts(2, 4, seed=8)
+    config = None if spec is None else rcd.ResidualConfig(**spec)
+    out = rcd.generate(model, prompts, gen_length=10, block_length=5, steps=4, residual=config)
+    for row in range(2):
+        expect, nfe, _ = naive_generate(model, prompts[row].tolist(), gen_length=10, block_length=5, steps=4,
+                                        residual=spec)
+        assert out.sequences[row].tolist() == expect and out.nfe == nfe
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -151,11 +168,25 @@ def test_sampling_is_reproducible(bidirectional):
     assert torch.equal(a.sequences, b.sequences) and not torch.equal(a.sequences, c.sequences)
 
 
-def test_dirichlet_init_runs_and_is_seeded(bidirectional):
-    kw = dict(gen_length=8, block_length=4, steps=4, residual=rcd.ResidualConfig(init="dirichlet"))
-    a = rcd.generate(bidirectional, random_prompts(1, 4), generator=torch.Generator().manual_seed(0), **kw)
-    b = rcd.generate(bidirectional, random_prompts(1, 4), generator=torch.Generator().manual_seed(0), **kw)
-    assert torch.equal(a.sequences, b.sequences) and a.nfe == 4
+def test_dirichlet_init_is_random_and_seeded(bidirectional):
+    """The first pass sees random residuals: not plain masks (zero init), new ones per seed."""
+    E = bidirectional.get_input_embeddings().weight
+
+    def first_inputs(seed):
+        seen = []
+        hook = bidirectional.register_forward_pre_hook(
+            lambda m, a, kw: seen.append(kw["inputs_embeds"][0, 4:]), with_kwargs=True
+        )
+        out = rcd.generate(bidirectional, random_prompts(1, 4), gen_length=8, block_length=4, steps=4,
+                           residual=rcd.ResidualConfig(init="dirichlet"), generator=torch.Generator().manual_seed(seed))
+        hook.remove()
+        assert out.nfe == 4 and out.reference_nfe == 0
+        return seen[0]
+
+    a, b, c = first_inputs(0), first_inputs(0), first_inputs(1)
+    assert torch.equal(a, b)
+    assert (a - E[MASK]).abs().amax(-1).min() > 1e-3  # every generated position carries a residual
+    assert (a - c).abs().amax(-1).min() > 1e-3
 
 
 def test_generate_restores_training_mode(bidirectional):

@@ -18,6 +18,7 @@ TABLE = [
     ("gsm8k", "#### 3.5", "3", False),
     ("gsm8k", "The answer is -4", "4", False),
     ("gsm8k", "#### 18\nQuestion: next one has 20", "20", False),
+    ("gsm8k", "#### 5\nNo, recount: 9 * 2 = 18.\n#### 18", "18", True),  # the last #### line counts
     ("gsm8k", "I do not know.", "18", False),
     # boxed (MATH500, AIME): LaTeX forms, units, nesting, last box wins
     ("boxed", "so \\boxed{0.5}", "\\frac{1}{2}", True),

@@ -120,3 +120,4 @@ def test_reference_sharded_across_two_gloo_processes(tmp_path, data, reference_d
     assert len(rows) == 2
     for _, full, local, after in rows:
         assert int(local) == int(after) <= int(full) // 2 + 64  # half each (up to uneven shards)
+

@@ -11,19 +11,19 @@ from rcd.demo import DemoConfig
 from rcd.residual import ResidualConfig
 
 
-def test_training_residual_options_reach_the_stage_config(tmp_path):
+def test_training_residual_options_reach_the_stage_config(tmp_path, capsys):
     from rcd.train import TrainConfig
 
     config = TrainConfig(stage="rcd", reference="ref", data="d", out="o")
     assert config.residual.residual == ResidualConfig()  # stage rcd: defaults, T_res 1 as in the paper
-    with pytest.raises(ValueError, match="apply to stage rcd only"):
-        main(["train", "--stage", "ref", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o"),
-              "--res-temperature", "0.9"])
+    code = main(["train", "--stage", "ref", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o"),
+                 "--res-temperature", "0.9"])
+    assert code == 2 and "apply to stage rcd only" in capsys.readouterr().err  # one-line usage error
 
 
-def test_residual_flags_without_rcd_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="add --rcd"):
-        main(["eval", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--res-temperature", "0.9"])
+def test_residual_flags_without_rcd_are_refused(tmp_path, capsys):
+    code = main(["eval", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--res-temperature", "0.9"])
+    assert code == 2 and "add --rcd" in capsys.readouterr().err
 
 
 def test_demo_options_are_the_configs_it_holds():

@@ -9,9 +9,10 @@ import rcd
 from rcd.decode.text import stop_ids
 from rcd.models.adapter import DiffusionModel
 from rcd.models.attention import allowed_keys
+from rcd.models.compat import TRANSFORMERS_MAJOR
 from rcd.models.flash_fallback import sdpa_flash_attn_func
 from rcd.models.presets import PRESETS, detect_preset
-from standins.checkpoints import KINDS, REMOTE, save_checkpoint
+from standins.checkpoints import KINDS, NATIVE, REMOTE, save_checkpoint
 
 BLOCK = 4
 
@@ -30,7 +31,7 @@ def load(checkpoints, kind, **kw):
 @pytest.mark.parametrize("residual", [None, rcd.ResidualConfig()], ids=["seqd", "rcd"])
 def test_preset_loads_and_decodes(checkpoints, kind, residual):
     model, tok = load(checkpoints, kind)
-    assert model.config.rcd_preset == {"llama": "hf", "qwen2": "hf", "qwen3": "hf", }.get(kind, kind)
+    assert model.config.rcd_preset == ("hf" if kind in NATIVE else kind)
     ids, mask = rcd.encode_prompts(tok, ["12+34=", "7*8="])
     kw = dict(attention_mask=mask, gen_length=8, block_length=BLOCK, residual=residual)
     out = rcd.generate(model, ids, threshold=0.5, **kw)
@@ -69,7 +70,7 @@ def test_adapter_call_matches_the_familys_own_call(checkpoints, kind):
         assert torch.allclose(ours, natural_logits(kind, model, ids), atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["sdar", "qwen3", "llama"])
+@pytest.mark.parametrize("kind", ["sdar", "qwen3" if "qwen3" in KINDS else "qwen2", "llama"])
 def test_block_causal_cache_gives_the_same_tokens(checkpoints, kind):
     model, tok = load(checkpoints, kind, attention="block-causal", block_length=BLOCK)
     for prompts in (["12+34="], ["12+34=", "7*8="]):  # unpadded: SDAR's all-true (flash) path
@@ -180,6 +181,7 @@ def test_sdar_block_size_from_config_or_name():
     assert PRESETS["sdar-b16"].block_length == 16 and PRESETS["sdar-b16"].attention == "block-causal"
 
 
+@pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="transformers 4 loads these classes as they are")
 def test_transformers4_era_remote_classes_are_adapted(checkpoints):
     """LLaDA-style code skips post_init and takes no tie_weights arguments: plain loading fails."""
     from rcd.models.compat import adapt_remote_class

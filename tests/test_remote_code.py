@@ -18,10 +18,10 @@ from transformers import utils as hf_utils
 
 import rcd
 from rcd.models import buffers, legacy_remote, loading
+from rcd.models.compat import TRANSFORMERS_MAJOR
 from standins.checkpoints import eager_copy, save_checkpoint
 
-TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
-needs_5 = pytest.mark.skipif(not TRANSFORMERS_5, reason="transformers 4 still has what this shim puts back")
+needs_5 = pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="transformers 4 still has what this shim puts back")
 
 
 @pytest.fixture(scope="module")

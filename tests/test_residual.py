@@ -5,6 +5,7 @@ import torch
 
 from rcd.residual import (
     ResidualConfig,
+    align_vocab,
     alpha_from_probs,
     dirichlet_probs,
     mix_masked_embeddings,
@@ -172,3 +173,28 @@ def test_top_k_summary_rebuilds_the_dense_residual(alpha):
     z_big = torch.cat([z, torch.full((5, 2), -1e4)], -1)
     _, probs_b, index_b = top_k_summary(z_big, config, k=14)
     assert torch.allclose(residual_from_top_k(probs_b, index_b, E, config), dense, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", ["entropy", "confidence", "inv-confidence", "fixed", "top1"])
+def test_batched_shapes_equal_row_by_row(alpha):
+    """(B, L, V) logits give what each (V,) row gives alone: every reduction is over the vocabulary."""
+    g = torch.Generator().manual_seed(0)
+    z, E = 3 * torch.randn(2, 3, 11, generator=g, dtype=torch.float64), torch.randn(11, 5, generator=g, dtype=torch.float64)
+    config = ResidualConfig(alpha=alpha)
+    delta, a = residual_from_logits(z, E, config)
+    assert delta.shape == (2, 3, 5) and a.shape == (2, 3)
+    alpha_k, probs_k, index_k = top_k_summary(z, config, 4)
+    delta_k = residual_from_top_k(probs_k, index_k, E, config)
+    for b in range(2):
+        for i in range(3):
+            d, x = residual_from_logits(z[b, i][None], E, config)
+            assert torch.allclose(delta[b, i], d[0]) and torch.allclose(a[b, i], x[0])
+            assert torch.allclose(delta_k[b, i], residual_from_top_k(probs_k[b, i][None], index_k[b, i][None], E, config)[0])
+            assert torch.allclose(alpha_k[b, i], x[0])
+
+
+def test_align_vocab_by_hand():
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], dtype=torch.float64)
+    assert torch.equal(align_vocab(p, 3), p)
+    assert torch.equal(align_vocab(p, 5), torch.cat([p, torch.zeros(2, 2, dtype=torch.float64)], 1))
+    assert torch.allclose(align_vocab(p, 2), torch.tensor([[0.625, 0.375], [0.5, 0.5]], dtype=torch.float64))

@@ -15,6 +15,7 @@ from conftest import MASK, VOCAB, make_model
 from rcd.models.adapter import DiffusionModel
 from rcd.train import ResidualTrainingConfig
 from rcd.train.noise import add_noise
+from rcd.train.objectives import noisy_logits
 from rcd.train.stages import StageModule, reference_signal
 
 PROMPT, LENGTH = 4, 16
@@ -69,6 +70,19 @@ def test_noise_weight_makes_the_loss_unbiased(block_length):
     # a constant weight would give E[t] = 1/2: the test separates the two by far
     assert (noisy.weight[noisy.masked] > 1).float().mean() > 0.9
     assert torch.all(noisy.weight[~noisy.masked] == 0)
+    if block_length is not None:  # block diffusion: each block has its own level
+        levels = weight.amax(-1)  # 1/t of each block (0 if nothing was masked)
+        seen = levels > 0
+        assert all(len(row[row_seen].unique()) > 1 for row, row_seen in zip(levels[:8], seen[:8]))
+
+
+def test_block_causal_training_defaults_to_the_models_block_length():
+    model = make_model("block-causal", block_length=4)
+    dm = DiffusionModel.wrap(model)
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0, block_length=4)
+    with torch.no_grad():
+        assert torch.equal(noisy_logits(dm, dm.embed(noisy.noisy), noisy, None),
+                           noisy_logits(dm, dm.embed(noisy.noisy), noisy, 4))
 
 
 @pytest.fixture

@@ -184,7 +184,8 @@ def test_sigkill_and_resume_reproduce_uninterrupted_run(tmp_path, data):
     proc.wait()
     done = sorted(p.name for p in checkpoints.glob("step-*"))
     assert done and done[-1] < "step-00000024"
-    subprocess.run(cli(tmp_path / "cut", data, *steps, "--resume"), check=True, capture_output=True)
+    # the exact same command resumes (no --resume needed)
+    subprocess.run(cli(tmp_path / "cut", data, *steps), check=True, capture_output=True)
     full, cut = losses(tmp_path / "full"), losses(tmp_path / "cut")
     assert [s for s, _ in cut] == [s for s, _ in full]
     assert [loss for _, loss in cut] == pytest.approx([loss for _, loss in full], rel=1e-6)
@@ -213,7 +214,7 @@ def test_ddp_two_cpu_processes_equal_one_process_at_the_same_global_batch(tmp_pa
     assert gap < 1e-5, gap
 
 
-@pytest.mark.parametrize("source", ["more-masked", "self"])
+@pytest.mark.parametrize("source", ["more-masked", "self", "selfcond"])
 def test_residual_sources_beyond_the_paper(tmp_path, data, reference_dir, source):
     residual = ResidualTrainingConfig(source=source, more_masked_fraction=0.5, dropout=0.3)
     summary = train(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),

@@ -20,6 +20,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from .errors import UsageError
+
 T = TypeVar("T")
 
 RES_PREFIX = "res-"
@@ -116,15 +118,21 @@ def dataclass_from_args(
     cls: type[T], namespace: argparse.Namespace, *, prefix: str = "", **overrides: Any
 ) -> T:
     """Build `cls` from the parsed flags that belong to it (those added with `prefix`)."""
-    values = _given(cls, vars(namespace), prefix)
-    values.update(overrides)
-    return cls(**values)
+    try:
+        values = _given(cls, vars(namespace), prefix)
+        values.update(overrides)
+        return cls(**values)
+    except (ValueError, TypeError) as err:  # an option check of a config's __post_init__
+        raise UsageError(str(err)) from err
 
 
 def given_dataclass(cls: type[T], namespace: argparse.Namespace, *, prefix: str = "") -> T | None:
     """`cls` from its flags if any was given (flags added with `tracked=True`), else None."""
-    values = _given(cls, vars(namespace), prefix)
-    return cls(**values) if values else None
+    try:
+        values = _given(cls, vars(namespace), prefix)
+        return cls(**values) if values else None
+    except (ValueError, TypeError) as err:  # an option check of a config's __post_init__
+        raise UsageError(str(err)) from err
 
 
 def _given(cls: type, parsed: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The main job: train tiny dLLMs on a synthetic task and compare RCD with SeqD.
 
-Pipeline (each stage's output is reused when it already exists with the same settings):
+Pipeline (a stage finished with the same options and inputs is reused, an interrupted one
+resumes; OUT's run record (rcd.rundir) keeps the demo's options, and a rerun with others is refused):
   data -> ref (plain objective from scratch) -> seqd (ref trained further, plain objective)
                                              -> rcd  (ref as init and frozen reference)
   -> sweep: accuracy vs tokens per forward pass for SeqD and RCD (warm and cold start)
@@ -25,9 +26,9 @@ from .eval.sweep import Method, SweepConfig, rcd_methods, sweep
 from .models.attention import ATTENTION_MODES
 from .models.loading import load
 from .models.tiny import TINY_PRESETS
+from .rundir import RunDir
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
-from .train.trainer import SUMMARY_FILE
 
 
 DEMO_SWEEP = SweepConfig(thresholds=(0.5, 0.7, 0.8, 0.9, 0.95), batch_size=500)
@@ -61,6 +62,9 @@ class DemoConfig:
         metadata={"help": "the decoding sweep (--quick: two settings of each rule)", "prefix": "sweep-"},
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"}
+    )
 
     def __post_init__(self) -> None:
         if self.tokenizer == "word" and get_task(self.task).words is None:
@@ -97,19 +101,27 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
-def train_stage(stage_config: TrainConfig) -> dict[str, Any]:
-    """Train one stage unless an identical finished run is already there (then reuse it)."""
-    stage_config = replace(stage_config, resume=True)  # an interrupted stage continues
-    summary_path = Path(stage_config.out) / SUMMARY_FILE
-    if summary_path.exists():
-        done = json.loads(summary_path.read_text())
-        if done["config"] == asdict(stage_config):
-            return done
-    return train(stage_config)
+def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
+    """Train one stage; `train` reuses a finished run of the same options and inputs, resumes
+    an interrupted one, and refuses a run of other options. `residual` is the older spelling
+    of `TrainConfig(residual=...)`."""
+    return train(replace(stage_config, resume=True), residual)
+
+
+DEMO_WORK = ("data", "ref", "seqd", "rcd", "report.json", "report.md", "pareto.png", "trace.png")
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     config = config.scaled()
+    run = RunDir(config.out, "demo", DEMO_WORK)
+    options = {k: v for k, v in asdict(config).items() if k not in ("out", "overwrite")}
+    with run:
+        run.check(record := run.record_of(options, {}), overwrite=config.overwrite)
+        run.record(record)
+        return _run_demo(config)
+
+
+def _run_demo(config: DemoConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(config.out)
     (out / "data").mkdir(parents=True, exist_ok=True)

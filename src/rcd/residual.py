@@ -32,6 +32,7 @@ ALPHA_STRATEGIES = (
     "inv-confidence",
 )
 INIT_RULES = ("zero", "reference", "dirichlet", "self")
+FEEDBACK_SOURCES = ("self", "reference")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class ResidualConfig:
         `self` (one extra plain-mask forward pass of the decoded model itself).
     reinit_blocks: apply `init` again at the start of every block, not only to positions
         never predicted (the paper's LLaDA warm start runs the reference once per block).
+    feedback: where the residual of the next step comes from. `self` (RCD's self-loop): the
+        decoded model's own prediction. `reference`: a pass of the frozen reference on the
+        current sequence after every step (the residual stage `rcd` trains with under
+        source `noisy`; a diagnostic, each of its passes counted in `reference_nfe`).
     top_k: if set, Delta uses the renormalised top-k probabilities only (k gathered
         embedding rows instead of the dense V x D product, the residual's main cost at
         real vocabularies); alpha (entropy, confidence) still uses the full distribution.
@@ -64,10 +69,15 @@ class ResidualConfig:
     top_k: int | None = field(
         default=None, metadata={"help": "Delta from the renormalised top-k probabilities only (cheaper)"}
     )
+    feedback: str = field(
+        default="self", metadata={"help": "next step's residual: own prediction or the reference's", "choices": FEEDBACK_SOURCES}
+    )
 
     def __post_init__(self) -> None:
         if self.alpha not in ALPHA_STRATEGIES:
             raise ValueError(f"alpha must be one of {ALPHA_STRATEGIES}, got {self.alpha!r}")
+        if self.feedback not in FEEDBACK_SOURCES:
+            raise ValueError(f"feedback must be one of {FEEDBACK_SOURCES}, got {self.feedback!r}")
         if self.init not in INIT_RULES:
             raise ValueError(f"init must be one of {INIT_RULES}, got {self.init!r}")
         if not 0.0 <= self.fixed_alpha <= 1.0:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad": "<pad>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
-DEFAULT_ALPHABET = "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
+# printable ASCII: the first 60 characters keep the ids of rcd's first alphabet (no uppercase)
+DEFAULT_ALPHABET = (
+    "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\"$%&'@\\^`~\t"
+)
 
 
 def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:
@@ -56,3 +60,27 @@ def _wrap(backend: Tokenizer) -> PreTrainedTokenizerFast:
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
+
+
+def check_representable(tokenizer: PreTrainedTokenizerBase, text: str, where: str) -> list[int]:
+    """Token ids of `text`; refuses text with a character the tokenizer maps to its unknown token.
+
+    A character tokenizer turns characters outside its alphabet into <unk> silently (the
+    model then reads garbage); byte-level tokenizers have no unknown token and pass.
+    """
+    unk = tokenizer.unk_token_id
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+    ids = encoded["input_ids"]
+    if unk is None or unk not in ids:
+        return ids
+    k = ids.index(unk)
+    offsets = encoded.get("offset_mapping")
+    if offsets is not None:
+        start, end = offsets[k]
+        if text[start:end] != tokenizer.unk_token:
+            raise ValueError(
+                f"{where}: character {text[start:end]!r} at position {start} is not in the tokenizer's "
+                "vocabulary (it would read as <unk>); use a tokenizer that has it, or remove it"
+            )
+        return ids
+    raise ValueError(f"{where}: text holds characters the tokenizer does not know (they would read as <unk>)")

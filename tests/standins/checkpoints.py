@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+import transformers
 
 import rcd
 from rcd.models.legacy_remote import flash_attn_standin, transformers4_names
@@ -35,10 +35,10 @@ REMOTE = {
     "dream": (DreamConfig, DreamModel, "AutoModel"),
     "sdar": (SDARConfig, SDARForCausalLM, "AutoModelForCausalLM"),
 }
-NATIVE = {
-    "llama": (LlamaConfig, LlamaForCausalLM),
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-    "qwen3": (Qwen3Config, Qwen3ForCausalLM),
+NATIVE = {  # Qwen3 arrived in transformers 4.51
+    kind: (getattr(transformers, f"{name}Config"), getattr(transformers, f"{name}ForCausalLM"))
+    for kind, name in (("llama", "Llama"), ("qwen2", "Qwen2"), ("qwen3", "Qwen3"))
+    if hasattr(transformers, f"{name}Config")
 }
 KINDS = (*REMOTE, *NATIVE)
 

@@ -26,6 +26,7 @@ class StandinConfig(PretrainedConfig):
         self.num_attention_heads, self.num_key_value_heads = num_attention_heads, num_key_value_heads
         self.max_position_embeddings, self.mask_token_id = max_position_embeddings, mask_token_id
         self.rope_theta, self.rope = rope_theta, rope
+        kwargs.setdefault("tie_word_embeddings", False)  # untied, as the real 7B/8B checkpoints
         super().__init__(**kwargs)
 
 

@@ -57,9 +57,10 @@ class SDARModel(Backbone):
     def _attend(q, k, v, mask, cache, store_kv, layer):
         if cache is not None and store_kv:
             k, v = cache.update(k, v, layer)
-        elif cache is not None and len(cache) > layer and cache.layers[layer].is_initialized:
-            k = torch.cat([cache.layers[layer].keys, k], dim=-2)
-            v = torch.cat([cache.layers[layer].values, v], dim=-2)
+        elif cache is not None and len(cache) > layer:
+            past_k, past_v = cache[layer]  # indexing a cache by layer: transformers 4 only
+            k = torch.cat([past_k, k], dim=-2)
+            v = torch.cat([past_v, v], dim=-2)
         if mask is not None and torch.all(mask):
             return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=False).transpose(1, 2)
         return sdpa(q, k, v, mask)

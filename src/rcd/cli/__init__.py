@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import demo, eval, generate, lm_eval, score, sweep, train
+from ..errors import UsageError
+from . import data, demo, eval, generate, lm_eval, score, sweep, train
 
 COMMANDS = {
     "demo": demo,
+    "data": data,
     "train": train,
     "sweep": sweep,
     "generate": generate,
@@ -19,11 +22,43 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run a command; an error is one line `rcd: error: ...` (exit 2: usage, 1: failure).
+
+    `--debug` (anywhere on the line) or RCD_DEBUG=1 shows the traceback instead.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("RCD_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("rcd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        print(f"rcd: error: {one_line(err)}", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line; an unexpected error type is named, with the way to the traceback."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    expected = (ValueError, OSError, RuntimeError, ImportError, NotImplementedError, KeyError)
+    if not isinstance(err, expected) or type(err) is RuntimeError:
+        text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
+    return text
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["lm-eval"]:  # lm-eval parses its own arguments
         return lm_eval.run_lm_eval(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="rcd", description="Residual Context Diffusion for block-wise diffusion language models."
+        prog="rcd",
+        description="Residual Context Diffusion for block-wise diffusion language models.",
+        epilog="Errors are reported on one line; --debug (or RCD_DEBUG=1) shows the traceback.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():

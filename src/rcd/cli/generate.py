@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from ..eval.decoder import Decoder
+from ..tokenizer import check_representable
 from .options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
 
 HELP = "decode prompts with a saved model"
@@ -14,15 +17,18 @@ HELP = "decode prompts with a saved model"
 def register(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for a batch")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (--temperature > 0)")
     add_decode_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    decode, residual = decode_config(args), residual_config(args)
+    decode, residual = decode_config(args), residual_config(args)  # options first: before any model loads
     decoder = Decoder.load(args.model, load_config(args), decode, residual, args.reference)
+    for i, prompt in enumerate(args.prompt):
+        check_representable(decoder.tokenizer, prompt, f"--prompt {i + 1}")
     start = time.perf_counter()
-    texts, out = decoder.complete(args.prompt)
+    texts, out = decoder.complete(args.prompt, generator=torch.Generator(decoder.model.device).manual_seed(args.seed))
     seconds = time.perf_counter() - start
     for prompt, text in zip(args.prompt, texts):
         print(f"{prompt!r} -> {text!r}")

@@ -6,6 +6,7 @@ import argparse
 
 from ..config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args, given_dataclass
 from ..decode import DecodeConfig
+from ..errors import UsageError
 from ..models.loading import LoadConfig
 from ..residual import ResidualConfig
 
@@ -27,7 +28,7 @@ def residual_config(args: argparse.Namespace) -> ResidualConfig | None:
     given = given_dataclass(ResidualConfig, args, prefix=RES_PREFIX)
     if not args.rcd:
         if given is not None:
-            raise ValueError("--res-* options set the residual of RCD decoding: add --rcd, or drop them")
+            raise UsageError("--res-* options set the residual of RCD decoding: add --rcd, or drop them")
         return None
     return given or ResidualConfig()
 

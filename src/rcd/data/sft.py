@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..tokenizer import check_representable
 from .jsonl import DataError, iter_jsonl
 
 OVERFLOW_RULES = ("drop", "truncate")
@@ -61,10 +62,18 @@ def prompt_response_texts(
         else:
             prompt = "".join(f"{m['role']}: {m['content']}\n" for m in context) + "assistant: "
         return prompt, str(messages[-1]["content"])
-    missing = [k for k in ("prompt", "response") if not isinstance(row.get(k), str)]
+    missing = [k for k in ("prompt", "response") if k not in row]
     if missing:
         raise DataError(f"{where}: needs string fields 'prompt' and 'response' (or 'messages'); missing {missing}")
+    check_string_fields(row, ("prompt", "response"), where)
     return row["prompt"], row["response"]
+
+
+def check_string_fields(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Refuse a field of the wrong type by name (a number where text belongs is not 'missing')."""
+    for key in keys:
+        if not isinstance(row[key], str):
+            raise DataError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.40}")
 
 
 def load_sft(
@@ -108,8 +117,8 @@ def tokenize_rows(
         raise ValueError("the tokenizer needs an EOS token (responses end with it)")
     for index, (where, row) in enumerate(rows):
         prompt, response = prompt_response_texts(row, tokenizer, where)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        prompt_ids = check_representable(tokenizer, prompt, f"{where}: prompt")
+        response_ids = check_representable(tokenizer, response, f"{where}: response") + [tokenizer.eos_token_id]
         if not prompt_ids:
             raise DataError(f"{where}: empty prompt")
         too_long = len(prompt_ids) > max_prompt_length or len(response_ids) > max_response_length

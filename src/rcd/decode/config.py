@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
-from .policy import CommitPolicy, FixedSchedule, Threshold
+from .policy import COMMIT_ORDERS, CommitPolicy, FixedSchedule, Threshold
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class DecodeConfig:
     )
     threshold: float | None = field(
         default=None, metadata={"help": "dynamic rule: commit positions with confidence > threshold"}
+    )
+    order: str = field(
+        default="confidence",
+        metadata={"help": "fixed schedule: commit order (confidence, random, left-to-right)", "choices": COMMIT_ORDERS},
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
     stop_at_eos: bool = field(default=False, metadata={"help": "stop a row after a block containing EOS"})
@@ -50,6 +54,10 @@ class DecodeConfig:
             raise ValueError(f"use_cache=False turns caching off; it contradicts cache={self.cache!r}")
         if self.steps is not None and self.threshold is not None:
             raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
+        if self.order not in COMMIT_ORDERS:
+            raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {self.order!r}")
+        if self.order != "confidence" and self.threshold is not None:
+            raise ValueError(f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only")
         if self.threshold is not None:
             if not 0.0 <= self.threshold <= 1.0:
                 raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
@@ -77,11 +85,12 @@ class DecodeConfig:
         """The cache mode asked for; `use_cache=False` is the older spelling of "none"."""
         return self.cache if self.use_cache else "none"
 
-    def policy(self) -> CommitPolicy:
-        """A fresh commit policy of this setting (policies keep per-block state)."""
+    def policy(self, generator=None) -> CommitPolicy:
+        """A fresh commit policy of this setting (policies keep per-block state); `generator`
+        seeds a random commit order."""
         if self.threshold is not None:
             return Threshold(self.threshold)
-        return FixedSchedule(self.total_steps // self.n_blocks, self.n_blocks)
+        return FixedSchedule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
 
     @property
     def tokens_per_step(self) -> float | None:

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.adapter import DiffusionModel, check_reference
+from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..residual import ResidualConfig
 from .config import DecodeConfig
+from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import CommitPolicy, choose_tokens
@@ -47,6 +48,8 @@ def generate(
     config: the decoding options (`DecodeConfig`: lengths, commit rule, temperature, EOS
         stop, cache). Its fields may also be given as keywords (`gen_length=`,
         `block_length=`, `steps=`, `threshold=`, ...), alone or to override a config.
+        Fixed schedules take `order=` too: which positions commit first, "confidence"
+        (default), "random" (seeded by `generator`, else seed 0) or "left-to-right".
     residual: turns RCD on (None = plain SeqD decoding); `reference` is the model of the
         `init="reference"` warm start.
     attention_mask: (B, P) 1 on real prompt tokens, 0 on left padding.
@@ -61,28 +64,31 @@ def generate(
     dm = DiffusionModel.wrap(model)
     ref = DiffusionModel.wrap(reference) if reference is not None else None
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
+    _check_context(dm, int(attention_mask.sum(1).max()) if attention_mask.numel() else 0, config.gen_length)
     eos_ids = _eos_list(eos_token_id)
     _check_model(dm, ref, config, residual, eos_ids)
     cache = check_cache(config.cache_mode, dm)
-    policy = config.policy() if policy is None else policy
+    if policy is None:
+        if config.order == "random" and generator is None:
+            generator = torch.Generator(device=dm.device).manual_seed(0)
+        policy = config.policy(generator)
     batch, prompt_len = input_ids.shape
     gen_length, block_length = config.gen_length, config.block_length
     device = dm.device
     eos_tensor = torch.tensor(eos_ids, device=device)
     mask_id = dm.mask_token_id
-    seq = DecodeSequence(
-        ids=torch.cat([input_ids.to(device), input_ids.new_full((batch, gen_length), mask_id).to(device)], 1),
-        key_valid=torch.cat(
-            [attention_mask.to(device).bool(), torch.ones(batch, gen_length, dtype=torch.bool, device=device)], 1
-        ),
-        gen_start=prompt_len,
-        block_length=block_length,
-    )
+    grid = dm.block_grid if dm.attention == "block-causal" else "generation"
+    lay = layout(input_ids.to(device), attention_mask.to(device), gen_length=gen_length,
+                 block_length=block_length, mask_id=mask_id, grid=grid)
+    seq = DecodeSequence(ids=lay.ids, key_valid=lay.key_valid, gen_start=lay.window_start, block_length=block_length)
+    returned = lay.generated_columns()
     target = ModelPass(dm, seq, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
     init_passes = {"model": ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target}
-    if residual is not None and residual.init == "reference":
+    uses_ref = residual is not None and "reference" in (residual.init, residual.feedback)
+    if uses_ref:
         init_passes["reference"] = ModelPass(ref, seq, "exact")
+    ref_pass = init_passes.get("reference")
     state = ResidualState(batch, seq.length, dm, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -97,8 +103,8 @@ def generate(
         return embeds if state is None else state.mix(embeds, ids == mask_id, start, end)
 
     with _inference(dm, ref):
-        for block in tqdm(range(config.n_blocks), desc="blocks", disable=not progress, leave=False):
-            bs = prompt_len + block * block_length
+        for block in tqdm(range(lay.n_blocks), desc="blocks", disable=not progress, leave=False):
+            bs = lay.window_start + block * block_length
             be = bs + block_length
             lo, hi = (prompt_len, seq.length) if dm.attention == "bidirectional" else (bs, be)
             block_ids = seq.ids[:, bs:be]  # a view: commits below write through to seq.ids
@@ -113,7 +119,9 @@ def generate(
                 if source:
                     row_passes += active.long()
 
-            policy.start_block((block_ids == mask_id) & active[:, None])
+            masked_in_block = (block_ids == mask_id) & active[:, None]
+            # a fixed schedule counts the whole block, also where prompt tokens fill part of it (SDAR's grid)
+            policy.start_block(masked_in_block if grid == "generation" else active[:, None].expand_as(block_ids))
             step = 0
             while (candidates := (block_ids == mask_id) & active[:, None]).any() and not policy.done():
                 logits, start = target.logits(target_embeds, lo, hi, bs)
@@ -129,19 +137,24 @@ def generate(
                 block_ids[commit] = tokens[commit]
                 if state is not None:
                     still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                    if residual.feedback == "reference" and still.any():
+                        logits, start = ref_pass.logits(lambda s, e: ref.embed(seq.ids[:, s:e]), lo, hi, bs)
+                        still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                        reference_nfe += 1
+                        row_passes += still.any(-1).long()
                     state.update_from_logits(still, start, logits)
                 step += 1
 
-            generated += active.long() * block_length
-            if config.stop_at_eos:
-                stopped = active & torch.isin(block_ids, eos_tensor).any(-1)
+            generated += masked_in_block.sum(-1)  # SDAR's grid: its last block's tail past gen_length too
+            if config.stop_at_eos:  # generated positions only: a prompt's own stop token does not count
+                stopped = active & (torch.isin(block_ids, eos_tensor) & returned[:, bs:be]).any(-1)
                 seq.ids[stopped, be:] = eos_ids[0]
                 active &= ~stopped
                 if not active.any():
                     break
 
     return GenerationOutput(
-        sequences=seq.ids,
+        sequences=torch.cat([input_ids.to(device), lay.generated()], 1),
         prompt_length=prompt_len,
         nfe=nfe,
         reference_nfe=reference_nfe,
@@ -229,6 +242,15 @@ def _check_prompt(
     return input_ids, attention_mask
 
 
+def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> None:
+    context = context_length(dm)
+    if context is not None and prompt_length + gen_length > context:
+        raise ValueError(
+            f"a prompt of {prompt_length} tokens + gen_length {gen_length} exceed the model's context of "
+            f"{context} positions: shorten the prompt or lower gen_length"
+        )
+
+
 def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:
     if eos_token_id is None:
         return []
@@ -251,9 +273,9 @@ def _check_model(
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
         raise TypeError("residual must be an rcd.ResidualConfig or None")
-    if residual is not None and residual.init == "reference":
+    if residual is not None and "reference" in (residual.init, residual.feedback):
         if ref is None:
-            raise ValueError("ResidualConfig(init='reference') needs reference=<model>")
+            raise ValueError("ResidualConfig(init='reference' or feedback='reference') needs reference=<model>")
         check_reference(dm, ref)
     elif ref is not None:
-        warnings.warn("reference= is only used by ResidualConfig(init='reference'); ignored", stacklevel=3)
+        warnings.warn("reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3)

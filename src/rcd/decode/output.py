@@ -35,7 +35,8 @@ class GenerationOutput:
     reference_nfe: forward passes of the reference model (warm start).
     row_forward_passes: per row, forward passes of either model it took part in (a row that
         stopped early or finished its block is idle in later passes of the batch).
-    generated_tokens: per row, positions decoded by the model (an EOS-filled tail excluded).
+    generated_tokens: per row, positions decoded by the model (an EOS-filled tail excluded; on
+        SDAR's absolute block grid the last block is decoded whole, past gen_length).
     """
 
     sequences: torch.Tensor

@@ -53,6 +53,21 @@ def choose_tokens(
     return tokens, probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+COMMIT_ORDERS = ("confidence", "random", "left-to-right")
+
+
+def order_scores(
+    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Ranking of a fixed schedule's commits: the model's confidence (LLaDA), a fresh random
+    order at every step, or left to right (autoregressive-like). Higher is committed first."""
+    if order == "confidence":
+        return confidence
+    if order == "random":
+        return torch.rand(confidence.shape, generator=generator, device=confidence.device)
+    return -torch.arange(confidence.shape[-1], device=confidence.device, dtype=confidence.dtype).expand_as(confidence)
+
+
 def commit_top_k(confidence: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Bool (B, N): the k[b] most confident candidate positions of each row."""
     scores = confidence.masked_fill(~candidates, float("-inf"))
@@ -98,12 +113,22 @@ class CommitPolicy:
 
 class FixedSchedule(CommitPolicy):
     """`steps_per_block` steps per block, each committing its share (`fixed_schedule`) of
-    the block's masks, most confident first (LLaDA)."""
+    the block's masks, most confident first (LLaDA) or in another `order` (COMMIT_ORDERS;
+    "random" draws from `generator`)."""
 
     name = "fixed"
 
-    def __init__(self, steps_per_block: int, n_blocks: int = 1):
+    def __init__(
+        self,
+        steps_per_block: int,
+        n_blocks: int = 1,
+        order: str = "confidence",
+        generator: torch.Generator | None = None,
+    ):
+        if order not in COMMIT_ORDERS:
+            raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {order!r}")
         self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
+        self.order, self.generator = order, generator
         self._counts: torch.Tensor | None = None
         self._step = 0
 
@@ -115,12 +140,14 @@ class FixedSchedule(CommitPolicy):
         return self._step >= self.steps_per_block
 
     def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        chosen = commit_top_k(confidence, candidates, self._counts[:, self._step])
+        scores = order_scores(self.order, confidence, self.generator)
+        chosen = commit_top_k(scores, candidates, self._counts[:, self._step])
         self._step += 1
         return chosen
 
     def describe(self) -> str:
-        return f"steps={self.steps_per_block * self.n_blocks}"
+        order = "" if self.order == "confidence" else f" {self.order}"
+        return f"steps={self.steps_per_block * self.n_blocks}{order}"
 
 
 class Threshold(CommitPolicy):

@@ -14,7 +14,7 @@ import torch
 
 from ..decode import DecodeConfig, GenerationOutput, decode_completions, encode_prompts, generate
 from ..decode.text import stop_ids
-from ..models.loading import LoadConfig, load
+from ..models.loading import LoadConfig, check_reference_tokenizer, load
 from ..residual import ResidualConfig
 
 
@@ -37,6 +37,8 @@ class Decoder:
     ) -> Decoder:
         """Model and reference loaded with the same options."""
         options = load_config.kwargs()
+        if reference_path:  # before any model loads
+            check_reference_tokenizer(model_path, reference_path, load_config.trust_remote_code)
         model, tokenizer = load(model_path, **options)
         reference = load(reference_path, **options)[0] if reference_path else None
         return cls(model, tokenizer, decode, residual, reference)

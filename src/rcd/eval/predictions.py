@@ -23,8 +23,8 @@ def read_rows(path: str | Path) -> list[dict]:
     for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn or empty
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not a JSON row") from err
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path}:{number}: not a JSON row (or not UTF-8)") from None
     return rows
 
 

@@ -91,7 +91,7 @@ def trace_plot(
     plt.close(fig)
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
+def write_report(report: dict[str, Any], out: Path, title: str | None = None) -> None:
     """OUT/report.json, OUT/pareto.png and OUT/report.md of a sweep (with its training table, if any).
 
     report: task, curves ({method: [point, ...]}), training ({stage: summary figures}),
@@ -101,7 +101,7 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     pareto_plot(report["curves"], out / "pareto.png", title=f"{report['task']}: accuracy vs tokens per step")
     lines = [
-        f"# rcd: {report['task']}",
+        f"# {title or 'rcd: ' + report['task']}",
         "",
         "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
         "",

@@ -2,15 +2,16 @@
 
 Rows go to `OUT/predictions.jsonl` as they are made (see `predictions.py`); a rerun with
 the same `OUT` skips the finished (problem, sample) pairs. `OUT/options.json` holds every
-option of the run, and a rerun with other options is refused (it would mix two
-experiments); `OUT/summary.json` is rewritten at the end of every run over all rows.
+option of the run and its inputs' fingerprints (`rcd.rundir`), and a rerun with other
+options or inputs is refused (it would mix two experiments); OUT is locked while a run
+lasts; `OUT/summary.json` is rewritten at the end of every run over all rows.
 With `accelerate launch`, the pending work is split across processes with Accelerate's
 `split_between_processes`, each process decoding on its own device.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import platform
 import sys
@@ -27,14 +28,17 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..decode import DecodeConfig
 from ..models.loading import LoadConfig
+from ..models.adapter import context_length
 from ..residual import ResidualConfig
+from ..rundir import RunDir, fingerprint, write_json
+from ..tokenizer import check_representable
 from .decoder import Decoder
 from .grading import grade
 from .predictions import RowWriter, cut_torn_tail, read_rows
 from .scoring import summarize
 from .tasks import TASKS, Problem, Task, get_task, load_problems
 
-PREDICTIONS, OPTIONS, SUMMARY = "predictions.jsonl", "options.json", "summary.json"
+PREDICTIONS, SUMMARY = "predictions.jsonl", "summary.json"
 
 
 @dataclass
@@ -49,12 +53,20 @@ class EvalConfig:
     limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
     batch_size: int = field(default=1, metadata={"help": "prompts decoded together per process"})
     seed: int = field(default=0, metadata={"help": "seed of the sampling noise (temperature > 0)"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the predictions --out holds (of other options) and start again"}
+    )
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or self.batch_size < 1:
-            raise ValueError("n_samples and batch_size must be >= 1")
+            raise ValueError("--n-samples and --batch-size must be >= 1")
         if self.limit is not None and self.limit < 1:
-            raise ValueError("limit must be >= 1")
+            raise ValueError("--limit must be >= 1")
+        if self.shots is not None and self.shots < 0:
+            raise ValueError("--shots must be >= 0")
+        task = get_task(self.task)
+        if self.shots and self.shots > len(task.exemplars):
+            raise ValueError(f"--shots {self.shots}: {task.name} has {len(task.exemplars)} exemplars")
 
 
 @dataclass(frozen=True)
@@ -86,15 +98,32 @@ def evaluate(
     shots = task.default_shots if config.shots is None else config.shots
     problems = load_problems(task, config.data)[: config.limit]
     out = Path(out)
-    options = _options(model_path, reference_path, load_config, decode, residual, config, shots)
-    if state.is_main_process:
-        _prepare(out, options)
-    state.wait_for_everyone()
+    run_dir = RunDir(out, "eval", (PREDICTIONS, SUMMARY))
+    record = run_dir.record_of(
+        _options(load_config, decode, residual, config, shots),
+        {
+            "model": fingerprint(model_path, what="--model"),
+            "reference": fingerprint(reference_path, what="--reference"),
+            "data": fingerprint(config.data, what="--data") if config.data else {"packaged": task.name},
+        },
+    )
+    with run_dir if state.is_main_process else contextlib.nullcontext():
+        if state.is_main_process:
+            run_dir.check(record, overwrite=config.overwrite)  # before any model loads
+            cut_torn_tail(out / PREDICTIONS)
+        state.wait_for_everyone()
+        on_device = replace(load_config, device=load_config.device or str(state.device))
+        run = _Run(Decoder.load(model_path, on_device, decode, residual, reference_path), task, shots, config)
+        prompts_fit(run, problems)  # every prompt, before the first row is decoded
+        if state.is_main_process:
+            run_dir.record(record)  # the run has really started
+        return _evaluate(run, problems, out, state, record, command)
+
+
+def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict, command) -> dict | None:
+    config, task = run.config, run.task
     done = {(r["index"], r["sample"]) for r in read_rows(out / PREDICTIONS)}
     pending = [(p, s) for p in problems for s in range(config.n_samples) if (p.index, s) not in done]
-
-    on_device = replace(load_config, device=load_config.device or str(state.device))
-    run = _Run(Decoder.load(model_path, on_device, decode, residual, reference_path), task, shots, config)
     started = time.perf_counter()
     with state.split_between_processes(pending) as mine:
         written = _decode_all(run, mine, out / PREDICTIONS, state.process_index)
@@ -111,11 +140,12 @@ def evaluate(
         "num_processes": state.num_processes,
         "batch_size": config.batch_size,
         "this_run": {"rows_written": sum(s["rows"] for s in stats), "wall_seconds": max(s["seconds"] for s in stats)},
-        "options": options,
+        "options": {**record["options"], "eval": {**record["options"]["eval"], "limit": config.limit}},
+        "inputs": record["inputs"],
         "versions": _versions(),
         "command": list(command) if command is not None else sys.argv,
     }
-    _write_json(out / SUMMARY, summary)
+    write_json(out / SUMMARY, summary)
     return summary
 
 
@@ -182,40 +212,30 @@ def cut_at_next_question(task: Task, text: str) -> str:
     return text[:cut].rstrip() if cut >= 0 else text
 
 
-def _options(model_path, reference_path, load_config, decode, residual, config, shots) -> dict:
+def prompts_fit(run: _Run, problems: list[Problem]) -> None:
+    """Refuse a prompt that, with the generation, exceeds the model's context or that the
+    tokenizer cannot represent: decoding it would give garbage silently."""
+    decoder = run.decoder
+    context = context_length(decoder.model)
+    for problem in problems:
+        prompt = prompt_text(run.task, decoder.tokenizer, problem.question, run.shots, run.config.chat)
+        ids = check_representable(decoder.tokenizer, prompt, f"problem {problem.index} (row {problem.index + 1})")
+        if context is not None and len(ids) + decoder.decode.gen_length > context:
+            raise ValueError(
+                f"problem {problem.index}: its prompt ({len(ids)} tokens, {run.shots} shots) + --gen-length "
+                f"{decoder.decode.gen_length} exceed the model's context of {context} positions; "
+                "lower --shots or --gen-length"
+            )
+
+
+def _options(load_config, decode, residual, config, shots) -> dict:
+    """Options that change the predictions (limit, device and overwrite do not)."""
     return {
-        "model": str(model_path),
-        "reference": reference_path,
-        "load": load_config.kwargs(),
+        "load": {**load_config.kwargs(), "device": None},
         "decode": asdict(decode),
         "residual": asdict(residual) if residual is not None else None,
-        "eval": {**asdict(config), "shots": shots},
+        "eval": {**{k: v for k, v in asdict(config).items() if k != "overwrite"}, "shots": shots, "limit": None},
     }
-
-
-def _prepare(out: Path, options: dict) -> None:
-    """Create `out`, or check that a resumed run has the same options (limit and device may differ)."""
-    out.mkdir(parents=True, exist_ok=True)
-    saved_path = out / OPTIONS
-    if saved_path.exists():
-        if _comparable(json.loads(saved_path.read_text())) != _comparable(options):
-            raise ValueError(
-                f"{out} holds predictions made with other options ({saved_path}); "
-                "use another output directory"
-            )
-    _write_json(saved_path, options)
-    cut_torn_tail(out / PREDICTIONS)
-
-
-def _comparable(options: dict) -> dict:
-    return {**options, "eval": {**options["eval"], "limit": None}, "load": {**options["load"], "device": None}}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write-then-rename, so an interrupted write never leaves half a file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _device_name(model: torch.nn.Module) -> str:

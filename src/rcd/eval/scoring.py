@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.jsonl import DataError
 from .grading import grade
 from .passk import pass_at_k_table
 from .predictions import read_rows
@@ -40,15 +41,28 @@ def rescore(task_name: str, predictions: str | Path, data: str | Path | None = N
     Returns the summary and the re-graded rows (`answer`, `gold`, `correct` replaced).
     """
     task = get_task(task_name)
-    problems = load_problems(task, data)
+    if not Path(predictions).is_file():
+        raise DataError(f"{predictions}: no such predictions file")
     rows = read_rows(predictions)
+    if not rows:
+        raise DataError(f"{predictions}: no rows to score (the file is empty)")
+    problems = load_problems(task, data)
     regraded = []
+    seen: dict[tuple[int, int], int] = {}
     for number, row in enumerate(rows, 1):
         if "index" not in row or "completion" not in row:
-            raise ValueError(f"{predictions}:{number}: a row needs 'index' and 'completion'")
-        index = row["index"]
+            raise DataError(f"{predictions}:{number}: a row needs 'index' and 'completion'")
+        index, sample = row["index"], row.get("sample", 0)
         if not isinstance(index, int) or not 0 <= index < len(problems):
-            raise ValueError(f"{predictions}:{number}: index {index!r} is not a row of the data file")
+            raise DataError(f"{predictions}:{number}: index {index!r} is not a row of the data file")
+        if not isinstance(row["completion"], str):
+            raise DataError(f"{predictions}:{number}: 'completion' must be a string, got {type(row['completion']).__name__}")
+        if (index, sample) in seen:
+            raise DataError(
+                f"{predictions}:{number}: problem {index} sample {sample} was already scored at line "
+                f"{seen[index, sample]} (a duplicate row would count twice)"
+            )
+        seen[index, sample] = number
         gold = problems[index].gold
         answer, correct = grade(row["completion"], gold, task.style)
         regraded.append({**row, "answer": answer, "gold": gold, "correct": correct})

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..decode import DecodeConfig
+from ..errors import UsageError
 from ..residual import ResidualConfig
 from .decoder import Decoder
 
@@ -42,18 +43,22 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if any(k < 1 for k in self.tokens_per_step):
             raise ValueError(f"tokens per step must be >= 1, got {self.tokens_per_step}")
-        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
-            raise ValueError(f"thresholds must lie in [0, 1], got {self.thresholds}")
+        wrong = [t for t in self.thresholds if not 0.0 <= t <= 1.0]
+        if wrong:
+            raise ValueError(f"thresholds {wrong} must lie in [0, 1]")
         if self.batch_size < 1:
             raise ValueError("the sweep's batch_size must be >= 1")
 
     def settings(self, base: DecodeConfig) -> list[DecodeConfig]:
-        """Fixed schedules committing k tokens per step (k dividing the block), then thresholds."""
-        fixed = [
-            replace(base, steps=base.gen_length // k, threshold=None)
-            for k in self.tokens_per_step
-            if base.block_length % k == 0
-        ]
+        """Fixed schedules committing k tokens per step, then thresholds. A k that does not
+        divide the block is refused (never dropped silently)."""
+        bad = [k for k in self.tokens_per_step if base.block_length % k]
+        if bad:
+            raise UsageError(
+                f"tokens per step {bad} must divide the block length {base.block_length} "
+                f"(gen length {base.gen_length}); pick divisors of it"
+            )
+        fixed = [replace(base, steps=base.gen_length // k, threshold=None) for k in self.tokens_per_step]
         return fixed + [replace(base, steps=None, threshold=t) for t in self.thresholds]
 
 
@@ -94,6 +99,20 @@ class Point:
     forward_passes: int
     seconds: float
     extra: dict = field(default_factory=dict)
+
+
+def parallelism_settings(
+    gen_length: int,
+    block_length: int,
+    tokens_per_step: Sequence[int] = (1, 2, 4, 8),
+    thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+) -> list[DecodeConfig]:
+    """`SweepConfig(tokens_per_step, thresholds).settings(...)` for one gen/block length."""
+    try:
+        config = SweepConfig(tuple(tokens_per_step), tuple(thresholds))
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return config.settings(DecodeConfig(gen_length=gen_length, block_length=block_length))
 
 
 @torch.inference_mode()

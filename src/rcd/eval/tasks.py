@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import fewshot
 from .fewshot import Exemplar
+from ..data.jsonl import DataError, iter_lines
 from .grading import extract_answer
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -98,26 +99,29 @@ def get_task(name: str) -> Task:
 def load_problems(task: Task, path: str | Path | None = None) -> list[Problem]:
     """Problems of a JSONL file (default: the task's packaged data), in file order."""
     path = Path(path) if path is not None else task.default_data()
-    if not path.is_file():
-        raise FileNotFoundError(f"no data file at {path}")
     problems = []
-    with path.open(encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            if not line.strip():
-                raise ValueError(f"{path}:{index + 1}: empty line (rows are indexed by line)")
-            try:
-                row = {k.lower(): v for k, v in json.loads(line).items()}
-            except (json.JSONDecodeError, AttributeError) as err:
-                raise ValueError(f"{path}:{index + 1}: not a JSON object") from err
-            problems.append(Problem(index, _field(row, ("problem", "question"), path, index), _gold(task, row, path, index)))
+    for number, line in iter_lines(path):
+        index = number - 1
+        if not line.strip():
+            raise DataError(f"{path}:{number}: empty line (rows are indexed by line)")
+        try:
+            row = {k.lower(): v for k, v in json.loads(line).items()}
+        except (json.JSONDecodeError, AttributeError):
+            raise DataError(f"{path}:{number}: not a JSON object") from None
+        problems.append(Problem(index, _field(row, ("problem", "question"), path, index), _gold(task, row, path, index)))
+    if not problems:
+        raise DataError(f"{path}: no problems (the file is empty)")
     return problems
 
 
 def _field(row: dict, keys: tuple[str, ...], path: Path, index: int) -> str:
     for key in keys:
-        if row.get(key) not in (None, ""):
-            return str(row[key])
-    raise ValueError(f"{path}:{index + 1}: needs one of the keys {keys}")
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) and value is not None:
+            raise DataError(f"{path}:{index + 1}: field {key!r} must be text, got {type(value).__name__}")
+        if value not in (None, ""):
+            return str(value)
+    raise DataError(f"{path}:{index + 1}: needs one of the keys {keys}")
 
 
 def _gold(task: Task, row: dict, path: Path, index: int) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .attention import ATTENTION_MODES, allowed_keys, position_ids
+from .attention import ATTENTION_MODES, BLOCK_GRIDS, allowed_keys, position_ids
 from .conventions import ForwardConvention, get_convention
 
 
@@ -27,6 +27,9 @@ class DiffusionModel:
     block_length: the block size a block-causal model was trained with, if known.
     convention: how the family's forward is called (rcd-tiny and transformers-native
         models: the default; LLaDA, Dream, SDAR: their own, see `rcd.models.presets`).
+    block_grid: where a block-causal model's blocks start: "generation" (at the first
+        generated position; rcd's own training) or "absolute" (at each row's first token, as
+        SDAR was trained and generates; see `rcd.decode.grid`).
     """
 
     model: nn.Module
@@ -34,10 +37,13 @@ class DiffusionModel:
     attention: str = "bidirectional"
     block_length: int | None = None
     convention: ForwardConvention = field(default_factory=ForwardConvention)
+    block_grid: str = "generation"
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        if self.block_grid not in BLOCK_GRIDS:
+            raise ValueError(f"block_grid must be one of {BLOCK_GRIDS}, got {self.block_grid!r}")
         if self.attention == "block-causal" and not self.convention.supports_cache:
             raise ValueError(
                 f"{self.convention.name} models are bidirectional: their forward has no KV cache "
@@ -50,7 +56,8 @@ class DiffusionModel:
         if isinstance(model, DiffusionModel):
             if attention is None or attention == model.attention:
                 return model
-            return cls(model.model, model.mask_token_id, attention, model.block_length, model.convention)
+            return cls(model.model, model.mask_token_id, attention, model.block_length, model.convention,
+                       model.block_grid)
         config = getattr(model, "config", None)
         mask_id = getattr(config, "mask_token_id", None)
         if mask_id is None:
@@ -59,7 +66,8 @@ class DiffusionModel:
             )
         convention = get_convention(convention_name(config))
         mode = attention or getattr(config, "attention", None) or "bidirectional"
-        dm = cls(model, int(mask_id), mode, getattr(config, "block_length", None), convention)
+        grid = getattr(config, "rcd_block_grid", None) or block_grid_of(config)
+        dm = cls(model, int(mask_id), mode, getattr(config, "block_length", None), convention, grid)
         dm.embeddings()  # fail early on a model without a reachable embedding table
         return dm
 
@@ -181,6 +189,14 @@ def convention_name(config) -> str:
     return preset.forward if preset is not None else "hf"
 
 
+def block_grid_of(config) -> str:
+    """The block grid of a model family, for configs `rcd.load` did not write."""
+    from .presets import detect_preset
+
+    preset = detect_preset(config)
+    return preset.block_grid if preset is not None else "generation"
+
+
 def check_reference(target: DiffusionModel, reference: DiffusionModel, tokenizers=None) -> None:
     """The one rule a reference must meet, in decoding (warm start) and training (stage rcd).
 
@@ -211,3 +227,14 @@ def check_reference(target: DiffusionModel, reference: DiffusionModel, tokenizer
 def _output_vocab(dm: DiffusionModel) -> int:
     config = getattr(dm.model, "config", None)
     return int(getattr(config, "vocab_size", None) or dm.vocab_size)
+
+
+def context_length(model: nn.Module | DiffusionModel) -> int | None:
+    """Positions the model was built for (None: its config does not say)."""
+    inner = model.model if isinstance(model, DiffusionModel) else model
+    config = getattr(inner, "config", None)
+    for name in ("max_position_embeddings", "max_sequence_length", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 
 ATTENTION_MODES = ("bidirectional", "block-causal")
+# where blocks start: at the first generated position, or at each row's first token (SDAR)
+BLOCK_GRIDS = ("generation", "absolute")
 
 
 def block_ids(positions: torch.Tensor, gen_start: int, block_length: int) -> torch.Tensor:
@@ -49,19 +51,28 @@ def allowed_keys(
     return allowed
 
 
-def block_diffusion_allowed(key_valid: torch.Tensor, gen_start: int, block_length: int) -> torch.Tensor:
+def block_diffusion_allowed(
+    key_valid: torch.Tensor, gen_start: int, block_length: int, grid: str = "generation"
+) -> torch.Tensor:
     """Bool (B, 1, 2L, 2L) for the block-diffusion training layout [noisy copy ; clean copy].
 
     Noisy block k sees itself (bidirectional) and clean blocks < k; clean tokens see clean
     blocks up to their own (block-causal); nothing sees the noisy copy from outside its
     block. This is what a KV-cached decode of block k sees, for every block at once.
+    grid "generation": blocks anchored at `gen_start` (the response start, all rows);
+    "absolute": at each row's first real token (SDAR's training mask: positions // b).
     """
     length = key_valid.shape[1]
-    blocks = block_ids(torch.arange(length, device=key_valid.device), gen_start, block_length)
-    q, k = blocks[:, None], blocks[None, :]
-    noisy_rows = torch.cat([q == k, k < q], dim=1)
-    clean_rows = torch.cat([torch.zeros_like(q == k), k <= q], dim=1)
-    allowed = torch.cat([noisy_rows, clean_rows], dim=0)[None, None]
+    if grid == "absolute":
+        blocks = torch.div(position_ids(key_valid), block_length, rounding_mode="floor")  # (B, L)
+    elif grid == "generation":
+        blocks = block_ids(torch.arange(length, device=key_valid.device), gen_start, block_length)[None]
+    else:
+        raise ValueError(f"block grid must be one of {BLOCK_GRIDS}, got {grid!r}")
+    q, k = blocks[:, :, None], blocks[:, None, :]
+    noisy_rows = torch.cat([q == k, k < q], dim=-1)
+    clean_rows = torch.cat([torch.zeros_like(q == k), k <= q], dim=-1)
+    allowed = torch.cat([noisy_rows, clean_rows], dim=-2)[:, None]
     keys = torch.cat([key_valid, key_valid], dim=1).bool()
     return allowed & keys[:, None, None, :]
 

@@ -5,7 +5,8 @@ transformers 5's `from_pretrained` reads properties that `post_init()` sets
 Remote code of the transformers-4 era (LLaDA's, seen in public copies of its modeling
 file) neither calls `post_init()` from its `__init__` nor accepts those arguments in its
 own `tie_weights()`. `adapt_remote_class` patches both on the loaded class, in place and
-once; classes that already follow transformers 5 are left alone.
+once; classes that already follow transformers 5 are left alone, and under transformers 4
+nothing is patched.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import functools
 import inspect
 
+import transformers
+
 MARK = "_rcd_transformers5_compat"
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 
 
 def adapt_remote_class(cls: type) -> type:
-    if getattr(cls, MARK, False):
+    if getattr(cls, MARK, False) or TRANSFORMERS_MAJOR < 5:
         return cls
     original_init = cls.__init__
 

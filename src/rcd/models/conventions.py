@@ -26,6 +26,7 @@ import inspect
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from .attention import additive_bias
 
@@ -48,6 +49,8 @@ class ForwardConvention:
         cache=None,
         use_cache: bool = False,
     ) -> tuple[torch.Tensor, object]:
+        if use_cache and cache is None:  # transformers 4.4x answers a legacy tuple when it makes its own
+            cache = DynamicCache()
         out = model(
             inputs_embeds=inputs_embeds,
             attention_mask=additive_bias(allowed, inputs_embeds.dtype),
@@ -100,6 +103,10 @@ class SDARConvention(ForwardConvention):
         return model.model.embed_tokens
 
     def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        if use_cache and cache is None:  # SDAR indexes the cache by layer, as transformers 4 allowed
+            from .legacy_remote import LayerIndexedCache
+
+            cache = LayerIndexedCache()
         out = model.model(
             inputs_embeds=inputs_embeds,
             attention_mask=allowed,

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import TypedDict
 
 import torch
-from transformers import GenerationConfig, PretrainedConfig
+from transformers import DynamicCache, GenerationConfig, PretrainedConfig
 from transformers import modeling_rope_utils
 from transformers import utils as hf_utils
 
@@ -88,6 +88,16 @@ def _removed_message(name: str) -> str:
         f"{_MASK_UTILS}.{name} was removed in transformers 5 and rcd does not provide it; rcd passes the "
         "remote model its attention masks itself, so call the model through rcd (DiffusionModel)"
     )
+
+
+class LayerIndexedCache(DynamicCache):
+    """A DynamicCache that also answers `cache[layer]` with (keys, values), as transformers 4's
+    did; SDAR's attention reads finished blocks that way (5.x caches are not subscriptable)."""
+
+    def __getitem__(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(self, "layers"):
+            return self.layers[layer].keys, self.layers[layer].values
+        return super().__getitem__(layer)
 
 
 def fill_config_defaults(config: PretrainedConfig) -> None:

@@ -22,13 +22,17 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from .adapter import DiffusionModel
 from .attention import ATTENTION_MODES
 from .buffers import checkpoint_keys, restore_buffers
-from .compat import adapt_remote_class
+from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
+from .lora import is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
+from ..rundir import looks_like_path
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+# transformers before 4.56 knows only `torch_dtype` (5.x: `dtype`)
+_DTYPE_KWARG = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 # custom 4D masks reach the kernel with these two; flash-attention kernels take no masks
 _MASKED_ATTENTION = ("sdpa", "eager")
 
@@ -73,16 +77,23 @@ def load(
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """Model (eval mode) and left-padding tokenizer of a checkpoint directory or hub id.
 
+    A LoRA adapter folder (see `rcd.models.lora`) loads as its base with the adapter merged.
+
     preset: family name (see `rcd.models.presets.PRESETS`); default: detected from the
         config's model type, and "hf" (any transformers causal LM run as a dLLM) otherwise.
     mask_token_id / attention / block_length: override the checkpoint's and the preset's.
     """
+    if is_adapter_dir(path_or_id):
+        return load_adapter(path_or_id, load, preset=preset, trust_remote_code=trust_remote_code, dtype=dtype,
+                            device=device, mask_token_id=mask_token_id, attention=attention,
+                            block_length=block_length, attn_implementation=attn_implementation)
     source = _check_source(path_or_id)
     config = _load_config(source, trust_remote_code)
-    chosen = get_preset(preset) if preset else (detect_preset(config, source) or PRESETS["hf"])
+    chosen = _choose_preset(source, config, preset)
     if chosen.remote_code and not trust_remote_code:
+        what = f"--preset {preset} runs" if preset else f"{source} is a {chosen.name} checkpoint, which ships"
         raise ValueError(
-            f"{source} is a {chosen.name} checkpoint, whose modeling code ships with the weights: "
+            f"{what} modeling code that comes with the weights: "
             "pass trust_remote_code=True (--trust-remote-code) if you trust it"
         )
     model = _load_model(source, config, chosen, trust_remote_code, _dtype(dtype), attn_implementation)
@@ -97,17 +108,46 @@ def load(
 
 
 def _check_source(path_or_id: str | Path) -> str:
-    path = Path(path_or_id)
+    """A local model directory, or a name for the Hub; a path that does not exist is named as such."""
+    path = Path(path_or_id).expanduser()
     if path.is_dir() and not (path / "config.json").exists():
-        raise FileNotFoundError(f"no model at {path} (config.json missing)")
-    if not path.is_dir() and (path.is_absolute() or str(path_or_id).startswith(".") or path.exists()):
-        raise FileNotFoundError(f"no model directory at {path}")
-    return str(path_or_id)
+        raise FileNotFoundError(f"no model at {path} (the directory has no config.json)")
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(f"{path} is a file, not a model directory")
+    if not path.exists() and looks_like_path(str(path_or_id)):
+        raise FileNotFoundError(f"no model directory at {path} ({path.absolute()} does not exist)")
+    return str(path) if path.exists() else str(path_or_id)
+
+
+def _choose_preset(source: str, config, preset: str | None) -> Preset:
+    detected = detect_preset(config, source)
+    if not preset:
+        return detected or PRESETS["hf"]
+    chosen = get_preset(preset)
+    if chosen.remote_code and detected is not None and detected.forward != chosen.forward:
+        raise ValueError(
+            f"--preset {preset} does not fit {source}: its config is a {detected.name} model "
+            f"(model_type {config.model_type!r}); drop --preset or use --preset {detected.name}"
+        )
+    if chosen.remote_code and not getattr(config, "auto_map", None):
+        raise ValueError(
+            f"--preset {preset} needs a checkpoint that ships {preset}'s modeling code (auto_map in its "
+            f"config.json); {source} has none"
+        )
+    return chosen
 
 
 def _load_config(source: str, trust_remote_code: bool):
     try:
         return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        if Path(source).exists():
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"{source}: no local directory of that name ({Path(source).absolute()}), and no model of that "
+            f"name could be loaded from the Hugging Face Hub ({reason[:120]})"
+        ) from err
     except ValueError as err:
         if not trust_remote_code and "trust_remote_code" in str(err):
             raise ValueError(
@@ -128,7 +168,7 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def _load_model(source, config, preset: Preset, trust_remote_code, dtype, attn_implementation):
     kwargs: dict = {"config": config, "trust_remote_code": trust_remote_code}
     if dtype is not None:
-        kwargs["dtype"] = dtype
+        kwargs[_DTYPE_KWARG] = dtype
     if preset.forward == "hf":
         attn_implementation = attn_implementation or "sdpa"
         if attn_implementation not in _MASKED_ATTENTION:
@@ -155,7 +195,7 @@ def _load_remote(source: str, class_ref: str, config, kwargs: dict):
         adapt_generation_configs(model_class)
         # (Dream overrides from_pretrained and takes no output_loading_info: read the keys instead)
         model = model_class.from_pretrained(source, **kwargs)
-        default_dtype = model.dtype if kwargs.get("dtype") is not None else torch.get_default_dtype()
+        default_dtype = model.dtype if kwargs.get(_DTYPE_KWARG) is not None else torch.get_default_dtype()
         with _default_dtype(default_dtype):
             restore_buffers(model, lambda: model_class(copy.deepcopy(model.config)), checkpoint_keys(source))
     return model
@@ -198,6 +238,7 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
     config.attention = mode
     config.block_length = block
     config.rcd_forward = preset.forward
+    config.rcd_block_grid = preset.block_grid
     config.rcd_preset = preset.name
     config.rcd_stop_token_ids = [i for i in preset.stop_token_ids if i < vocab]
 
@@ -212,3 +253,23 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
 
 def _first(*values):
     return next((v for v in values if v is not None), None)
+
+
+def check_shared_vocabulary(tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase,
+                            reference: str) -> None:
+    """RCD feeds the reference's probabilities through the model's embedding table: the same
+    token must have the same id in both (a same-sized but permuted vocabulary is garbage)."""
+    if tokenizer.get_vocab() != reference_tokenizer.get_vocab():
+        size = " (same size, other tokens or ids)" if len(tokenizer) == len(reference_tokenizer) else ""
+        raise ValueError(
+            f"the reference {reference} uses a different tokenizer than the model{size}: RCD needs a shared "
+            "vocabulary; train the reference with the model's tokenizer"
+        )
+
+
+def check_reference_tokenizer(model: str, reference: str, trust_remote_code: bool = False) -> None:
+    """The shared-vocabulary check from the two tokenizers alone, before any model loads."""
+    first, second = (
+        AutoTokenizer.from_pretrained(_check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
+    )
+    check_shared_vocabulary(first, second, str(reference))

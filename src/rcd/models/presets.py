@@ -35,6 +35,8 @@ class Preset:
     auto_class: the transformers Auto class the family registers its model under.
     remote_code: the family's modeling code lives in the checkpoint (trust_remote_code).
     chat_template: used only when the tokenizer has none.
+    block_grid: where a block-causal model's blocks start ("absolute": from each row's first
+        token, as SDAR trains and generates; see `rcd.decode.grid`).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Preset:
     auto_class: str = "AutoModelForCausalLM"
     remote_code: bool = False
     chat_template: str | None = None
+    block_grid: str = "generation"
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES:
@@ -83,6 +86,7 @@ _SDAR = Preset(
     stop_token_ids=(151645, 151643),
     forward="sdar",
     remote_code=True,
+    block_grid="absolute",
 )
 _HF = Preset(
     name="hf",

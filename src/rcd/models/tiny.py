@@ -10,8 +10,9 @@ with the transformers Auto classes under model type "rcd-tiny".
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
-from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -24,18 +25,31 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .attention import ATTENTION_MODES, additive_bias
-from .conventions import cache_argument
 from .attention import position_ids as padded_positions
+from .conventions import cache_argument
 
+if dataclasses.is_dataclass(LlamaConfig):  # transformers 5: configs are strict dataclasses
+    from huggingface_hub.dataclasses import strict
 
-@strict
-class RcdTinyConfig(LlamaConfig):
-    """Llama config plus what a dLLM needs: the mask token and the attention mode."""
+    @strict
+    class RcdTinyConfig(LlamaConfig):
+        """Llama config plus what a dLLM needs: the mask token and the attention mode."""
 
-    model_type = "rcd-tiny"
-    mask_token_id: int | None = None
-    attention: str = "bidirectional"
-    block_length: int | None = None
+        model_type = "rcd-tiny"
+        mask_token_id: int | None = None
+        attention: str = "bidirectional"
+        block_length: int | None = None
+
+else:  # transformers 4: configs take their fields in __init__
+
+    class RcdTinyConfig(LlamaConfig):
+        """Llama config plus what a dLLM needs: the mask token and the attention mode."""
+
+        model_type = "rcd-tiny"
+
+        def __init__(self, mask_token_id=None, attention="bidirectional", block_length=None, **kwargs):
+            self.mask_token_id, self.attention, self.block_length = mask_token_id, attention, block_length
+            super().__init__(**kwargs)
 
 
 class RcdTinyForDiffusionLM(LlamaPreTrainedModel):

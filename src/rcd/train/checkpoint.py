@@ -53,7 +53,9 @@ def save_checkpoint(accelerator: Accelerator, out: str | Path, state: TrainerSta
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in sorted(root.glob(f"{PREFIX}*"))[:-keep] if keep > 0 else []:
+        # only this run's earlier checkpoints go (train() never lets another run's sit here)
+        older = sorted(p for p in root.glob(f"{PREFIX}*") if p.name < final.name)
+        for old in older[: max(len(older) - keep + 1, 0)] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
 from ..models.loading import DTYPES
+from ..models.tiny import TINY_PRESETS
 from .stages import STAGES, ResidualTrainingConfig
 
 SCHEDULES = ("constant", "cosine", "linear")
+TRACKERS = ("none", "tensorboard", "wandb")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -89,7 +91,11 @@ class TrainConfig:
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "examples per micro-batch and process"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = field(default=1e-5, metadata={"help": "peak learning rate (AdamW; the paper used 1e-5)"})
+    lr: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate of AdamW (default: 1e-3 for a tiny preset trained from scratch, "
+                  "1e-5 to fine-tune a model, as the paper did)"},
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
     schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
@@ -115,9 +121,18 @@ class TrainConfig:
     eps: float = field(default=1e-3, metadata={"help": "smallest masking level t"})
     log_every: int = field(default=10, metadata={"help": "log metrics every N optimizer steps"})
     eval_every: int = field(default=0, metadata={"help": "eval loss every N steps (0: at the end only)"})
-    save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: at the end only)"})
+    save_every: int = field(
+        default=500, metadata={"help": "checkpoint every N steps, so that rerunning the command resumes (0: never)"}
+    )
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    resume: bool = field(default=False, metadata={"help": "continue from the last complete checkpoint in --out"})
+    resume: bool = field(
+        default=True,
+        metadata={"help": "continue the run of the same options in --out from its last checkpoint "
+                  "(--no-resume: refuse to touch it)"},
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "discard the run --out holds (its checkpoints, metrics, model) and start again"}
+    )
     cache_reference: bool = field(
         default=False,
         metadata={"help": "stage rcd: cache the reference's top-k on epoch 1, reuse later (noise then repeats)"},
@@ -130,6 +145,12 @@ class TrainConfig:
         default=False, metadata={"help": "allow the model's own code from its directory (LLaDA, Dream, SDAR)"}
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "also log metrics to this Accelerate tracker (metrics.jsonl is always written)",
+                  "choices": TRACKERS},
+    )
+    run_name: str | None = field(default=None, metadata={"help": "tracker project/run name (default: --out's name)"})
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -142,6 +163,15 @@ class TrainConfig:
             self.residual = ResidualTrainingConfig()
         if min(self.batch_size, self.grad_accum, self.epochs, self.max_prompt_length, self.max_response_length) < 1:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1 (or left out for --epochs), not {self.max_steps}")
+        if min(self.save_every, self.log_every - 1, self.eval_every, self.keep_checkpoints, self.warmup_steps) < 0:
+            raise ValueError("--save-every, --eval-every, --keep-checkpoints and --warmup-steps must be >= 0, "
+                             "--log-every >= 1")
+        if self.lr is None:
+            self.lr = 1e-3 if self.model in TINY_PRESETS else 1e-5
+        if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 < self.eps < 1:
+            raise ValueError("--lr must be > 0, --weight-decay and --max-grad-norm >= 0, --eps in (0, 1)")
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
         for name in ("dtype", "reference_dtype"):
@@ -157,7 +187,22 @@ class TrainConfig:
         if self.streaming and (self.max_steps is None or self.group_by_length or self.cache_reference):
             raise ValueError("--streaming needs --max-steps (a stream has no length), and takes no "
                              "--group-by-length or --cache-reference")
+        if self.lora_rank and self.model in TINY_PRESETS:
+            raise ValueError(
+                "LoRA adapts a saved model: pass a model directory or Hub id as --model (a tiny preset is built "
+                "from scratch: train all its weights)"
+            )
+        if self.report_to not in TRACKERS:
+            raise ValueError(f"report_to must be one of {TRACKERS}, not {self.report_to!r}")
+        if self.report_to != "none":
+            from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+            available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[self.report_to]
+            if not available():
+                raise ValueError(f"--report-to {self.report_to} needs the package: pip install {self.report_to}")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")
-        if self.cache_reference and self.residual.source == "self":
-            raise ValueError("--cache-reference caches the reference at the batch's masks: not with --res-source self")
+        if self.cache_reference and self.residual.source in ("self", "selfcond"):
+            raise ValueError(
+                "--cache-reference caches the reference at the batch's masks: not with --res-source self/selfcond"
+            )

@@ -36,7 +36,7 @@ def noisy_logits(
     positions = position_ids(batch.key_valid)
     logits, _ = dm.call(
         torch.cat([noisy_embeds, dm.embed(batch.clean)], dim=1),
-        allowed=block_diffusion_allowed(batch.key_valid, batch.gen_start, block_length),
+        allowed=block_diffusion_allowed(batch.key_valid, batch.gen_start, block_length, dm.block_grid),
         position_ids=torch.cat([positions, positions], dim=1),
     )
     return logits[:, :length]

@@ -21,7 +21,7 @@ from .noise import NoisyBatch, dropped_residuals, with_extra_masks
 from .objectives import diffusion_loss, noisy_logits
 
 STAGES = ("ref", "seqd", "rcd")
-RESIDUAL_SOURCES = ("noisy", "more-masked", "self")
+RESIDUAL_SOURCES = ("noisy", "more-masked", "self", "selfcond")
 DROPOUT_UNITS = ("sample", "position")
 
 
@@ -46,7 +46,9 @@ class ResidualTrainingConfig:
         default="noisy",
         metadata={
             "help": "residual source: the reference on the noisy x_t (paper), on a 'more-masked' copy, "
-            "or 'self': the target's own no-grad prediction of the more-masked copy (inference's self-loop)",
+            "'self': the target's own no-grad prediction of the more-masked copy (inference's self-loop), "
+            "or 'selfcond': the target's own no-grad prediction of x_t itself (self-conditioning; "
+            "pair it with --residual-dropout 0.5)",
             "choices": RESIDUAL_SOURCES,
         },
     )
@@ -84,8 +86,11 @@ def reference_signal(
     """Run the frozen reference on the noisy input, or on a more-masked copy of it.
 
     The signal covers the batch's masked positions; for source "self" it covers the
-    more-masked copy's, which the target then predicts itself (see StageModule).
+    more-masked copy's, which the target then predicts itself (see StageModule). Source
+    "selfcond" needs no reference pass: the target makes its own signal.
     """
+    if options.source == "selfcond":
+        return ReferenceSignal()
     seen = batch if options.source == "noisy" else with_extra_masks(batch, options.more_masked_fraction)
     logits = noisy_logits(reference, reference.embed(seen.noisy), seen, block_length)
     return ReferenceSignal(logits=logits[seen.masked if options.source == "self" else batch.masked])
@@ -122,6 +127,8 @@ class StageModule(nn.Module):
         if signal is not None:
             if self.residual is not None and self.residual.source == "self":
                 signal = self.previous_step(target, batch, signal)
+            elif self.residual is not None and self.residual.source == "selfcond":
+                signal = self.own_prediction(target, batch)
             embeds = self.residual_inputs(target, batch, embeds, signal)
         return diffusion_loss(noisy_logits(target, embeds, batch, self.block_length), batch)
 
@@ -135,6 +142,13 @@ class StageModule(nn.Module):
         previous = with_extra_masks(batch, self.residual.more_masked_fraction)
         embeds = self.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
         return ReferenceSignal(logits=noisy_logits(target, embeds, previous, self.block_length)[batch.masked])
+
+    @torch.no_grad()
+    def own_prediction(self, target: DiffusionModel, batch: NoisyBatch) -> ReferenceSignal:
+        """Self-conditioning (Chen et al., 2022): the target's stop-grad plain-mask prediction
+        of the same x_t becomes its residual; dropout decides how often it is fed."""
+        logits = noisy_logits(target, target.embed(batch.noisy), batch, self.block_length)
+        return ReferenceSignal(logits=logits[batch.masked])
 
     def residual_inputs(
         self,
@@ -156,6 +170,6 @@ class StageModule(nn.Module):
         full_delta[batch.masked] = delta
         full_alpha = torch.zeros(batch.masked.shape, dtype=alpha.dtype, device=alpha.device)
         full_alpha[batch.masked] = alpha
-        if dropout and options.dropout > 0:
+        if dropout and self.training and options.dropout > 0:  # held-out loss: residual always on
             full_alpha = full_alpha.masked_fill(dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0)
         return mix_masked_embeddings(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked)

@@ -6,33 +6,40 @@ mixed precision, tqdm progress, a JSONL metrics log, atomic checkpoints and exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from ..data.jsonl import append_jsonl, read_jsonl, write_jsonl
+from ..data.jsonl import append_jsonl
 from ..data.batching import LengthGroupedSampler
 from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
 from ..data.sft import SftCollator
-from ..models.adapter import DiffusionModel, check_reference
-from ..models.loading import DTYPES, load
+from ..errors import UsageError
+from ..eval.predictions import cut_torn_tail, read_rows
+from ..models.adapter import DiffusionModel, check_reference, context_length
+from ..models.loading import DTYPES, check_shared_vocabulary, load
 from ..models.tiny import TINY_PRESETS, tiny_model
+from ..rundir import RunDir, normal_mode, write_json
 from ..tokenizer import char_tokenizer
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
 from .noise import add_noise
 from .reference_cache import ReferenceCache
+from .run_record import WORK, train_record
 from .stages import ReferenceSignal, ResidualTrainingConfig, StageModule
 
 EVAL_EPOCH = 2**31 - 1  # noise key of the held-out set: the same noise at every evaluation
@@ -57,10 +64,25 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokeniz
             **TINY_PRESETS[config.model],
         )
         return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
-    if not Path(config.model).is_dir():
-        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    if not Path(config.model).is_dir() and "/" not in config.model:
+        raise FileNotFoundError(
+            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+        )
     model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     return model.train(), tokenizer
+
+
+def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer a run will use, without loading its model."""
+    if config.model in TINY_PRESETS:
+        return load_tokenizer(config.tokenizer)
+    if not Path(config.model).is_dir() and "/" not in config.model:
+        raise FileNotFoundError(
+            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+        )
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
 
 
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
@@ -80,6 +102,7 @@ def load_reference(
 ) -> torch.nn.Module:
     """The frozen reference: eval mode, no gradients, checked against the target (`check_reference`)."""
     model, ref_tokenizer = load(path, trust_remote_code=trust_remote_code, dtype=dtype)
+    check_shared_vocabulary(tokenizer, ref_tokenizer, path)
     try:
         check_reference(target, DiffusionModel.wrap(model), (tokenizer, ref_tokenizer))
     except ValueError as err:
@@ -103,9 +126,10 @@ class Trainer:
         self.residual = config.residual  # None unless stage rcd
         self.out = Path(config.out)
         self.accelerator = Accelerator(
-            # without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)
-            cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+            cpu=_cpu_only(),
             mixed_precision=config.mixed_precision,
+            log_with=None if config.report_to == "none" else config.report_to,
+            project_dir=config.out,
             gradient_accumulation_steps=config.grad_accum,
             dataloader_config=DataLoaderConfiguration(
                 # a stream is read by every process, each keeping its share of the examples
@@ -113,7 +137,16 @@ class Trainer:
             ),
         )
         set_seed(config.seed)
+        if config.stage == "rcd":  # the shared vocabulary, from the tokenizers: before any model loads
+            check_shared_vocabulary(tokenizer_of(config), tokenizer_of(replace(config, model=config.reference)),
+                                    config.reference)
         model, self.tokenizer = build_model(config)
+        context = context_length(model)
+        if context is not None and config.max_prompt_length + config.max_response_length > context:
+            raise ValueError(
+                f"--max-prompt-length {config.max_prompt_length} + --max-response-length "
+                f"{config.max_response_length} exceed the model's context of {context} positions; lower them"
+            )
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if config.lora_rank:
@@ -130,6 +163,10 @@ class Trainer:
             )
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
+            )
+        if config.cache_reference and self.residual.source in ("self", "selfcond"):
+            raise ValueError(
+                "--cache-reference caches the reference at the batch's masks: not with --res-source self/selfcond"
             )
         self.cache = ReferenceCache(config.cache_top_k, self.residual.residual) if config.cache_reference else None
         collate = SftCollator(
@@ -170,6 +207,8 @@ class Trainer:
         self.module, self.optimizer, self.loader, self.scheduler = prepared
         self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
         self.state = TrainerState()
+        self._logged: set[tuple[str, int]] = set()  # (kind, step) rows already in metrics.jsonl
+        self._last_loss: float | None = None
 
     def _data_options(self, split: str) -> DataOptions:
         c = self.config
@@ -239,6 +278,9 @@ class Trainer:
         config, acc = self.config, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
+        if config.report_to != "none":
+            options = {**asdict(config), **{f"residual_{k}": v for k, v in asdict(self.residual).items()}}
+            acc.init_trackers(config.run_name or self.out.name, config=_scalars(options))
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -247,7 +289,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         window = {"loss": 0.0, "micro": 0, "tokens": 0, "seconds": 0.0}
-        last_loss = None
+        last_loss = self._last_loss  # a run resumed at its last step logs nothing new
         self.module.train()
         while self.state.step < self.total_steps:
             epoch = self.state.epoch
@@ -311,17 +353,24 @@ class Trainer:
             "tokens_per_second": tokens / seconds,
             "train_seconds": self.state.seconds,
         }
-        if acc.is_main_process:
-            append_jsonl(self.out / METRICS_FILE, row)
+        self._append_metrics("loss", row)
+        acc.log({k: v for k, v in row.items() if k != "step"}, step=self.state.step)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_second']:.0f}")
         window.update(loss=0.0, micro=0, tokens=0, seconds=0.0)
         return loss
 
     def _log_eval(self) -> float | None:
         eval_loss = self.evaluate()
-        if eval_loss is not None and self.accelerator.is_main_process:
-            append_jsonl(self.out / METRICS_FILE, {"step": self.state.step, "eval_loss": eval_loss})
+        if eval_loss is not None:
+            self._append_metrics("eval", {"step": self.state.step, "eval_loss": eval_loss})
+            self.accelerator.log({"eval_loss": eval_loss}, step=self.state.step)
         return eval_loss
+
+    def _append_metrics(self, kind: str, row: dict) -> None:
+        """Append-only log: a step logged before a kill (after the last checkpoint) is not logged twice."""
+        if self.accelerator.is_main_process and (kind, row["step"]) not in self._logged:
+            append_jsonl(self.out / METRICS_FILE, row)
+            self._logged.add((kind, row["step"]))
 
     def _save_checkpoint(self) -> None:
         path = save_checkpoint(self.accelerator, self.out, self.state, self.config.keep_checkpoints)
@@ -329,21 +378,30 @@ class Trainer:
             self.cache.save(path / "reference_cache.pt")
 
     def _resume(self) -> None:
-        if not self.config.resume:
-            if (self.out / METRICS_FILE).exists() and self.accelerator.is_main_process:
-                (self.out / METRICS_FILE).unlink()
-            return
-        path = latest_checkpoint(self.out)
-        if path is None:
-            self.accelerator.print(f"--resume: no checkpoint in {self.out}, starting from scratch")
-            return
-        self.state = load_checkpoint(self.accelerator, path)
-        if self.cache is not None and (path / "reference_cache.pt").exists():
-            self.cache.load(path / "reference_cache.pt")
+        """Continue from the last complete checkpoint; `train()` has checked it is this run's."""
         metrics = self.out / METRICS_FILE
-        if metrics.exists() and self.accelerator.is_main_process:
-            write_jsonl(metrics, [r for r in read_jsonl(metrics) if r["step"] <= self.state.step])
-        self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        if self.accelerator.is_main_process:
+            cut_torn_tail(metrics)  # a kill mid-append: the next row starts on its own line
+        self.accelerator.wait_for_everyone()
+        rows = read_rows(metrics)
+        path = latest_checkpoint(self.out) if self.config.resume else None
+        if path is not None:
+            self.state = load_checkpoint(self.accelerator, path)
+            if self.cache is not None and (path / "reference_cache.pt").exists():
+                self.cache.load(path / "reference_cache.pt")
+            self.accelerator.print(f"resumed from {path} at step {self.state.step}")
+        kept = [r for r in rows if r["step"] <= self.state.step]
+        # rows after the checkpoint were logged by the killed run: those steps are trained again
+        # and give the same rows, which are then not written twice
+        self._logged = {("eval" if "eval_loss" in r else "loss", r["step"]) for r in rows}
+        self._last_loss = next((r["loss"] for r in reversed(kept) if "loss" in r), None)
+
+    def _save_adapter(self, model) -> None:
+        """OUT/adapter: the LoRA weights and the base they adapt (absolute path or Hub id)."""
+        base = Path(self.config.model)
+        model.peft_config["default"].base_model_name_or_path = str(base.resolve()) if base.is_dir() else self.config.model
+        model.save_pretrained(self.out / ADAPTER_DIR, safe_serialization=True)
+        self.tokenizer.save_pretrained(self.out / ADAPTER_DIR)
 
     def _finish(self, last_loss: float | None, eval_loss: float | None) -> dict[str, Any]:
         acc = self.accelerator
@@ -366,15 +424,77 @@ class Trainer:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
         model = acc.unwrap_model(self.module).model
         if self.config.lora_rank:
+            if acc.is_main_process:
+                self._save_adapter(model)
             model = model.merge_and_unload()
         if acc.is_main_process:
-            model.save_pretrained(self.out, safe_serialization=True)
-            self.tokenizer.save_pretrained(self.out)
-            (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+            summary["files"] = self._save_final(model)
+            write_json(self.out / SUMMARY_FILE, summary)  # written last: marks the run complete
         acc.wait_for_everyone()
+        acc.end_training()  # flushes and closes the trackers (none: nothing to do)
         return summary
+
+    def _save_final(self, model: torch.nn.Module) -> list[str]:
+        """Model + tokenizer into a temporary folder, then each whole file renamed into OUT."""
+        tmp = self.out / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        names = sorted(f.name for f in tmp.iterdir())
+        for name in names:
+            normal_mode(tmp / name)
+            os.replace(tmp / name, self.out / name)
+        tmp.rmdir()
+        return names
+
+
+ADAPTER_DIR = "adapter"
+
+
+def _scalars(options: dict[str, Any]) -> dict[str, Any]:
+    """Tracker hyperparameters: scalars as they are, None as 'none' (TensorBoard takes no None)."""
+    return {k: "none" if v is None else v for k, v in options.items()}
 
 
 def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
-    """Run one training stage; returns the summary also written to OUT/train_summary.json."""
-    return Trainer(config, residual).train()
+    """Run one training stage; returns the summary also written to OUT/train_summary.json.
+
+    OUT is locked while the run lasts. A run of the same options and inputs in OUT is
+    continued from its last checkpoint, or, when complete, returned as it is; a run of
+    other options is refused unless `config.overwrite` (see `rcd.rundir`).
+    """
+    if residual is not None:  # the older spelling of TrainConfig(residual=...)
+        config = replace(config, residual=residual)
+    options, inputs = train_record(config, config.residual)  # before any model loads: a missing path fails here
+    summary_path = Path(config.out) / SUMMARY_FILE
+    saved = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    run = RunDir(config.out, "train", (*WORK, *saved.get("files", [])))
+    record = run.record_of(options, inputs)
+    state = PartialState(cpu=_cpu_only())
+    with run if state.is_main_process else contextlib.nullcontext():
+        continuing = run.check(record, overwrite=config.overwrite) if state.is_main_process else None
+        continuing = bool(_broadcast(continuing))
+        if continuing and not config.resume:
+            raise UsageError(f"{config.out} holds a run of these options; drop --no-resume to continue it, "
+                             "or pass --overwrite to start again")
+        if continuing and summary_path.exists():
+            PartialState().print(f"{config.out}: this run is complete ({SUMMARY_FILE}); nothing to do")
+            return json.loads(summary_path.read_text())
+        trainer = Trainer(config)
+        if state.is_main_process:
+            run.record(record)  # the run has really started: model and data loaded
+        return trainer.train()
+
+
+def _cpu_only() -> bool:
+    """Without an accelerator, CPU mode (gloo DDP under torchrun / accelerate launch)."""
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+def _broadcast(value: Any) -> Any:
+    """The main process's value on every process."""
+    from accelerate.utils import broadcast_object_list
+
+    if PartialState().num_processes == 1:
+        return value
+    return broadcast_object_list([value])[0]

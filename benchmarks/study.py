@@ -1,0 +1,568 @@
+"""A study that can tell RCD's gain from noise: seeds x arms x decodings, paired bootstrap CIs.
+
+    python -m benchmarks.study --out runs/study                    # train, decode, report
+    python -m benchmarks.study --out runs/study --phases report    # tables from what is there
+    python -m benchmarks.study --quick --out /tmp/study            # the pipeline at toy size
+
+Per training seed (the data and the held-out problems stay fixed; the seed changes the
+models' init, data order and noise), the `rcd demo` pipeline trains a reference and, from
+it, every training arm (`ARMS`: SeqD, SeqD trained 60% longer, RCD recipes). Every decoding
+(`METHODS`: a trained arm, a residual config, commit settings) runs on the same held-out
+problems and keeps per-problem exact match and cells right, so two methods compare paired.
+Every run writes its own file and is skipped when the file exists: a restart loses nothing.
+
+The report (`study.md`, `study.json`):
+- accuracy @ tokens per forward pass (every pass counted: warm-start and reference passes)
+  per method and setting, mean over seeds, exact match and cells right;
+- paired differences against SeqD with a 95% bootstrap CI that resamples seeds and problems
+  (`paired_bootstrap`), and the per-seed differences;
+- thresholds chosen on a validation split by one rule for every method (`calibrated_tau`);
+- the reliability of commits under tau 0.9 (share right per confidence bin);
+- the issue's two bars: passes RCD needs to reach SeqD's peak accuracy, and RCD - SeqD at
+  >= 4 tokens per pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import rcd
+from rcd.data import get_task, make_splits, read_jsonl, write_jsonl
+from rcd.decode import DecodeConfig
+from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data, train_stage
+from rcd.eval.report import pareto_plot
+from rcd.eval.sweep import Method, evaluate
+from rcd.residual import ResidualConfig
+from rcd.train import ResidualTrainingConfig, TrainConfig
+
+from .calibration import BINS, committed_confidence, gold_tokens
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Mean of b - a with a percentile bootstrap CI, for scores of shape (seeds, problems).
+
+    Both arms are scored on the same problems by models of the same seeds, so each
+    replicate draws seeds and problems with replacement once and applies the same draw to
+    both arms (paired): the CI covers training-seed noise and problem-sampling noise. With
+    few seeds the seed part is rough (3 seeds resampled underestimate their spread by
+    about sqrt(2/3)); the per-seed differences are reported next to it for that reason.
+    """
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    if a.shape != b.shape:
+        raise ValueError(f"paired arms need the same (seeds, problems) shape, got {a.shape} and {b.shape}")
+    diff = b - a
+    n_seeds, n_problems = diff.shape
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    problems = rng.integers(0, n_problems, size=(n_boot, n_problems))
+    per_seed = np.stack([diff[:, p].mean(axis=1) for p in problems])  # (n_boot, n_seeds)
+    replicates = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(replicates, [tail, 1 - tail])
+    return {"diff": float(diff.mean()), "lo": float(lo), "hi": float(hi),
+            "per_seed": [float(d) for d in diff.mean(axis=1)]}
+
+
+def cells_right(example: dict, completion: str) -> float:
+    """Partial credit: the share of the prompt's blank cells (".") filled with the answer's
+    digit; for tasks without blanks, the share of answer characters matched in place."""
+    prompt, answer = example["prompt"].rstrip(":"), str(example["answer"])
+    blanks = [i for i, ch in enumerate(prompt) if ch == "."] if len(prompt) == len(answer) else []
+    where = blanks or range(len(answer))
+    return sum(i < len(completion) and completion[i] == answer[i] for i in where) / max(len(where), 1)
+
+
+def calibrated_tau(val_points: dict[float, dict], min_tokens_per_pass: float) -> float | None:
+    """The rule for every method: the largest tau whose validation tokens per pass reach the
+    target (largest = the most careful threshold that is still that parallel)."""
+    ok = [tau for tau, p in val_points.items() if p["tokens_per_step"] >= min_tokens_per_pass]
+    return max(ok) if ok else None
+
+
+def passes_to_reach(points: Sequence[dict], accuracy: float) -> float | None:
+    """Fewest forward passes per problem (gen tokens / tokens per pass) at which a method's
+    measured points reach `accuracy` (no interpolation); None if none does."""
+    ok = [p["passes_per_problem"] for p in points if p["accuracy"] >= accuracy]
+    return min(ok) if ok else None
+
+
+# ---------------------------------------------------------------------------- what is run
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A trained model: stage `seqd` or `rcd` from the seed's reference, `steps` x stage_steps."""
+
+    stage: str
+    steps: float = 1.0
+    residual: ResidualTrainingConfig | None = None
+
+
+ARMS: dict[str, Arm] = {
+    "seqd": Arm("seqd"),
+    "rcd": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)),  # the demo's recipe
+    "seqd-long": Arm("seqd", steps=1.6),  # the paper's "SeqD trained 60% longer"
+    "rcd-paper": Arm("rcd", residual=ResidualTrainingConfig(source="noisy")),
+    "rcd-selfcond": Arm("rcd", residual=ResidualTrainingConfig(source="selfcond", dropout=0.5)),
+    "rcd-long": Arm("rcd", steps=1.6, residual=ResidualTrainingConfig(source="self", dropout=0.3)),
+}
+
+FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
+TAUS = (0.8, 0.9, 0.95)  # threshold grid (validation and test)
+WARM = ResidualConfig(init="reference")
+COLD = ResidualConfig(init="zero")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A decoding of one arm: residual None = plain decoding. Sweeps (CPU-sized): 'full' =
+    fixed schedules of 1/2/4/8 tokens per step and the threshold grid on validation and test;
+    'core' = the fixed schedules and tau 0.9; 'fixed' = 2/4/8 tokens per step; 'orders' =
+    random and left-to-right commit orders at 4 tokens per step."""
+
+    arm: str
+    residual: ResidualConfig | None = None
+    sweep: str = "full"
+
+
+METHODS: dict[str, MethodSpec] = {
+    "ref": MethodSpec("ref", None, "fixed"),  # the seed's reference (stage 1 only)
+    "ref+res": MethodSpec("ref", COLD, "fixed"),  # ... decoded with residuals, training-free
+    "ref order": MethodSpec("ref", None, "orders"),
+    "ref+res order": MethodSpec("ref", COLD, "orders"),
+    "seqd": MethodSpec("seqd"),
+    "rcd": MethodSpec("rcd", WARM),
+    "rcd-off": MethodSpec("rcd", None, "core"),  # the RCD model without its residual
+    "seqd-long": MethodSpec("seqd-long", None, "core"),
+    "seqd+res": MethodSpec("seqd", COLD, "fixed"),  # training-free soft tokens
+    "seqd order": MethodSpec("seqd", None, "orders"),
+    "rcd order": MethodSpec("rcd", WARM, "orders"),
+    "rcd-off order": MethodSpec("rcd", None, "orders"),
+    "rcd-paper": MethodSpec("rcd-paper", WARM, "fixed"),
+    "rcd-paper aligned": MethodSpec("rcd-paper", replace(WARM, feedback="reference"), "fixed"),
+    "rcd-paper-off": MethodSpec("rcd-paper", None, "fixed"),
+    "rcd-selfcond": MethodSpec("rcd-selfcond", COLD, "fixed"),
+    "rcd-selfcond-off": MethodSpec("rcd-selfcond", None, "fixed"),
+    "rcd-cold": MethodSpec("rcd", COLD, "fixed"),
+    "rcd-long": MethodSpec("rcd-long", WARM, "core"),
+    "rcd-long-off": MethodSpec("rcd-long", None, "fixed"),
+    "rcd T1.5": MethodSpec("rcd", replace(WARM, temperature=1.5), "fixed"),
+    "rcd alpha0.5": MethodSpec("rcd", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
+}
+RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper")
+RELIABILITY_TAU = 0.9
+
+# the comparisons of the report: (baseline, challenger, why)
+COMPARISONS = (
+    ("ref", "ref+res", "training-free soft tokens on the stage-1 model"),
+    ("ref order", "ref+res order", "training-free soft tokens, orders that do not pick easy cells first"),
+    ("seqd", "rcd", "the core comparison (demo recipe)"),
+    ("seqd-long", "rcd", "RCD vs SeqD trained 60% longer"),
+    ("seqd", "seqd-long", "more training alone"),
+    ("seqd", "seqd+res", "training-free soft tokens on SeqD"),
+    ("rcd-off", "rcd", "the residual's worth to the RCD model"),
+    ("seqd", "rcd-off", "base skill lost by stage 2"),
+    ("seqd", "rcd-cold", "cold start"),
+    ("seqd order", "rcd order", "commit orders that do not pick easy cells first"),
+    ("rcd-off order", "rcd order", "the residual under those orders"),
+    ("seqd", "rcd-paper", "the paper's residual source, self-loop"),
+    ("seqd", "rcd-paper aligned", "the paper's source with the train-aligned residual"),
+    ("rcd-paper", "rcd-paper aligned", "aligned vs self-loop residual"),
+    ("rcd-paper-off", "rcd-paper", "the residual's worth to the paper-source model"),
+    ("seqd", "rcd-selfcond", "self-conditioning training (cold start)"),
+    ("rcd-selfcond-off", "rcd-selfcond", "the residual's worth to the self-conditioned model"),
+    ("seqd-long", "rcd-long", "stage 2 60% longer, both arms"),
+    ("rcd-long-off", "rcd-long", "the residual's worth after a longer stage 2"),
+    ("rcd", "rcd T1.5", "residual temperature 1.5 (more residual)"),
+    ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
+)
+
+
+@dataclass
+class StudyConfig:
+    out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
+    task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.TASKS)"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
+    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
+    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
+    phases: list[str] = field(default_factory=lambda: ["train", "decode", "report"], metadata={"help": "train decode report"})
+    n_train: int = field(default=20000, metadata={"help": "training problems"})
+    n_test: int = field(default=1000, metadata={"help": "held-out test problems"})
+    n_val: int = field(default=300, metadata={"help": "validation problems (threshold calibration)"})
+    ref_steps: int = field(default=1200, metadata={"help": "reference steps (the demo: 3600)"})
+    stage_steps: int = field(default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"})
+    batch_size: int = field(default=64, metadata={"help": "training batch size"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
+    min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
+    tokens_per_step: list[int] = field(default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"})
+    taus: list[float] = field(default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"})
+    decode_limit: int = field(default=0, metadata={"help": "decode only the first N test problems (0: all)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"})
+    quick: bool = field(default=False, metadata={"help": "toy size: the pipeline in well under a minute"})
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS] + [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
+        if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
+            raise ValueError("phases are train, decode, report; give at least one seed")
+        if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1:
+            raise ValueError("sizes and steps must be >= 1")
+
+    def scaled(self) -> StudyConfig:
+        if not self.quick:
+            return self
+        return replace(self, seeds=self.seeds[:2], n_train=200, n_test=24, n_val=12, ref_steps=20, stage_steps=6,
+                       batch_size=16, n_boot=200, eval_batch_size=64)
+
+    def demo(self, seed: int) -> DemoConfig:
+        """The demo's settings at this size (data seed 0 for every training seed)."""
+        return DemoConfig(task=self.task, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
+                          ref_steps=self.ref_steps, stage_steps=self.stage_steps, batch_size=self.batch_size,
+                          lr=self.lr, sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size))
+
+
+# ---------------------------------------------------------------------------- phases
+
+
+def prepare(config: StudyConfig) -> dict[str, Any]:
+    """Data once for all seeds: train, test, validation (disjoint) and the tokenizer."""
+    root = Path(config.out) / "data"
+    meta_path = root / "meta.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    train_file, held_file, tokenizer_dir, gen_length = prepare_data(config.demo(0), root)
+    held = read_jsonl(held_file)
+    write_jsonl(root / "val.jsonl", held[config.n_test :])
+    write_jsonl(held_file, held[: config.n_test])
+    meta = {"train": str(train_file), "test": str(held_file), "val": str(root / "val.jsonl"),
+            "tokenizer": str(tokenizer_dir), "gen_length": gen_length}
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
+    root = Path(config.out) / f"seed{seed}"
+    common = dict(data=meta["train"], eval_data=meta["val"], batch_size=config.batch_size, lr=config.lr, seed=seed,
+                  warmup_steps=min(50, config.ref_steps // 10), log_every=50, save_every=300,
+                  max_response_length=meta["gen_length"], response_padding="max", progress=False)
+    ref = root / "ref"
+    train_stage(TrainConfig(stage="ref", model="tiny-xs", tokenizer=meta["tokenizer"], out=str(ref),
+                            max_steps=config.ref_steps, **common))
+    for name in arms:
+        arm = ARMS[name]
+        started = time.perf_counter()
+        train_stage(
+            TrainConfig(stage=arm.stage, model=str(ref), reference=str(ref) if arm.stage == "rcd" else None,
+                        out=str(root / name), max_steps=round(arm.steps * config.stage_steps), **common),
+            arm.residual,
+        )
+        print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[tuple[str, DecodeConfig]]:
+    """(split, setting) pairs a method is decoded under."""
+    base = DecodeConfig(gen_length=gen_length, block_length=gen_length)
+    fixed = {k: replace(base, steps=gen_length // k) for k in config.tokens_per_step}
+    if spec.sweep == "orders":
+        return [("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")]
+    if spec.sweep == "fixed":
+        return [("test", s) for k, s in fixed.items() if k > 1]
+    out = [("test", s) for s in fixed.values()]
+    if spec.sweep == "core":
+        return out + [("test", replace(base, threshold=0.9))]
+    for split in ("val", "test") if len(config.taus) > 1 else ("test",):
+        out += [(split, replace(base, threshold=t)) for t in config.taus]
+    return out
+
+
+def record_path(config: StudyConfig, seed: int, method: str, split: str, setting: DecodeConfig) -> Path:
+    name = setting.describe().replace(" ", "_").replace("=", "")
+    return Path(config.out) / f"seed{seed}" / "decode" / method.replace(" ", "_") / f"{split}-{name}.json"
+
+
+def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[str]) -> None:
+    """Every (method, split, setting) of one seed not decoded yet; per-problem records."""
+    root = Path(config.out) / f"seed{seed}"
+    task = get_task(config.task)
+    rows = {split: read_jsonl(meta[split]) for split in ("val", "test")}
+    if config.decode_limit:
+        rows["test"] = rows["test"][: config.decode_limit]
+    models: dict[str, Any] = {}
+    tokenizer = None
+
+    def model(name: str):
+        nonlocal tokenizer
+        if name not in models:
+            models[name], tokenizer = rcd.load(root / name)
+        return models[name]
+
+    for name in methods:
+        spec = METHODS[name]
+        if not (root / spec.arm / "train_summary.json").exists():
+            print(f"seed {seed} {name}: arm {spec.arm} not trained, skipped", flush=True)
+            continue
+        for split, setting in settings_of(spec, meta["gen_length"], config):
+            path = record_path(config, seed, name, split, setting)
+            if path.exists():
+                continue
+            uses_ref = spec.residual is not None and "reference" in (spec.residual.init, spec.residual.feedback)
+            method = Method(name, model(spec.arm), spec.residual, model("ref") if uses_ref else None)
+            point, completions = evaluate(method, setting, rows[split], tokenizer, checker=task.is_correct,
+                                          batch_size=config.eval_batch_size)
+            record = asdict(point) | {
+                "method": name, "seed": seed, "split": split,
+                "passes_per_problem": point.forward_passes / point.n,
+                "correct": [int(task.is_correct(r, c)) for r, c in zip(rows[split], completions)],
+                "cells": [round(cells_right(r, c), 4) for r, c in zip(rows[split], completions)],
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+            print(f"seed {seed} {name} {split} {point.setting}: {100 * point.accuracy:.1f}% @ "
+                  f"{point.tokens_per_step:.2f} ({point.seconds:.0f} s)", flush=True)
+        if name in RELIABILITY:
+            reliability_seed(config, meta, seed, name, model(spec.arm), spec.residual,
+                             model("ref") if spec.residual is not None else None, tokenizer, rows["test"])
+
+
+def reliability_seed(config, meta, seed, name, model, residual, reference, tokenizer, rows) -> None:
+    """Confidence and correctness of every committed token under tau = RELIABILITY_TAU, binned."""
+    path = Path(config.out) / f"seed{seed}" / "decode" / name.replace(" ", "_") / "reliability.json"
+    if path.exists():
+        return
+    gen_length = meta["gen_length"]
+    gold = gold_tokens(tokenizer, [r["response"] for r in rows], gen_length)
+    bins = np.zeros((len(BINS) - 1, 2))
+    for i in range(0, len(rows), config.eval_batch_size):
+        chunk = rows[i : i + config.eval_batch_size]
+        ids, mask = rcd.encode_prompts(tokenizer, [r["prompt"] for r in chunk])
+        out = rcd.generate(model, ids, attention_mask=mask, gen_length=gen_length, block_length=gen_length,
+                           threshold=RELIABILITY_TAU, residual=residual, reference=reference, return_trace=True)
+        confidence, correct = committed_confidence(out, gold[i : i + len(chunk)])
+        which = np.clip(np.searchsorted(BINS, confidence.numpy(), side="right") - 1, 0, len(BINS) - 2)
+        np.add.at(bins, (which, 0), 1)
+        np.add.at(bins, (which, 1), correct.numpy())
+    path.write_text(json.dumps({"bins": bins.tolist(), "edges": list(BINS)}))
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def load_records(config: StudyConfig) -> dict[tuple[str, str, str], dict[int, dict]]:
+    """{(method, split, setting): {seed: record}} of everything decoded so far."""
+    out: dict[tuple[str, str, str], dict[int, dict]] = {}
+    for seed in config.seeds:
+        for path in sorted((Path(config.out) / f"seed{seed}" / "decode").glob("*/*-*.json")):
+            r = json.loads(path.read_text())
+            out.setdefault((r["method"], r["split"], r["setting"]), {})[seed] = r
+    return out
+
+
+def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
+    seeds_everywhere = lambda *keys: sorted(set.intersection(*(set(records.get(k, {})) for k in keys)))  # noqa: E731
+    curves: dict[str, list[dict]] = {}
+    for (method, split, setting), by_seed in records.items():
+        if split != "test":
+            continue
+        rs = list(by_seed.values())
+        curves.setdefault(method, []).append({
+            "setting": setting, "seeds": sorted(by_seed), "n": rs[0]["n"],
+            "accuracy": float(np.mean([np.mean(r["correct"]) for r in rs])),
+            "cells": float(np.mean([np.mean(r["cells"]) for r in rs])),
+            "tokens_per_step": float(np.mean([r["tokens_per_step"] for r in rs])),
+            "passes_per_problem": float(np.mean([r["passes_per_problem"] for r in rs])),
+            "accuracy_per_seed": [float(np.mean(r["correct"])) for r in rs],
+        })
+    for pts in curves.values():
+        pts.sort(key=lambda p: (p["setting"].startswith("tau"), " " in p["setting"], -p["passes_per_problem"]))
+
+    # thresholds chosen on validation, one rule for every method
+    calibrated: dict[str, dict] = {}
+    for method in {m for (m, split, _) in records if split == "val"}:
+        per_seed = {}
+        for seed in config.seeds:
+            val = {float(s.split("=")[1]): r[seed] for (m, sp, s), r in records.items()
+                   if m == method and sp == "val" and seed in r}
+            tau = calibrated_tau(val, config.min_tokens_per_pass)
+            if tau is not None and (method, "test", f"tau={tau:g}") in records and seed in records[(method, "test", f"tau={tau:g}")]:
+                per_seed[seed] = records[(method, "test", f"tau={tau:g}")][seed]
+        if per_seed:
+            calibrated[method] = per_seed
+
+    def compare(base_by_seed: dict[int, dict], new_by_seed: dict[int, dict]) -> dict | None:
+        seeds = [s for s in sorted(set(base_by_seed) & set(new_by_seed)) if base_by_seed[s]["n"] == new_by_seed[s]["n"]]
+        if not seeds:
+            return None
+        row = {"seeds": seeds}
+        for metric in ("correct", "cells"):
+            a = np.array([base_by_seed[s][metric] for s in seeds])
+            b = np.array([new_by_seed[s][metric] for s in seeds])
+            row[metric] = paired_bootstrap(a, b, config.n_boot)
+        row["tokens_per_step"] = [float(np.mean([d[s]["tokens_per_step"] for s in seeds])) for d in (base_by_seed, new_by_seed)]
+        return row
+
+    comparisons = []
+    for base, new, why in COMPARISONS:
+        for (m, split, setting), by_seed in records.items():
+            if m != new or split != "test":
+                continue
+            base_setting = setting.replace(" ", "") if False else setting
+            other = records.get((base, "test", base_setting))
+            if other is None:
+                continue
+            row = compare(other, by_seed)
+            if row:
+                comparisons.append({"base": base, "new": new, "why": why, "setting": setting, **row})
+        if base in calibrated and new in calibrated:
+            row = compare(calibrated[base], calibrated[new])
+            if row:
+                comparisons.append({"base": base, "new": new, "why": why,
+                                    "setting": f"calibrated tau (val, >= {config.min_tokens_per_pass:g} tok/pass)",
+                                    "taus": [[calibrated[x][s]["setting"] for s in row["seeds"]] for x in (base, new)],
+                                    **row})
+    # the same order / setting across method groups ("seqd order" vs "rcd order") pairs by setting name
+    bars = bars_of(curves, comparisons, config)
+    reliability = load_reliability(config)
+    return {"config": asdict(config), "curves": curves, "comparisons": comparisons, "bars": bars,
+            "reliability": reliability, "seeds_complete": seeds_everywhere(*records) if records else []}
+
+
+def bars_of(curves: dict, comparisons: list[dict], config: StudyConfig) -> dict[str, Any]:
+    """The issue's bars for the core pair (seqd, rcd), on the mean-over-seeds curves."""
+    if "seqd" not in curves or "rcd" not in curves:
+        return {}
+    peak = max(curves["seqd"], key=lambda p: p["accuracy"])
+    rcd_passes = passes_to_reach(curves["rcd"], peak["accuracy"])
+    parallel = [c for c in comparisons if c["base"] == "seqd" and c["new"] == "rcd"
+                and min(c["tokens_per_step"]) >= config.min_tokens_per_pass]
+    return {
+        "seqd_peak": {"setting": peak["setting"], "accuracy": peak["accuracy"], "passes": peak["passes_per_problem"]},
+        "rcd_passes_to_seqd_peak": rcd_passes,
+        "pass_ratio": peak["passes_per_problem"] / rcd_passes if rcd_passes else None,
+        "at_parallelism": [{"setting": c["setting"], "diff": c["correct"]["diff"], "lo": c["correct"]["lo"],
+                            "hi": c["correct"]["hi"]} for c in parallel],
+    }
+
+
+def load_reliability(config: StudyConfig) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for method in RELIABILITY:
+        total = None
+        for seed in config.seeds:
+            path = Path(config.out) / f"seed{seed}" / "decode" / method.replace(" ", "_") / "reliability.json"
+            if path.exists():
+                bins = np.array(json.loads(path.read_text())["bins"])
+                total = bins if total is None else total + bins
+        if total is not None:
+            out[method] = [{"from": BINS[i], "to": min(BINS[i + 1], 1.0), "tokens": int(t), "accuracy": float(c / t)}
+                           for i, (t, c) in enumerate(total) if t > 0]
+    return out
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def markdown(summary: dict) -> str:
+    c = summary["config"]
+    lines = [f"# RCD study: {c['task']}", "",
+             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), reference "
+             f"{c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
+             "every forward pass counted (warm-start and reference passes included).", "",
+             "## Accuracy @ tokens per forward pass", "",
+             "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",
+             "|---|---|---|---|---|---|---|"]
+    for method, pts in summary["curves"].items():
+        for p in pts:
+            per_seed = " / ".join(f"{100 * a:.1f}" for a in p["accuracy_per_seed"])
+            lines.append(f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
+                         f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |")
+    lines += ["", "## Paired differences (challenger - baseline), 95% bootstrap CI over seeds and problems", "",
+              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact; cells diffs | question |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in summary["comparisons"]:
+        e, k = r["correct"], r["cells"]
+        mark = " **" if e["lo"] > 0 or e["hi"] < 0 else ""
+        lines.append(
+            f"| {r['base']} | {r['new']} | {r['setting']} | {r['tokens_per_step'][0]:.2f}, {r['tokens_per_step'][1]:.2f} | "
+            f"{mark}{pct(e['diff'])} [{pct(e['lo'])}, {pct(e['hi'])}]{mark.strip() and '**'} | "
+            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])}; {' / '.join(pct(d) for d in k['per_seed'])} | {r['why']} |")
+    b = summary["bars"]
+    if b:
+        lines += ["", "## The issue's bars (seqd vs rcd)", "",
+                  f"- SeqD's peak: {100 * b['seqd_peak']['accuracy']:.1f}% at {b['seqd_peak']['setting']} "
+                  f"({b['seqd_peak']['passes']:.1f} passes per problem); RCD reaches it with "
+                  + (f"{b['rcd_passes_to_seqd_peak']:.1f} passes (ratio {b['pass_ratio']:.2f}x; bar: >= 2x)"
+                     if b["rcd_passes_to_seqd_peak"] else "no measured setting (bar: >= 2x fewer passes): not met"),
+                  "- RCD - SeqD at >= 4 tokens per pass (bar: >= +5 points, CI above 0): "
+                  + ("; ".join(f"{p['setting']}: {pct(p['diff'])} [{pct(p['lo'])}, {pct(p['hi'])}]"
+                               for p in b["at_parallelism"]) or "no setting")]
+    if summary["reliability"]:
+        names = list(summary["reliability"])
+        lines += ["", f"## Reliability of commits (tau {RELIABILITY_TAU}, all seeds): share right (tokens)", "",
+                  "| confidence | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        edges = sorted({(x["from"], x["to"]) for v in summary["reliability"].values() for x in v})
+        for lo, hi in edges:
+            cells = []
+            for n in names:
+                x = next((x for x in summary["reliability"][n] if (x["from"], x["to"]) == (lo, hi)), None)
+                cells.append(f"{100 * x['accuracy']:.1f}% ({x['tokens']})" if x else "")
+            lines.append(f"| [{lo:.2f}, {hi:.2f}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(config: StudyConfig) -> dict[str, Any]:
+    summary = summarise(load_records(config), config)
+    out = Path(config.out)
+    (out / "study.json").write_text(json.dumps(summary, indent=2))
+    (out / "study.md").write_text(markdown(summary))
+    core = {k: v for k, v in summary["curves"].items() if k in ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res")}
+    if core:
+        pareto_plot(core, out / "study-pareto.png", title=f"{config.task}: mean over seeds {config.seeds}")
+    return summary
+
+
+def run(config: StudyConfig) -> dict[str, Any] | None:
+    config = config.scaled()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    meta = prepare(config)
+    for seed in config.seeds:  # seed by seed: the first seed's full picture comes first
+        if "train" in config.phases:
+            train_seed(config, meta, seed, config.arms)
+        if "decode" in config.phases:
+            decode_seed(config, meta, seed, config.methods)
+    return report(config) if "report" in config.phases else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(StudyConfig, prog="python -m benchmarks.study", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    summary = run(config)
+    if summary is not None:
+        print(markdown(summary))
+        print(f"wrote {Path(config.out) / 'study.md'} and study.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
