@@ -76,8 +76,10 @@ def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
     """The tokenizer a run will use, without loading its model."""
     if config.model in TINY_PRESETS:
         return load_tokenizer(config.tokenizer)
-    if not Path(config.model).is_dir():
-        raise FileNotFoundError(f"--model {config.model!r} is neither a directory nor one of {sorted(TINY_PRESETS)}")
+    if not Path(config.model).is_dir() and "/" not in config.model:
+        raise FileNotFoundError(
+            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+        )
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
