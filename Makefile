@@ -7,7 +7,10 @@ DEMO_ARGS ?=
 
 # Compatibility run: the model, preset and decoding tests again under transformers 4, whose
 # packages sit in $(TF4_DIR) ahead of the venv's own on PYTHONPATH (same torch, no second venv).
+# Only the packages whose versions transformers 4 needs differently go there (--no-deps: the
+# rest, numpy included, stay the venv's), so the install takes seconds.
 TF4_VERSION ?= 4.57.6
+TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggingface_hub>=0.34,<1.0"
 TF4_DIR     ?= .venv-tf4
 TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
 
@@ -27,7 +30,8 @@ test-tf4: $(STAMP) $(TF4_DIR)/.installed
 	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)
 
 $(TF4_DIR)/.installed: Makefile | $(STAMP)
-	$(PY) -m pip install -q --target $(TF4_DIR) "transformers==$(TF4_VERSION)"
+	rm -rf $(TF4_DIR)
+	$(PY) -m pip install -q --no-deps --target $(TF4_DIR) $(TF4_PACKAGES)
 	touch $@
 
 install: $(STAMP)

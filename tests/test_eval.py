@@ -14,7 +14,7 @@ import pytest
 import rcd
 from rcd.cli import main
 from rcd.eval import EvalConfig, evaluate, get_task, load_problems, rescore
-from rcd.eval.predictions import RowWriter, cut_torn_tail, read_rows
+from rcd.eval.predictions import RowWriter, cut_torn_tail, fold_parts, read_rows
 from rcd.eval.runner import prompt_text
 
 GSM8K_ROWS = 1319
@@ -123,6 +123,25 @@ def test_predictions_file_survives_a_torn_last_line(tmp_path):
         read_rows(path)
 
 
+def test_part_files_fold_into_the_predictions_once(tmp_path):
+    """A fold cut short (rows already moved, parts still there) repeats without duplicates."""
+    path, parts = tmp_path / "p.jsonl", tmp_path / "parts"
+    parts.mkdir()
+    row = lambda i: {"index": i, "sample": 0}  # noqa: E731
+    for rank, indices in ((0, [0, 1, 2]), (1, [3, 4])):
+        with RowWriter(parts / f"rank{rank}.jsonl") as w:
+            for i in indices:
+                w.write(row(i))
+    with (parts / "rank1.jsonl").open("ab") as f:
+        f.write(b'{"index": 5, "sa')  # torn: the rank was killed mid-row
+    with RowWriter(path) as w:
+        w.write(row(0))  # the interrupted fold had moved this row
+    fold_parts(path, parts)
+    assert read_rows(path) == [row(i) for i in range(5)] and not parts.exists()
+    fold_parts(path, parts)  # nothing left to fold
+    assert len(read_rows(path)) == 5
+
+
 DECODE = ["--gen-length", "16", "--block-length", "8", "--threshold", "0.5"]
 
 
@@ -196,6 +215,7 @@ def test_eval_splits_work_across_processes(tiny_checkpoint, short_gsm8k, tmp_pat
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     rows = read_rows(out / "predictions.jsonl")
     assert sorted(r["index"] for r in rows) == [0, 1, 2, 3, 4]
+    assert not (out / "predictions.parts").exists()
     assert {r["rank"] for r in rows} == {0, 1}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["this_run"]["rows_written"] == 5 and summary["complete"]

@@ -2,14 +2,16 @@
 
 A run killed at any moment loses at most the row being written: every finished row is on
 disk, and a torn last line (no newline, or cut JSON) is ignored on reading and cut off
-before appending again. Several processes may append to one file: each row is a single
-`write` to a file opened with O_APPEND, which the OS does not interleave on a local disk.
+before appending again. Several processes never append to one file (O_APPEND is not atomic
+on every filesystem: on some, two appends land at one offset and a row is lost): each rank
+writes its own part file, which the main process folds into the predictions file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 
@@ -59,3 +61,23 @@ class RowWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fold_parts(path: str | Path, parts: str | Path) -> None:
+    """Move the rows of every part file in folder `parts` into `path`, then remove the parts.
+
+    Safe to repeat after an interruption: a row already in `path` (same index and sample)
+    is not appended again.
+    """
+    path, parts = Path(path), Path(parts)
+    if not parts.is_dir():
+        return
+    cut_torn_tail(path)
+    done = {(r["index"], r["sample"]) for r in read_rows(path)}
+    with RowWriter(path) as writer:
+        for part in sorted(parts.glob("*.jsonl")):
+            for row in read_rows(part):
+                if (row["index"], row["sample"]) not in done:
+                    writer.write(row)
+                    done.add((row["index"], row["sample"]))
+    shutil.rmtree(parts)

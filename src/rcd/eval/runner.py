@@ -34,11 +34,12 @@ from ..rundir import RunDir, fingerprint, write_json
 from ..tokenizer import check_representable
 from .decoder import Decoder
 from .grading import grade
-from .predictions import RowWriter, cut_torn_tail, read_rows
+from .predictions import RowWriter, cut_torn_tail, fold_parts, read_rows
 from .scoring import summarize
 from .tasks import TASKS, Problem, Task, get_task, load_problems
 
 PREDICTIONS, SUMMARY = "predictions.jsonl", "summary.json"
+PARTS = "predictions.parts"  # one file per rank while several processes decode
 
 
 @dataclass
@@ -98,7 +99,7 @@ def evaluate(
     shots = task.default_shots if config.shots is None else config.shots
     problems = load_problems(task, config.data)[: config.limit]
     out = Path(out)
-    run_dir = RunDir(out, "eval", (PREDICTIONS, SUMMARY))
+    run_dir = RunDir(out, "eval", (PREDICTIONS, PARTS, SUMMARY))
     record = run_dir.record_of(
         _options(load_config, decode, residual, config, shots),
         {
@@ -110,6 +111,7 @@ def evaluate(
     with run_dir if state.is_main_process else contextlib.nullcontext():
         if state.is_main_process:
             run_dir.check(record, overwrite=config.overwrite)  # before any model loads
+            fold_parts(out / PREDICTIONS, out / PARTS)  # the rows of an interrupted multi-process run
             cut_torn_tail(out / PREDICTIONS)
         state.wait_for_everyone()
         on_device = replace(load_config, device=load_config.device or str(state.device))
@@ -125,12 +127,17 @@ def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict
     done = {(r["index"], r["sample"]) for r in read_rows(out / PREDICTIONS)}
     pending = [(p, s) for p in problems for s in range(config.n_samples) if (p.index, s) not in done]
     started = time.perf_counter()
+    path = out / PREDICTIONS
+    if state.num_processes > 1:
+        path = out / PARTS / f"rank{state.process_index}.jsonl"
+        path.parent.mkdir(exist_ok=True)
     with state.split_between_processes(pending) as mine:
-        written = _decode_all(run, mine, out / PREDICTIONS, state.process_index)
+        written = _decode_all(run, mine, path, state.process_index)
     stats = gather_object([{"rank": state.process_index, "rows": written, "seconds": time.perf_counter() - started}])
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
+    fold_parts(out / PREDICTIONS, out / PARTS)
     rows = [r for r in read_rows(out / PREDICTIONS) if r["index"] < len(problems)]
     summary = {
         **summarize(rows, task.name),
