@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="trained model directory (save_pretrained format)")
     parser.add_argument("--data", required=True, help="JSONL with a 'prompt' (and 'answer') per line")
     parser.add_argument(
-        "--task", default=None, help="grade with rcd.data.TASKS[task] instead of exact answer"
+        "--task", default=None, help="grade with rcd.data.SYNTHETIC_TASKS[task] instead of exact answer"
     )
     parser.add_argument("--reference", default=None, help="reference model directory (--res-init reference)")
     parser.add_argument("--k", type=int, nargs="*", default=list(TOP_K), help="top-k residual variants")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcd.data import TASKS, read_jsonl
+from rcd.data import SYNTHETIC_TASKS, read_jsonl
 from rcd.eval.sweep import Checker, exact_match
 
 
@@ -19,8 +19,8 @@ class EvalSet:
 
     @classmethod
     def from_jsonl(cls, path: str | Path, task: str | None = None) -> EvalSet:
-        """Rows with a `prompt`; graded by rcd.data.TASKS[task] if given, else exact `answer`."""
-        return cls(read_jsonl(path), TASKS[task].is_correct if task else exact_match)
+        """Rows with a `prompt`; graded by rcd.data.SYNTHETIC_TASKS[task] if given, else exact `answer`."""
+        return cls(read_jsonl(path), SYNTHETIC_TASKS[task].is_correct if task else exact_match)
 
     def score(self, completions: Sequence[str]) -> dict[str, float]:
         """Accuracy and its binomial standard error (the noise level of a comparison)."""

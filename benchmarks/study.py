@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import rcd
-from rcd.data import get_task, make_splits, read_jsonl, write_jsonl
+from rcd.data import get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from rcd.decode import DecodeConfig
 from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data, train_stage
 from rcd.eval.report import pareto_plot
@@ -194,7 +194,7 @@ COMPARISONS = (
 @dataclass
 class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
-    task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.TASKS)"})
+    task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
@@ -300,7 +300,7 @@ def record_path(config: StudyConfig, seed: int, method: str, split: str, setting
 def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[str]) -> None:
     """Every (method, split, setting) of one seed not decoded yet; per-problem records."""
     root = Path(config.out) / f"seed{seed}"
-    task = get_task(config.task)
+    task = get_synthetic_task(config.task)
     rows = {split: read_jsonl(meta[split]) for split in ("val", "test")}
     if config.decode_limit:
         rows["test"] = rows["test"][: config.decode_limit]

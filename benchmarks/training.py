@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rcd
-from rcd.data import TASKS, make_splits, write_jsonl
+from rcd.data import SYNTHETIC_TASKS, make_splits, write_jsonl
 from rcd.train import ResidualTrainingConfig, TrainConfig, train
 
 TASK = "sort"
@@ -33,7 +33,7 @@ class TrainedModels:
 
 def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
     ref_steps, stage_steps = (60, 10) if quick else (300, 40)
-    task = TASKS[TASK]
+    task = SYNTHETIC_TASKS[TASK]
     train_rows, test_rows = make_splits(TASK, 2000, 32 if quick else 64, seed=0)
     write_jsonl(work_dir / "train.jsonl", train_rows)
     write_jsonl(work_dir / "test.jsonl", test_rows)

@@ -10,7 +10,7 @@ import statistics
 import time
 
 import rcd
-from rcd.data import TASKS, Example, TaskSpec
+from rcd.data import SYNTHETIC_TASKS, Example, TaskSpec
 
 
 def length_summary(tokenizer, texts: list[str]) -> str:
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="examples per task")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for task in TASKS.values():
+    for task in SYNTHETIC_TASKS.values():
         report(task, args.n, args.seed)
 
 

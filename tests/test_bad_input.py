@@ -16,7 +16,7 @@ import pytest
 
 import rcd
 from rcd.cli import main
-from rcd.eval import get_task, load_problems
+from rcd.eval import get_benchmark, load_problems
 from rcd.tokenizer import DEFAULT_ALPHABET, check_representable
 from rcd.rundir import LOCK_FILE
 from rcd.train import TrainConfig, train
@@ -120,7 +120,7 @@ def test_character_outside_the_tokenizer_is_named_with_its_position(root, tmp_pa
     code, err = run_cli(capsys, *train_cmd(data, tmp_path / "out", "--max-steps", "1"))
     assert_error(code, err, 1, "d.jsonl:2: prompt: character '→' at position 1 is not in the tokenizer's vocabulary")
     # the default character tokenizer has printable ASCII (GSM8K's uppercase letters); beyond, it refuses
-    question = load_problems(get_task("gsm8k"))[0].question
+    question = load_problems(get_benchmark("gsm8k"))[0].question
     check_representable(rcd.char_tokenizer(), question.replace("’", "'"), "gsm8k 0")
     with pytest.raises(ValueError, match="gsm8k 0: character '’' at position 5"):
         check_representable(rcd.char_tokenizer(), question, "gsm8k 0")

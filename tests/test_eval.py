@@ -13,7 +13,7 @@ import pytest
 
 import rcd
 from rcd.cli import main
-from rcd.eval import EvalConfig, evaluate, get_task, load_problems, rescore
+from rcd.eval import EvalConfig, evaluate, get_benchmark, load_problems, rescore
 from rcd.eval.predictions import RowWriter, cut_torn_tail, fold_parts, read_rows
 from rcd.eval.runner import prompt_text
 
@@ -44,13 +44,13 @@ def write_jsonl(path, rows):
 
 
 def test_packaged_gsm8k_loads():
-    problems = load_problems(get_task("gsm8k"))
+    problems = load_problems(get_benchmark("gsm8k"))
     assert len(problems) == GSM8K_ROWS and problems[0].gold == "18" and problems[2].gold == "70000"
     assert all(re.fullmatch(r"-?\d+(\.\d+)?", p.gold) for p in problems)
 
 
 def test_gold_solutions_score_100_and_corrupted_finals_0(tmp_path):
-    data = get_task("gsm8k").default_data()
+    data = get_benchmark("gsm8k").default_data()
     lines = data.read_text().splitlines()
     gold = [{"index": i, "completion": json.loads(line)["answer"]} for i, line in enumerate(lines)]
 
@@ -74,7 +74,7 @@ def test_user_benchmark_files(tmp_path):
         {"problem": "Simplify $6/8$.", "solution": "Divide by 2: $\\boxed{\\frac{3}{4}}$."},
     ])
     for task in ("math500", "minerva", "aime24", "aime25"):
-        assert [p.gold for p in load_problems(get_task(task), data)] == ["\\frac{3}{4}", "32", "\\frac{3}{4}"]
+        assert [p.gold for p in load_problems(get_benchmark(task), data)] == ["\\frac{3}{4}", "32", "\\frac{3}{4}"]
     preds = write_jsonl(tmp_path / "p.jsonl", [
         {"index": 0, "completion": "\\boxed{0.75}"}, {"index": 1, "completion": "\\boxed{31}"},
         {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "sample": 1, "completion": "no box"},
@@ -85,21 +85,21 @@ def test_user_benchmark_files(tmp_path):
     with pytest.raises(ValueError, match="not a row of the data file"):
         rescore("math500", write_jsonl(tmp_path / "bad.jsonl", [{"index": 3, "completion": "x"}]), data)
     with pytest.raises(ValueError, match="needs one of the keys"):
-        load_problems(get_task("math500"), write_jsonl(tmp_path / "nokey.jsonl", [{"text": "x", "answer": 1}]))
+        load_problems(get_benchmark("math500"), write_jsonl(tmp_path / "nokey.jsonl", [{"text": "x", "answer": 1}]))
     with pytest.raises(ValueError, match="no packaged data"):
-        load_problems(get_task("aime24"))
+        load_problems(get_benchmark("aime24"))
 
 
 def test_prompt_formats():
     tok = rcd.char_tokenizer()
-    gsm8k, minerva = get_task("gsm8k"), get_task("minerva")
+    gsm8k, minerva = get_benchmark("gsm8k"), get_benchmark("minerva")
     text = prompt_text(gsm8k, tok, "What is 2+2?", 5, chat=False)
     assert text.count("Question: ") == 6 and text.count("#### ") == 5 and text.endswith("What is 2+2?\nAnswer:")
     assert prompt_text(minerva, tok, "Find $x$.", 4, chat=False).endswith("Problem:\nFind $x$.\n\nSolution:")
     assert minerva.plain_prompt("q", 4).count("I hope it is correct.") == 4
     messages = gsm8k.chat_messages("What is 2+2?", 2)
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
-    assert "\\boxed{}" in get_task("aime25").chat_messages("q", 0)[0]["content"]
+    assert "\\boxed{}" in get_benchmark("aime25").chat_messages("q", 0)[0]["content"]
     with pytest.raises(ValueError, match="chat template"):
         prompt_text(gsm8k, tok, "q", 0, chat=True)
     with pytest.raises(ValueError, match="exemplars"):

@@ -5,15 +5,15 @@ from collections import Counter
 import pytest
 
 import rcd
-from rcd.data import TASKS, TaskSpec, make_splits
+from rcd.data import SYNTHETIC_TASKS, TaskSpec, make_splits
 from rcd.tokenizer import DEFAULT_ALPHABET
 
 N = 150
 
 
-@pytest.fixture(scope="module", params=sorted(TASKS))
+@pytest.fixture(scope="module", params=sorted(SYNTHETIC_TASKS))
 def task(request) -> TaskSpec:
-    return TASKS[request.param]
+    return SYNTHETIC_TASKS[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,10 @@ def test_char_tokenizer_round_trip(task, examples):
             assert tokenizer.decode(ids) == text
 
 
-@pytest.mark.parametrize("name", [name for name, task in sorted(TASKS.items()) if task.words])
+@pytest.mark.parametrize("name", [name for name, task in sorted(SYNTHETIC_TASKS.items()) if task.words])
 def test_word_tokenizer_round_trip(name):
-    tokenizer = rcd.word_tokenizer(TASKS[name].words)
-    for example in TASKS[name].generate(N, seed=3):
+    tokenizer = rcd.word_tokenizer(SYNTHETIC_TASKS[name].words)
+    for example in SYNTHETIC_TASKS[name].generate(N, seed=3):
         for text in (example["prompt"], example["response"]):
             ids = tokenizer(text, add_special_tokens=False).input_ids
             assert len(ids) == len(text.split()) and tokenizer.unk_token_id not in ids
@@ -81,7 +81,7 @@ def _evaluated_steps(response: str, separator: str) -> list[tuple[str, int]]:
 
 
 def test_mul_independently():
-    for example in TASKS["mul"].generate(N, seed=0):
+    for example in SYNTHETIC_TASKS["mul"].generate(N, seed=0):
         product = eval(example["prompt"].removesuffix("="))
         steps = _evaluated_steps(example["response"], ";")
         assert [value for _, value in steps][-1] == product == int(example["answer"])
@@ -89,7 +89,7 @@ def test_mul_independently():
 
 
 def test_chain_sum_independently():
-    for example in TASKS["chain_sum"].generate(N, seed=0):
+    for example in SYNTHETIC_TASKS["chain_sum"].generate(N, seed=0):
         terms = example["prompt"].removesuffix("=").split("+")
         steps = _evaluated_steps(example["response"], ";")
         assert steps[-1][1] == sum(map(int, terms)) == int(example["answer"])
@@ -98,15 +98,15 @@ def test_chain_sum_independently():
 
 
 def test_sort_independently():
-    for example in TASKS["sort"].generate(N, seed=0):
+    for example in SYNTHETIC_TASKS["sort"].generate(N, seed=0):
         numbers = list(map(int, example["prompt"].split()[1:-1]))
         assert len(set(numbers)) == len(numbers)
         assert list(map(int, example["response"].split())) == sorted(numbers)
         assert example["answer"] == example["response"]
     prompt = "sort 3 1 2 :"
-    assert TASKS["sort"].is_correct(prompt, "1 2 3")
+    assert SYNTHETIC_TASKS["sort"].is_correct(prompt, "1 2 3")
     for wrong in ("1 3 2", "1 2 2 3", "1 2", "1  2 3"):
-        assert not TASKS["sort"].is_correct(prompt, wrong)
+        assert not SYNTHETIC_TASKS["sort"].is_correct(prompt, wrong)
 
 
 def _grid(text: str) -> list[list[int]]:
@@ -145,7 +145,7 @@ def _count_completions(rows: list[list[int]], limit: int = 2) -> int:
 
 
 def test_sudoku_independently():
-    for example in TASKS["sudoku6"].generate(40, seed=0):
+    for example in SYNTHETIC_TASKS["sudoku6"].generate(40, seed=0):
         puzzle, solution = _grid(example["prompt"]), _grid(example["response"])
         assert _is_valid_sudoku(solution)
         givens_kept = zip(example["prompt"].removesuffix(":"), example["response"], strict=True)
@@ -155,17 +155,17 @@ def test_sudoku_independently():
 
 
 def test_sudoku_checker_needs_givens_and_constraints():
-    example = TASKS["sudoku6"].generate(1, seed=5)[0]
+    example = SYNTHETIC_TASKS["sudoku6"].generate(1, seed=5)[0]
     swap_digits = str.maketrans("12", "21")  # still a valid grid, but not these givens
     relabelled = example["response"].translate(swap_digits)
-    assert _is_valid_sudoku(_grid(relabelled)) and not TASKS["sudoku6"].is_correct(example, relabelled)
+    assert _is_valid_sudoku(_grid(relabelled)) and not SYNTHETIC_TASKS["sudoku6"].is_correct(example, relabelled)
     row = example["response"][:6]
     swapped_in_row = row[1] + row[0] + example["response"][2:]  # rows fine, columns broken
-    assert not TASKS["sudoku6"].is_correct(example, swapped_in_row)
+    assert not SYNTHETIC_TASKS["sudoku6"].is_correct(example, swapped_in_row)
 
 
 def test_countdown_independently():
-    for example in TASKS["countdown"].generate(N, seed=0):
+    for example in SYNTHETIC_TASKS["countdown"].generate(N, seed=0):
         target, numbers = re.fullmatch(r"(\d+) from (.*) :", example["prompt"]).groups()
         pool = Counter(numbers.split())
         assert target not in pool
@@ -192,16 +192,16 @@ def test_countdown_independently():
     ],
 )
 def test_countdown_accepts_any_valid_derivation(completion, correct):
-    assert TASKS["countdown"].is_correct("24 from 2 3 4 1 :", completion) is correct
+    assert SYNTHETIC_TASKS["countdown"].is_correct("24 from 2 3 4 1 :", completion) is correct
 
 
 def test_arithmetic_grades_the_final_result_of_well_formed_steps():
-    assert TASKS["mul"].is_correct("47*36=", "47*6=282;47*30=1410;282+1410=1692")
-    assert TASKS["mul"].is_correct("47*36=", "47*6=281;47*30=1410;282+1410=1692")
+    assert SYNTHETIC_TASKS["mul"].is_correct("47*36=", "47*6=282;47*30=1410;282+1410=1692")
+    assert SYNTHETIC_TASKS["mul"].is_correct("47*36=", "47*6=281;47*30=1410;282+1410=1692")
     for wrong in ("47*6=282;47*30=1410;282+1410=1693", "1692", "47*6=282;=1692", "47*36=1692;"):
-        assert not TASKS["mul"].is_correct("47*36=", wrong)
-    assert TASKS["chain_sum"].is_correct("10+20+30+40=", "10+20=30;30+30=60;60+40=100")
-    assert not TASKS["chain_sum"].is_correct("10+20+30+40=", "10+20=30;30+30=60;60+40=")
+        assert not SYNTHETIC_TASKS["mul"].is_correct("47*36=", wrong)
+    assert SYNTHETIC_TASKS["chain_sum"].is_correct("10+20+30+40=", "10+20=30;30+30=60;60+40=100")
+    assert not SYNTHETIC_TASKS["chain_sum"].is_correct("10+20+30+40=", "10+20=30;30+30=60;60+40=")
 
 
 def test_splits_are_disjoint_and_deterministic(task):
@@ -234,5 +234,5 @@ def test_unknown_task():
 
 
 def test_small_answer_spaces_are_counted():
-    assert TASKS["chain_sum"].count_answers() == 495 - 40 + 1
-    assert 0 < TASKS["mul"].count_answers() < 900 * 90
+    assert SYNTHETIC_TASKS["chain_sum"].count_answers() == 495 - 40 + 1
+    assert 0 < SYNTHETIC_TASKS["mul"].count_answers() < 900 * 90

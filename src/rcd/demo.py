@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .data import TASKS, get_task, make_splits, read_jsonl, write_jsonl
+from .data import SYNTHETIC_TASKS, get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from .decode import DecodeConfig
 from .eval.report import trace_plot, write_report
 from .eval.sweep import Method, SweepConfig, rcd_methods, sweep
@@ -37,7 +37,7 @@ QUICK_SWEEP = SweepConfig(tokens_per_step=(1, 8), thresholds=(0.5, 0.9), batch_s
 
 @dataclass(frozen=True)
 class DemoConfig:
-    task: str = field(default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(TASKS)})
+    task: str = field(default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(SYNTHETIC_TASKS)})
     out: str = field(default="runs/demo", metadata={"help": "output directory"})
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})
     tokenizer: str = field(
@@ -67,7 +67,7 @@ class DemoConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.tokenizer == "word" and get_task(self.task).words is None:
+        if self.tokenizer == "word" and get_synthetic_task(self.task).words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
         if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
             raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")
@@ -88,7 +88,7 @@ class DemoConfig:
 
 def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]:
     """Train/test JSONL, the task's tokenizer; returns their paths and the generation length."""
-    task = get_task(config.task)
+    task = get_synthetic_task(config.task)
     train_rows, test_rows = make_splits(task, config.n_train, config.n_test, config.seed)
     write_jsonl(root / "train.jsonl", train_rows)
     write_jsonl(root / "test.jsonl", test_rows)
@@ -163,7 +163,7 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     methods = rcd_methods(target, config.residual.residual, reference, baseline=seqd)
     test_rows = read_jsonl(test_file)
     settings = config.settings(gen_length, block)
-    curves = sweep(methods, settings, test_rows, tokenizer, checker=get_task(config.task).is_correct,
+    curves = sweep(methods, settings, test_rows, tokenizer, checker=get_synthetic_task(config.task).is_correct,
                    batch_size=config.sweep.batch_size)
     report = {
         "task": config.task,

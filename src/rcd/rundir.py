@@ -141,7 +141,8 @@ class RunDir:
         return self.out / OPTIONS_FILE
 
     def record_of(self, options: dict, inputs: dict) -> dict:
-        return {"kind": self.kind, "options": options, "inputs": inputs}
+        """The record as it reads back from disk (tuples as lists), so records compare equal."""
+        return json.loads(json.dumps({"kind": self.kind, "options": options, "inputs": inputs}))
 
     def has_work(self) -> bool:
         return any(_non_empty(self.out / name) for name in self.work)

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data import TASKS
+from ..data import SYNTHETIC_TASKS
 from ..demo import DemoConfig, prepare_data
 from ..errors import UsageError
 
@@ -19,7 +19,7 @@ HELP = "write a synthetic task's train/test JSONL and its tokenizer"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="sudoku6", choices=tuple(TASKS), help="synthetic task (default: sudoku6)")
+    parser.add_argument("--task", default="sudoku6", choices=tuple(SYNTHETIC_TASKS), help="synthetic task (default: sudoku6)")
     parser.add_argument("--out", default="data", help="output directory (default: data)")
     parser.add_argument("--n-train", type=int, default=20000, help="training problems (default: 20000)")
     parser.add_argument("--n-test", type=int, default=500, help="held-out problems (default: 500)")

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from ..eval.scoring import rescore
-from ..eval.tasks import TASKS
+from ..eval.tasks import BENCHMARKS
 
 HELP = "re-grade a predictions JSONL file against a benchmark's gold answers"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=tuple(TASKS))
+    parser.add_argument("--task", required=True, choices=tuple(BENCHMARKS))
     parser.add_argument("--data", default=None, help="JSONL data file (default: the packaged one)")
     parser.add_argument("--predictions", required=True, help="JSONL rows with 'index' and 'completion'")
     parser.add_argument("--out", required=True, help="summary JSON to write")

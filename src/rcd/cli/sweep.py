@@ -18,7 +18,7 @@ import torch
 from transformers import AutoTokenizer
 
 from ..config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args
-from ..data import get_task
+from ..data import get_synthetic_task
 from ..data.jsonl import DataError, iter_jsonl
 from ..data.sft import check_string_fields
 from ..decode import DecodeConfig
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("model", "reference", "baseline"):
         if getattr(args, name):
             fingerprint(getattr(args, name), what=f"--{name}")  # a path that does not exist
-    checker = get_task(args.task).is_correct if args.task else exact_match
+    checker = get_synthetic_task(args.task).is_correct if args.task else exact_match
     rows = sweep_rows(args.data, needs_answer=not args.task)[: args.limit]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     for i, row in enumerate(rows):

@@ -3,16 +3,16 @@
 from .jsonl import DataError, read_jsonl, write_jsonl
 from .sft import SftCollator, SftExample, load_sft
 from .spec import Example, TaskSpec
-from .tasks import TASKS, get_task, make_splits
+from .tasks import SYNTHETIC_TASKS, get_synthetic_task, make_splits
 
 __all__ = [
-    "TASKS",
+    "SYNTHETIC_TASKS",
     "DataError",
     "Example",
     "SftCollator",
     "SftExample",
     "TaskSpec",
-    "get_task",
+    "get_synthetic_task",
     "load_sft",
     "make_splits",
     "read_jsonl",

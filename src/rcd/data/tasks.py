@@ -10,18 +10,18 @@ from .sorting import SORT
 from .spec import Example, TaskSpec
 from .sudoku import SUDOKU
 
-TASKS: dict[str, TaskSpec] = {task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, COUNTDOWN)}
+SYNTHETIC_TASKS: dict[str, TaskSpec] = {task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, COUNTDOWN)}
 
 DRAWS_PER_EXAMPLE = 20
 """Give up when a task needs more draws than this per wanted example (space too small)."""
 
 
-def get_task(task: TaskSpec | str) -> TaskSpec:
+def get_synthetic_task(task: TaskSpec | str) -> TaskSpec:
     if isinstance(task, TaskSpec):
         return task
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    return TASKS[task]
+    if task not in SYNTHETIC_TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(SYNTHETIC_TASKS)}")
+    return SYNTHETIC_TASKS[task]
 
 
 def make_splits(
@@ -32,7 +32,7 @@ def make_splits(
     Both come from the same stream of `generate(..., seed)`: test takes the first distinct
     examples, train the next ones, so the test set does not change when n_train does.
     """
-    spec = get_task(task)
+    spec = get_synthetic_task(task)
     rng, seen = random.Random(seed), set()
     test: list[Example] = []
     train: list[Example] = []

@@ -3,16 +3,16 @@
 from .grading import extract_answer, grade, is_equivalent
 from .scoring import rescore, summarize
 from .runner import EvalConfig, evaluate
-from .tasks import TASKS, Problem, Task, get_task, load_problems
+from .tasks import BENCHMARKS, Problem, Task, get_benchmark, load_problems
 
 __all__ = [
     "EvalConfig",
     "Problem",
-    "TASKS",
+    "BENCHMARKS",
     "Task",
     "evaluate",
     "extract_answer",
-    "get_task",
+    "get_benchmark",
     "grade",
     "is_equivalent",
     "load_problems",

@@ -36,7 +36,7 @@ from .decoder import Decoder
 from .grading import grade
 from .predictions import RowWriter, cut_torn_tail, fold_parts, read_rows
 from .scoring import summarize
-from .tasks import TASKS, Problem, Task, get_task, load_problems
+from .tasks import BENCHMARKS, Problem, Task, get_benchmark, load_problems
 
 PREDICTIONS, SUMMARY = "predictions.jsonl", "summary.json"
 PARTS = "predictions.parts"  # one file per rank while several processes decode
@@ -44,7 +44,7 @@ PARTS = "predictions.parts"  # one file per rank while several processes decode
 
 @dataclass
 class EvalConfig:
-    task: str = field(default="gsm8k", metadata={"help": "benchmark", "choices": tuple(TASKS)})
+    task: str = field(default="gsm8k", metadata={"help": "benchmark", "choices": tuple(BENCHMARKS)})
     data: str | None = field(default=None, metadata={"help": "JSONL data file (default: the packaged one)"})
     shots: int | None = field(default=None, metadata={"help": "few-shot exemplars (default: the task's)"})
     chat: bool = field(default=False, metadata={"help": "format prompts with the tokenizer's chat template"})
@@ -65,7 +65,7 @@ class EvalConfig:
             raise ValueError("--limit must be >= 1")
         if self.shots is not None and self.shots < 0:
             raise ValueError("--shots must be >= 0")
-        task = get_task(self.task)
+        task = get_benchmark(self.task)
         if self.shots and self.shots > len(task.exemplars):
             raise ValueError(f"--shots {self.shots}: {task.name} has {len(task.exemplars)} exemplars")
 
@@ -95,7 +95,7 @@ def evaluate(
     load_config = load_config or LoadConfig()
     # Accelerate treats a process group on CPUs as distributed only when told it is on CPU
     state = PartialState(cpu=load_config.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "") in ("1", "true"))
-    task = get_task(config.task)
+    task = get_benchmark(config.task)
     shots = task.default_shots if config.shots is None else config.shots
     problems = load_problems(task, config.data)[: config.limit]
     out = Path(out)

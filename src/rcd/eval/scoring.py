@@ -8,7 +8,7 @@ from ..data.jsonl import DataError
 from .grading import grade
 from .passk import pass_at_k_table
 from .predictions import read_rows
-from .tasks import get_task, load_problems
+from .tasks import get_benchmark, load_problems
 
 
 def summarize(rows: list[dict], task: str) -> dict:
@@ -40,7 +40,7 @@ def rescore(task_name: str, predictions: str | Path, data: str | Path | None = N
 
     Returns the summary and the re-graded rows (`answer`, `gold`, `correct` replaced).
     """
-    task = get_task(task_name)
+    task = get_benchmark(task_name)
     if not Path(predictions).is_file():
         raise DataError(f"{predictions}: no such predictions file")
     rows = read_rows(predictions)

@@ -78,7 +78,7 @@ class Task:
         return self.exemplars[:shots]
 
 
-TASKS: dict[str, Task] = {
+BENCHMARKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("gsm8k", "gsm8k", fewshot.GSM8K, 5, packaged_data="data/gsm8k/test.jsonl"),
@@ -90,10 +90,10 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+def get_benchmark(name: str) -> Task:
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
 
 
 def load_problems(task: Task, path: str | Path | None = None) -> list[Problem]:

@@ -8,7 +8,7 @@ from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
 from ..models.loading import DTYPES
 from ..models.tiny import TINY_PRESETS
-from .stages import STAGES, ResidualTrainingConfig
+from .stages import SOURCES, STAGES, ResidualTrainingConfig
 
 SCHEDULES = ("constant", "cosine", "linear")
 TRACKERS = ("none", "tensorboard", "wandb")
@@ -202,7 +202,7 @@ class TrainConfig:
                 raise ValueError(f"--report-to {self.report_to} needs the package: pip install {self.report_to}")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")
-        if self.cache_reference and self.residual.source in ("self", "selfcond"):
+        if self.cache_reference and not SOURCES[self.residual.source].cacheable:
             raise ValueError(
-                "--cache-reference caches the reference at the batch's masks: not with --res-source self/selfcond"
+                "--cache-reference caches the reference at the batch's masks: not with a --res-source that the target makes (self, selfcond)"
             )

@@ -21,11 +21,83 @@ from .noise import NoisyBatch, dropped_residuals, with_extra_masks
 from .objectives import diffusion_loss, noisy_logits
 
 STAGES = ("ref", "seqd", "rcd")
-RESIDUAL_SOURCES = ("noisy", "more-masked", "self", "selfcond")
 DROPOUT_UNITS = ("sample", "position")
 
 
 DECODE_ONLY = ("init", "reinit_blocks", "dirichlet_concentration")  # ResidualConfig fields of decoding
+
+
+class ResidualSource:
+    """Where stage rcd's residual comes from (`--res-source`), both halves in one place: what
+    the frozen reference is shown, outside the trained module (`reference_logits`, so it can
+    be sharded and cached on its own), and what the target makes of that inside its forward
+    (`target_signal`, so DDP/FSDP see every use of the parameters)."""
+
+    cacheable = True  # the reference's answer depends only on the batch (--cache-reference)
+
+    def reference_view(self, batch: NoisyBatch, options: ResidualTrainingConfig) -> NoisyBatch | None:
+        """The input the reference predicts (None: no reference pass)."""
+        return batch
+
+    def signal_positions(self, batch: NoisyBatch, seen: NoisyBatch) -> torch.Tensor:
+        """The positions of the reference's prediction kept as the signal, in `masked` order."""
+        return batch.masked
+
+    def target_signal(self, module: StageModule, target: DiffusionModel, batch: NoisyBatch,
+                      signal: ReferenceSignal) -> ReferenceSignal:
+        """The residual the target is fed at the batch's masked positions."""
+        return signal
+
+
+class NoisySource(ResidualSource):
+    """The paper's: the reference on the noisy x_t itself."""
+
+
+class MoreMaskedSource(ResidualSource):
+    """The reference on a copy of x_t with extra masks, as the previous denoising step saw it."""
+
+    def reference_view(self, batch: NoisyBatch, options: ResidualTrainingConfig) -> NoisyBatch | None:
+        return with_extra_masks(batch, options.more_masked_fraction)
+
+
+class SelfLoopSource(MoreMaskedSource):
+    """Inference's self-loop unrolled by one step, without backpropagation through it: the
+    target predicts the more-masked copy (the previous step's input) with the reference's
+    residual, as after a warm start; that prediction is this step's residual."""
+
+    cacheable = False
+
+    def signal_positions(self, batch: NoisyBatch, seen: NoisyBatch) -> torch.Tensor:
+        return seen.masked  # the copy's masks: the target predicts them itself
+
+    @torch.no_grad()
+    def target_signal(self, module, target, batch, signal):
+        previous = with_extra_masks(batch, module.residual.more_masked_fraction)
+        embeds = module.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
+        return ReferenceSignal(logits=noisy_logits(target, embeds, previous, module.block_length)[batch.masked])
+
+
+class SelfConditioningSource(ResidualSource):
+    """Self-conditioning (Chen et al., 2022): the target's stop-grad plain-mask prediction of
+    the same x_t becomes its residual; dropout decides how often it is fed. No reference pass."""
+
+    cacheable = False
+
+    def reference_view(self, batch: NoisyBatch, options: ResidualTrainingConfig) -> NoisyBatch | None:
+        return None
+
+    @torch.no_grad()
+    def target_signal(self, module, target, batch, signal):
+        logits = noisy_logits(target, target.embed(batch.noisy), batch, module.block_length)
+        return ReferenceSignal(logits=logits[batch.masked])
+
+
+SOURCES: dict[str, ResidualSource] = {
+    "noisy": NoisySource(),
+    "more-masked": MoreMaskedSource(),
+    "self": SelfLoopSource(),
+    "selfcond": SelfConditioningSource(),
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +121,7 @@ class ResidualTrainingConfig:
             "'self': the target's own no-grad prediction of the more-masked copy (inference's self-loop), "
             "or 'selfcond': the target's own no-grad prediction of x_t itself (self-conditioning; "
             "pair it with --residual-dropout 0.5)",
-            "choices": RESIDUAL_SOURCES,
+            "choices": tuple(SOURCES),
         },
     )
     more_masked_fraction: float = field(
@@ -59,8 +131,8 @@ class ResidualTrainingConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout <= 1.0 or not 0.0 <= self.more_masked_fraction <= 1.0:
             raise ValueError("residual dropout and more_masked_fraction must lie in [0, 1]")
-        if self.source not in RESIDUAL_SOURCES or self.dropout_unit not in DROPOUT_UNITS:
-            raise ValueError(f"source must be one of {RESIDUAL_SOURCES}, dropout_unit one of {DROPOUT_UNITS}")
+        if self.source not in SOURCES or self.dropout_unit not in DROPOUT_UNITS:
+            raise ValueError(f"source must be one of {tuple(SOURCES)}, dropout_unit one of {DROPOUT_UNITS}")
         if any(getattr(self.residual, name) != getattr(ResidualConfig(), name) for name in DECODE_ONLY):
             raise ValueError(f"{', '.join(DECODE_ONLY)} are decoding options; training takes none of them")
 
@@ -83,17 +155,13 @@ def reference_signal(
     block_length: int | None,
     options: ResidualTrainingConfig,
 ) -> ReferenceSignal:
-    """Run the frozen reference on the noisy input, or on a more-masked copy of it.
-
-    The signal covers the batch's masked positions; for source "self" it covers the
-    more-masked copy's, which the target then predicts itself (see StageModule). Source
-    "selfcond" needs no reference pass: the target makes its own signal.
-    """
-    if options.source == "selfcond":
+    """The frozen reference's part of the residual source: its logits on what the source shows it."""
+    source = SOURCES[options.source]
+    seen = source.reference_view(batch, options)
+    if seen is None:
         return ReferenceSignal()
-    seen = batch if options.source == "noisy" else with_extra_masks(batch, options.more_masked_fraction)
     logits = noisy_logits(reference, reference.embed(seen.noisy), seen, block_length)
-    return ReferenceSignal(logits=logits[seen.masked if options.source == "self" else batch.masked])
+    return ReferenceSignal(logits=logits[source.signal_positions(batch, seen)])
 
 
 class StageModule(nn.Module):
@@ -125,30 +193,10 @@ class StageModule(nn.Module):
         target = self.diffusion_model
         embeds = target.embed(batch.noisy)
         if signal is not None:
-            if self.residual is not None and self.residual.source == "self":
-                signal = self.previous_step(target, batch, signal)
-            elif self.residual is not None and self.residual.source == "selfcond":
-                signal = self.own_prediction(target, batch)
+            options = self.residual or ResidualTrainingConfig()
+            signal = SOURCES[options.source].target_signal(self, target, batch, signal)
             embeds = self.residual_inputs(target, batch, embeds, signal)
         return diffusion_loss(noisy_logits(target, embeds, batch, self.block_length), batch)
-
-    @torch.no_grad()
-    def previous_step(self, target: DiffusionModel, batch: NoisyBatch, signal: ReferenceSignal) -> ReferenceSignal:
-        """Inference's self-loop unrolled by one step, without backpropagation through it.
-
-        The target predicts the more-masked copy (the previous step's input) with the
-        reference's residual, as after a warm start; its prediction is this step's residual.
-        """
-        previous = with_extra_masks(batch, self.residual.more_masked_fraction)
-        embeds = self.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
-        return ReferenceSignal(logits=noisy_logits(target, embeds, previous, self.block_length)[batch.masked])
-
-    @torch.no_grad()
-    def own_prediction(self, target: DiffusionModel, batch: NoisyBatch) -> ReferenceSignal:
-        """Self-conditioning (Chen et al., 2022): the target's stop-grad plain-mask prediction
-        of the same x_t becomes its residual; dropout decides how often it is fed."""
-        logits = noisy_logits(target, target.embed(batch.noisy), batch, self.block_length)
-        return ReferenceSignal(logits=logits[batch.masked])
 
     def residual_inputs(
         self,

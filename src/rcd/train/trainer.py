@@ -164,10 +164,6 @@ class Trainer:
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
             )
-        if config.cache_reference and self.residual.source in ("self", "selfcond"):
-            raise ValueError(
-                "--cache-reference caches the reference at the batch's masks: not with --res-source self/selfcond"
-            )
         self.cache = ReferenceCache(config.cache_top_k, self.residual.residual) if config.cache_reference else None
         collate = SftCollator(
             self.tokenizer.pad_token_id,
