@@ -55,6 +55,8 @@ def root(tmp_path_factory):
     # a model whose weights cannot load: an error that comes from it proves the model was loaded
     shutil.copytree(base / "model", base / "poisoned")
     (base / "poisoned" / "model.safetensors").write_bytes(b"not weights")
+    shutil.copytree(base / "short-context", base / "short-poisoned")
+    (base / "short-poisoned" / "model.safetensors").write_bytes(b"not weights")
     write_jsonl(base / "train.jsonl", [{"prompt": f"{a}+{a}=", "response": str(2 * a)} for a in range(32)])
     write_jsonl(base / "gsm.jsonl", [{"question": f"{a}+{a}=?", "answer": f"#### {2 * a}"} for a in range(6)])
     write_jsonl(base / "sweep.jsonl", [{"prompt": f"{a}+{a}=", "answer": str(2 * a)} for a in range(4)])
@@ -172,9 +174,8 @@ def test_eval_checks_options_before_loading_the_model(root, tmp_path, capsys):
 
 def test_prompt_longer_than_the_context(root, tmp_path, capsys):
     long_question = write_jsonl(tmp_path / "long.jsonl", [{"question": "1+" * 40 + "1=?", "answer": "#### 41"}])
-    code, err = run_cli(capsys, *eval_cmd(root / "short-context", long_question, tmp_path / "out"))
-    assert_error(code, err, 1, "problem 0: its prompt (", "exceed the model's context of 64 positions",
-                 before_model=False)
+    code, err = run_cli(capsys, *eval_cmd(root / "short-poisoned", long_question, tmp_path / "out"))
+    assert_error(code, err, 1, "problem 0: its prompt (", "exceed the model's context of 64 positions")
     assert not (tmp_path / "out" / "options.json").exists() and not (tmp_path / "out" / "predictions.jsonl").exists()
     code, err = run_cli(capsys, "generate", "--model", root / "short-context", "--prompt", "1+" * 40,
                         "--gen-length", "8", "--block-length", "8")

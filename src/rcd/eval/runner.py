@@ -27,8 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..decode import DecodeConfig
-from ..models.loading import LoadConfig
-from ..models.adapter import context_length
+from ..models.loading import LoadConfig, load_tokenizer
 from ..residual import ResidualConfig
 from ..rundir import RunDir, fingerprint, write_json
 from ..tokenizer import check_representable
@@ -114,9 +113,10 @@ def evaluate(
             fold_parts(out / PREDICTIONS, out / PARTS)  # the rows of an interrupted multi-process run
             cut_torn_tail(out / PREDICTIONS)
         state.wait_for_everyone()
+        tokenizer, context = load_tokenizer(model_path, load_config.trust_remote_code)
+        prompts_fit(task, tokenizer, context, problems, shots, config.chat, decode.gen_length)  # before any model loads
         on_device = replace(load_config, device=load_config.device or str(state.device))
         run = _Run(Decoder.load(model_path, on_device, decode, residual, reference_path), task, shots, config)
-        prompts_fit(run, problems)  # every prompt, before the first row is decoded
         if state.is_main_process:
             run_dir.record(record)  # the run has really started
         return _evaluate(run, problems, out, state, record, command)
@@ -219,19 +219,17 @@ def cut_at_next_question(task: Task, text: str) -> str:
     return text[:cut].rstrip() if cut >= 0 else text
 
 
-def prompts_fit(run: _Run, problems: list[Problem]) -> None:
+def prompts_fit(task: Task, tokenizer, context: int | None, problems: list[Problem], shots: int, chat: bool,
+                gen_length: int) -> None:
     """Refuse a prompt that, with the generation, exceeds the model's context or that the
     tokenizer cannot represent: decoding it would give garbage silently."""
-    decoder = run.decoder
-    context = context_length(decoder.model)
     for problem in problems:
-        prompt = prompt_text(run.task, decoder.tokenizer, problem.question, run.shots, run.config.chat)
-        ids = check_representable(decoder.tokenizer, prompt, f"problem {problem.index} (row {problem.index + 1})")
-        if context is not None and len(ids) + decoder.decode.gen_length > context:
+        prompt = prompt_text(task, tokenizer, problem.question, shots, chat)
+        ids = check_representable(tokenizer, prompt, f"problem {problem.index} (row {problem.index + 1})")
+        if context is not None and len(ids) + gen_length > context:
             raise ValueError(
-                f"problem {problem.index}: its prompt ({len(ids)} tokens, {run.shots} shots) + --gen-length "
-                f"{decoder.decode.gen_length} exceed the model's context of {context} positions; "
-                "lower --shots or --gen-length"
+                f"problem {problem.index}: its prompt ({len(ids)} tokens, {shots} shots) + --gen-length "
+                f"{gen_length} exceed the model's context of {context} positions; lower --shots or --gen-length"
             )
 
 

@@ -232,7 +232,11 @@ def _output_vocab(dm: DiffusionModel) -> int:
 def context_length(model: nn.Module | DiffusionModel) -> int | None:
     """Positions the model was built for (None: its config does not say)."""
     inner = model.model if isinstance(model, DiffusionModel) else model
-    config = getattr(inner, "config", None)
+    return config_context_length(getattr(inner, "config", None))
+
+
+def config_context_length(config) -> int | None:
+    """Positions a model config declares (None: it does not say)."""
     for name in ("max_position_embeddings", "max_sequence_length", "n_positions"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:

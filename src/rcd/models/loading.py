@@ -19,13 +19,13 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-from .adapter import DiffusionModel
+from .adapter import DiffusionModel, config_context_length
 from .attention import ATTENTION_MODES
 from .buffers import checkpoint_keys, restore_buffers
 from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
-from .lora import is_adapter_dir, load_adapter
+from .lora import adapter_base, is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from ..rundir import looks_like_path
 from .presets import PRESETS, Preset, detect_preset, get_preset
@@ -265,6 +265,15 @@ def check_shared_vocabulary(tokenizer: PreTrainedTokenizerBase, reference_tokeni
             f"the reference {reference} uses a different tokenizer than the model{size}: RCD needs a shared "
             "vocabulary; train the reference with the model's tokenizer"
         )
+
+
+def load_tokenizer(path_or_id: str | Path, trust_remote_code: bool = False) -> tuple[PreTrainedTokenizerBase, int | None]:
+    """A checkpoint's tokenizer and context length without its weights (an adapter folder:
+    its base's), for the checks made before any model loads."""
+    source = _check_source(adapter_base(path_or_id) if is_adapter_dir(path_or_id) else path_or_id)
+    config = _load_config(source, trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    return tokenizer, config_context_length(config)
 
 
 def check_reference_tokenizer(model: str, reference: str, trust_remote_code: bool = False) -> None:

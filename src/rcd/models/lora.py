@@ -20,17 +20,22 @@ def is_adapter_dir(path_or_id) -> bool:
     return path.is_dir() and (path / ADAPTER_CONFIG).exists() and not (path / "config.json").exists()
 
 
+def adapter_base(path: str | Path) -> str:
+    """The base model an adapter folder was trained on (its adapter config's)."""
+    base_path = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base_path:
+        raise ValueError(f"{path}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    return base_path
+
+
 def load_adapter(path: str | Path, load: Callable, **options):
     """(merged model, the base's tokenizer) of an adapter folder."""
     try:
         from peft import PeftModel
     except ImportError as err:
         raise ImportError(f"{path} is a LoRA adapter: loading it needs peft (pip install 'rcd[lora]')") from err
-    base_path = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-    if not base_path:
-        raise ValueError(f"{path}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
     device = options.pop("device", None)
-    base, tokenizer = load(base_path, **options)
+    base, tokenizer = load(adapter_base(path), **options)
     model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     if device is not None:
         model = model.to(device)
