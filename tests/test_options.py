@@ -38,3 +38,26 @@ def test_demo_options_are_the_configs_it_holds():
     assert config.residual.residual.temperature == 0.9 and config.residual.source == "self"  # demo default kept
     assert config.sweep.thresholds == (0.8, 0.9) and config.sweep.tokens_per_step == (1, 2, 4, 8)
     assert dataclass_from_dict(DemoConfig, dataclasses.asdict(config)) == config  # as read back from report.json
+
+
+def test_a_config_file_stands_for_flags_and_the_command_line_overrides_it(tmp_path, monkeypatch, capsys):
+    from rcd.cli import train as train_command
+
+    built = []
+    monkeypatch.setattr(train_command, "train", lambda config: built.append(config) or {})
+    run = tmp_path / "run.yaml"
+    run.write_text("stage: rcd\nmodel: tiny-xs\nreference: ref\ndata: d.jsonl\nout: o\nmax-steps: 5\n"
+                   "res-dropout: 0.3\nres_source: self\nprogress: false\nblock_length: null\n")
+    assert main(["train", "--config", str(run), "--max-steps", "7"]) == 0
+    assert main(["train", "--stage", "rcd", "--model", "tiny-xs", "--reference", "ref", "--data", "d.jsonl",
+                 "--out", "o", "--max-steps", "7", "--res-dropout", "0.3", "--res-source", "self",
+                 "--no-progress"]) == 0
+    assert built[0] == built[1]
+    assert (built[0].max_steps, built[0].residual.dropout, built[0].progress) == (7, 0.3, False)
+    bad = tmp_path / "bad.yaml"
+    for text, phrase in (("stage: rcd\nbogus: 1\n", "'bogus' is not an option of this command"),
+                         ("- stage\n", "expected a mapping of options"), ("stage: [rcd\n", "not YAML or JSON")):
+        bad.write_text(text)
+        assert main(["train", "--config", str(bad)]) == 2 and phrase in capsys.readouterr().err
+    assert main(["--config", str(run)]) == 2 and "--config follows the command" in capsys.readouterr().err
+    assert len(built) == 2

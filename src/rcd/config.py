@@ -18,6 +18,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UsageError
@@ -190,3 +191,55 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
         return _parser_of(kind)(text)
     except ValueError as err:
         raise ValueError(f"{name}={value!r}: expected a {kind.__name__}") from err
+
+
+def options_file_arguments(path: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The flags a YAML (or JSON) options file stands for, to be read before the command line's.
+
+    `key: value` is `--key value`, keys spelled as the command's flags (`res-dropout` or
+    `res_dropout`); true/false is `--key` / `--no-key`; a list is a comma-separated value, or
+    the flag repeated where the flag repeats; null keeps the default. Flags on the command
+    line override the file.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err})") from err
+    except yaml.YAMLError as err:
+        raise UsageError(f"--config {path}: not YAML or JSON ({' '.join(str(err).split())[:160]})") from err
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a mapping of options (key: value), not {type(data).__name__}")
+    actions = {flag: action for action in parser._actions for flag in action.option_strings}
+    argv: list[str] = []
+    for key, value in data.items():
+        flag = "--" + str(key).replace("_", "-")
+        action = actions.get(flag)
+        if action is None or flag in ("--config", "--help"):
+            raise UsageError(f"--config {path}: {key!r} is not an option of this command (see --help)")
+        if isinstance(value, bool):
+            if value:
+                argv.append(flag)
+            elif "--no-" + flag[2:] in actions:
+                argv.append("--no-" + flag[2:])
+        elif isinstance(value, list) and isinstance(action, argparse._AppendAction):
+            for item in value:
+                argv += [flag, str(item)]
+        elif isinstance(value, list):
+            argv += [flag, ",".join(map(str, value))]
+        elif value is not None:  # null: the option's default
+            argv += [flag, str(value)]
+    return argv
+
+
+def split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the `--config FILE` value, argv without it)."""
+    for i, token in enumerate(argv):
+        if token == "--config":
+            if i + 1 >= len(argv):
+                raise UsageError("--config needs a file: --config run.yaml")
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if token.startswith("--config="):
+            return token.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..config import options_file_arguments, split_config_flag
 from ..errors import UsageError
 from . import data, demo, eval, generate, lm_eval, score, sweep, train
 
@@ -62,7 +63,15 @@ def _run(argv: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
-        module.register(sub.add_parser(name, help=module.HELP, description=module.__doc__))
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.register(command)
+        command.add_argument("--config", metavar="FILE", help="YAML/JSON file of this command's options "
+                             "(keys: flag names, e.g. `res-dropout: 0.3`); flags given here override it")
+    path, argv = split_config_flag(argv)
+    if path is not None:
+        if not argv or argv[0] not in sub.choices:
+            raise UsageError("--config follows the command: rcd COMMAND --config FILE")
+        argv = [argv[0], *options_file_arguments(path, sub.choices[argv[0]]), *argv[1:]]
     args = parser.parse_args(argv)
     args.argv = ["rcd", *argv]  # recorded by commands whose results must be reproducible
     return int(args.run(args) or 0)
