@@ -59,9 +59,9 @@ def test_demo_reuses_finished_stages(demo_dir, capsys):
 def test_demo_refuses_other_options_in_its_out(demo_dir, capsys):
     """Changed residual options never resume the old stage: the demo refuses, and changes nothing."""
     files = {p: p.read_bytes() for p in demo_dir.rglob("*") if p.is_file()}
-    assert main(["demo", "--quick", "--out", str(demo_dir), "--residual-dropout", "0"]) == 2
+    assert main(["demo", "--quick", "--out", str(demo_dir), "--res-dropout", "0"]) == 2
     err = capsys.readouterr().err
-    assert "holds a run with other options (options.residual_dropout: 0.3 -> 0.0)" in err
+    assert "holds a run with other options (options.residual.dropout: 0.3 -> 0.0)" in err
     assert {p: p.read_bytes() for p in demo_dir.rglob("*") if p.is_file()} == files
 
 
