@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -241,20 +243,27 @@ class StudyConfig:
 
 
 def prepare(config: StudyConfig) -> dict[str, Any]:
-    """Data once for all seeds: train, test, validation (disjoint) and the tokenizer."""
+    """Data once for all seeds: train, test, validation (disjoint) and the tokenizer.
+
+    Made in a private folder and renamed into place, so processes started together (one
+    per seed) never read each other's half-written files: the first to finish wins.
+    """
     root = Path(config.out) / "data"
-    meta_path = root / "meta.json"
-    if meta_path.exists():
-        return json.loads(meta_path.read_text())
-    root.mkdir(parents=True, exist_ok=True)
-    train_file, held_file, tokenizer_dir, gen_length = prepare_data(config.demo(0), root)
-    held = read_jsonl(held_file)
-    write_jsonl(root / "val.jsonl", held[config.n_test :])
-    write_jsonl(held_file, held[: config.n_test])
-    meta = {"train": str(train_file), "test": str(held_file), "val": str(root / "val.jsonl"),
-            "tokenizer": str(tokenizer_dir), "gen_length": gen_length}
-    meta_path.write_text(json.dumps(meta))
-    return meta
+    if not (root / "meta.json").exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=root.parent, prefix=".data-"))
+        train_file, held_file, tokenizer_dir, gen_length = prepare_data(config.demo(0), work)
+        held = read_jsonl(held_file)
+        write_jsonl(work / "val.jsonl", held[config.n_test :])
+        write_jsonl(held_file, held[: config.n_test])
+        meta = {"train": str(root / train_file.name), "test": str(root / held_file.name),
+                "val": str(root / "val.jsonl"), "tokenizer": str(root / tokenizer_dir.name), "gen_length": gen_length}
+        (work / "meta.json").write_text(json.dumps(meta))
+        try:
+            work.rename(root)
+        except OSError:  # another process's data is in place
+            shutil.rmtree(work)
+    return json.loads((root / "meta.json").read_text())
 
 
 def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
