@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
-from .policy import COMMIT_ORDERS, CommitPolicy, FixedSchedule, Threshold
+from .policy import COMMIT_ORDERS, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
+
+SCHEDULES = ("even", "time")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ class DecodeConfig:
     order: str = field(
         default="confidence",
         metadata={"help": "fixed schedule: commit order (confidence, random, left-to-right)", "choices": COMMIT_ORDERS},
+    )
+    schedule: str = field(
+        default="even",
+        metadata={
+            "help": "fixed schedule: a block's masks split evenly over its steps (even: LLaDA), or "
+            "int(m (1 - s/t)) of the m left at each step of time 1 -> 0.001 (time: Dream's diffusion_generate)",
+            "choices": SCHEDULES,
+        },
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
     stop_at_eos: bool = field(default=False, metadata={"help": "stop a row after a block containing EOS"})
@@ -58,6 +68,10 @@ class DecodeConfig:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {self.order!r}")
         if self.order != "confidence" and self.threshold is not None:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule != "even" and self.threshold is not None:
+            raise ValueError("schedule applies to fixed steps; a threshold rule has no schedule")
         if self.threshold is not None:
             if not 0.0 <= self.threshold <= 1.0:
                 raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
@@ -90,7 +104,8 @@ class DecodeConfig:
         seeds a random commit order."""
         if self.threshold is not None:
             return Threshold(self.threshold)
-        return FixedSchedule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
+        rule = TimeSchedule if self.schedule == "time" else FixedSchedule
+        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
 
     @property
     def tokens_per_step(self) -> float | None:

@@ -1,9 +1,10 @@
 """Commit policies: which masked positions of the current block take their token this step.
 
 Two rules (docs/method.md, section 1): a fixed schedule (LLaDA: the block's masked count split
-evenly over its steps, remainder to the earliest, top-k confidence), and a dynamic
-threshold (SDAR low_confidence_dynamic / Fast-dLLM: every position above tau, at least
-the single most confident one). Token choice (greedy or Gumbel-max sampling) is here too.
+evenly over its steps, remainder to the earliest, top-k confidence; or Dream's time
+schedule), and a dynamic threshold (SDAR low_confidence_dynamic / Fast-dLLM: every
+position above tau, at least the single most confident one). Token choice (greedy or
+Gumbel-max sampling) is here too.
 
 The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
 the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
@@ -148,6 +149,36 @@ class FixedSchedule(CommitPolicy):
     def describe(self) -> str:
         order = "" if self.order == "confidence" else f" {self.order}"
         return f"steps={self.steps_per_block * self.n_blocks}{order}"
+
+
+class TimeSchedule(FixedSchedule):
+    """Dream's schedule (`diffusion_generate`, one block or per block): time runs from 1 to
+    `eps` in `steps_per_block` equal steps; the step from t to s commits int(m (1 - s/t)) of
+    the block's m remaining masks (float32, as Dream computes it), the last step all of them."""
+
+    name = "fixed"
+
+    def __init__(self, steps_per_block: int, n_blocks: int = 1, order: str = "confidence",
+                 generator: torch.Generator | None = None, eps: float = 1e-3):
+        super().__init__(steps_per_block, n_blocks, order, generator)
+        self.times = torch.linspace(1, eps, steps_per_block + 1)
+
+    def start_block(self, masked: torch.Tensor) -> None:
+        self._step = 0
+
+    def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        remaining = candidates.sum(-1)
+        if self._step < self.steps_per_block - 1:
+            t, s = self.times[self._step], self.times[self._step + 1]
+            counts = (remaining.float().cpu() * (1 - s / t)).long().to(remaining.device)
+        else:
+            counts = remaining
+        chosen = commit_top_k(order_scores(self.order, confidence, self.generator), candidates, counts)
+        self._step += 1
+        return chosen
+
+    def describe(self) -> str:
+        return super().describe() + " time"
 
 
 class Threshold(CommitPolicy):
