@@ -16,6 +16,8 @@ from rcd.models.adapter import DiffusionModel
 from rcd.train import ResidualTrainingConfig
 from rcd.train.noise import add_noise
 from rcd.train.objectives import noisy_logits
+from rcd.residual import ResidualConfig
+from rcd.train.reference_cache import ReferenceCache
 from rcd.train.stages import StageModule, reference_signal
 
 PROMPT, LENGTH = 4, 16
@@ -163,3 +165,71 @@ def test_residual_sources(pair, source):
         assert len(target_seen.inputs) == 1
         expect = eq2_by_hand(z_ref[noisy.masked], E_target, plain, noisy.masked)
     assert torch.allclose(target_seen.inputs[-1], expect, atol=1e-10)
+
+
+def trained_inputs(target, noisy, signal, options, training=True):
+    """inputs_embeds of the trained step of StageModule (train or eval mode)."""
+    module = StageModule(target, residual=options)
+    module.train(training)
+    seen = Recorder(target)
+    with torch.no_grad():
+        module(noisy, signal)
+    seen.remove()
+    return seen.inputs[-1]
+
+
+@pytest.mark.parametrize("unit", ["sample", "position"])
+def test_residual_dropout_feeds_plain_masks_where_it_drops(pair, unit):
+    """Dropped positions get E[M] alone, kept ones Eq. 2; 'sample' drops whole examples;
+    rate 1 drops all in training and none in eval mode (the held-out loss keeps it on)."""
+    target, reference = pair
+    noisy = add_noise(sft_batch(n=64), mask_token_id=MASK, seed=0, epoch=0)
+    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, ResidualTrainingConfig())
+    E = target.get_input_embeddings().weight
+    plain = target.get_input_embeddings()(noisy.noisy).detach()
+    with torch.no_grad():
+        eq2 = eq2_by_hand(signal.logits, E, plain, noisy.masked)
+    inputs = trained_inputs(target, noisy, signal, ResidualTrainingConfig(dropout=0.5, dropout_unit=unit))
+    dropped = (inputs == E[MASK]).all(-1) & noisy.masked
+    kept = noisy.masked & ~dropped
+    assert torch.allclose(inputs[kept], eq2[kept], atol=1e-10) and torch.equal(inputs[~noisy.masked], plain[~noisy.masked])
+    if unit == "sample":  # an example keeps all its residuals or none; about half the examples
+        rows = noisy.masked.any(-1)
+        assert torch.equal(dropped.any(-1)[rows], (dropped == noisy.masked).all(-1)[rows])
+        assert 0.2 < dropped.any(-1)[rows].float().mean() < 0.8
+    else:
+        assert 0.3 < dropped.sum() / noisy.masked.sum() < 0.7
+    everything = ResidualTrainingConfig(dropout=1.0, dropout_unit=unit)
+    assert (trained_inputs(target, noisy, signal, everything)[noisy.masked] == E[MASK]).all()
+    assert torch.allclose(trained_inputs(target, noisy, signal, everything, training=False), eq2, atol=1e-10)
+
+
+def test_top_k_training_residual_is_the_renormalised_top_k_with_full_alpha(pair):
+    target, reference = pair
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    options = ResidualTrainingConfig(residual=ResidualConfig(top_k=3))
+    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)
+    E = target.get_input_embeddings().weight.detach().double()
+    p = torch.softmax(signal.logits.double(), -1)
+    alpha = -(p * p.log()).sum(-1) / math.log(VOCAB)  # from the full distribution
+    top, index = p.topk(3, dim=-1)
+    delta = ((top / top.sum(-1, keepdim=True))[..., None] * E[index]).sum(-2)
+    expect = target.get_input_embeddings()(noisy.noisy).detach().clone()
+    expect[noisy.masked] = (1 - alpha[:, None]) * E[MASK] + alpha[:, None] * delta
+    assert torch.allclose(trained_inputs(target, noisy, signal, options), expect, atol=1e-10)
+
+
+def test_cached_reference_signal_gives_the_inputs_of_the_live_one(pair):
+    """The cache keeps alpha and the top-k (fp16) per example; a batch with other masks misses."""
+    target, reference = pair
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    options = ResidualTrainingConfig(residual=ResidualConfig(top_k=VOCAB))
+    live = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)
+    cache = ReferenceCache(VOCAB, options.residual)
+    cache.store(noisy, live.logits)
+    cached = cache.lookup(noisy, torch.device("cpu"))
+    assert cached is not None and cached.logits is None
+    assert torch.allclose(trained_inputs(target, noisy, cached, options), trained_inputs(target, noisy, live, options),
+                          atol=1e-3)  # fp16 probabilities
+    other = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=1)  # new masks: stale entries
+    assert cache.lookup(other, torch.device("cpu")) is None and (cache.hits, cache.misses) == (1, 1)
