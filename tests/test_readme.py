@@ -5,6 +5,7 @@ data and is run by this test, in order, in one fresh directory, with the `rcd` o
 checkout first on PATH. Other blocks (GPU runs, real checkpoints) are not run.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -34,3 +35,9 @@ def test_readme_local_blocks_run_as_written(tmp_path):
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=3600)
         assert done.returncode == 0, f"README block {number} failed:\n{block}\n{done.stderr[-3000:]}"
+    # the quick start trains a working model, with the held-out loss the README states
+    stated = float(re.search(r"held-out loss (\d\.\d+)", README.read_text())[1])
+    summary = json.loads((tmp_path / "runs/ref/train_summary.json").read_text())
+    assert abs(summary["eval_loss"] - stated) < 0.02, summary["eval_loss"]
+    curves = json.loads((tmp_path / "runs/sweep/report.json").read_text())["curves"]
+    assert max(p["accuracy"] for points in curves.values() for p in points) > 0.1  # an untrained model: 0
