@@ -40,11 +40,11 @@ import torch
 import rcd
 from rcd.data import get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from rcd.decode import DecodeConfig
-from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data, train_stage
+from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import Method, evaluate
 from rcd.residual import ResidualConfig
-from rcd.train import ResidualTrainingConfig, TrainConfig
+from rcd.train import ResidualTrainingConfig, TrainConfig, train
 
 from .calibration import BINS, committed_confidence, gold_tokens
 
@@ -272,16 +272,14 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
                   warmup_steps=min(50, config.ref_steps // 10), log_every=50, save_every=300,
                   max_response_length=meta["gen_length"], response_padding="max", progress=False)
     ref = root / "ref"
-    train_stage(TrainConfig(stage="ref", model="tiny-xs", tokenizer=meta["tokenizer"], out=str(ref),
-                            max_steps=config.ref_steps, **common))
+    train(TrainConfig(stage="ref", model="tiny-xs", tokenizer=meta["tokenizer"], out=str(ref),
+                      max_steps=config.ref_steps, **common))  # a finished run is reused as it is
     for name in arms:
         arm = ARMS[name]
         started = time.perf_counter()
-        train_stage(
-            TrainConfig(stage=arm.stage, model=str(ref), reference=str(ref) if arm.stage == "rcd" else None,
-                        out=str(root / name), max_steps=round(arm.steps * config.stage_steps), **common),
-            arm.residual,
-        )
+        train(TrainConfig(stage=arm.stage, model=str(ref), reference=str(ref) if arm.stage == "rcd" else None,
+                          out=str(root / name), max_steps=round(arm.steps * config.stage_steps),
+                          residual=arm.residual, **common))
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -391,7 +389,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
             continue
         rs = list(by_seed.values())
         curves.setdefault(method, []).append({
-            "setting": setting, "seeds": sorted(by_seed), "n": rs[0]["n"],
+            "setting": setting, "rule": rs[0]["rule"], "seeds": sorted(by_seed), "n": rs[0]["n"],
             "accuracy": float(np.mean([np.mean(r["correct"]) for r in rs])),
             "cells": float(np.mean([np.mean(r["cells"]) for r in rs])),
             "tokens_per_step": float(np.mean([r["tokens_per_step"] for r in rs])),

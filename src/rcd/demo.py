@@ -101,13 +101,6 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
-def train_stage(stage_config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
-    """Train one stage; `train` reuses a finished run of the same options and inputs, resumes
-    an interrupted one, and refuses a run of other options. `residual` is the older spelling
-    of `TrainConfig(residual=...)`."""
-    return train(replace(stage_config, resume=True), residual)
-
-
 DEMO_WORK = ("data", "ref", "seqd", "rcd", "report.json", "report.md", "pareto.png", "trace.png")
 
 
@@ -142,16 +135,16 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     )
     ref_dir, seqd_dir, rcd_dir = out / "ref", out / "seqd", out / "rcd"
     summaries = {
-        "ref": train_stage(
+        "ref": train(
             TrainConfig(
                 stage="ref", model=config.model, tokenizer=str(tokenizer_dir), attention=config.attention,
                 out=str(ref_dir), max_steps=config.ref_steps, **common,
             )
         ),
-        "seqd": train_stage(
+        "seqd": train(
             TrainConfig(stage="seqd", model=str(ref_dir), out=str(seqd_dir), max_steps=config.stage_steps, **common)
         ),
-        "rcd": train_stage(
+        "rcd": train(
             TrainConfig(
                 stage="rcd", model=str(ref_dir), reference=str(ref_dir), out=str(rcd_dir),
                 max_steps=config.stage_steps, residual=config.residual, **common,
