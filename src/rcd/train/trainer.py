@@ -275,8 +275,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
         if config.report_to != "none":
-            options = {**asdict(config), **{f"residual_{k}": v for k, v in asdict(self.residual).items()}}
-            acc.init_trackers(config.run_name or self.out.name, config=_scalars(options))
+            acc.init_trackers(config.run_name or self.out.name, config=_scalars(asdict(config)))
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -447,9 +446,16 @@ class Trainer:
 ADAPTER_DIR = "adapter"
 
 
-def _scalars(options: dict[str, Any]) -> dict[str, Any]:
-    """Tracker hyperparameters: scalars as they are, None as 'none' (TensorBoard takes no None)."""
-    return {k: "none" if v is None else v for k, v in options.items()}
+def _scalars(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Tracker hyperparameters, flat (residual.dropout as residual_dropout); None as 'none'
+    (TensorBoard takes neither None nor nested values)."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update(_scalars(value, f"{prefix}{key}_"))
+        else:
+            flat[prefix + key] = "none" if value is None else value
+    return flat
 
 
 def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -> dict[str, Any]:
