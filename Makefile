@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+CORE   := $(VENV)/.rcd-core-installed
 STAMP  := $(VENV)/.rcd-installed
 DEMO_ARGS ?=
 
@@ -16,7 +17,7 @@ TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code
 
 .PHONY: demo test test-fast test-tf4 install clean mutate
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
 test: $(STAMP)
@@ -52,8 +53,13 @@ $(PY):
 		$(PYTHON) -m venv $(VENV); \
 	fi
 
-$(STAMP): pyproject.toml scripts/install_torch.py | $(PY)
+# the demo needs the package alone; the tests also the dev extra (lm-eval, peft, trackers, mutmut)
+$(CORE): pyproject.toml scripts/install_torch.py | $(PY)
 	$(PY) scripts/install_torch.py
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP): $(CORE)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

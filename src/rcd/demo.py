@@ -31,7 +31,7 @@ from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
 
 
-DEMO_SWEEP = SweepConfig(thresholds=(0.7, 0.8, 0.9, 0.95), batch_size=500)
+DEMO_SWEEP = SweepConfig(thresholds=(0.5, 0.7, 0.8, 0.9, 0.95), batch_size=500)
 QUICK_SWEEP = SweepConfig(tokens_per_step=(1, 8), thresholds=(0.5, 0.9), batch_size=500)
 
 
@@ -49,8 +49,8 @@ class DemoConfig:
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=500, metadata={"help": "held-out problems"})
-    ref_steps: int = field(default=2000, metadata={"help": "optimizer steps of the reference"})
-    stage_steps: int = field(default=500, metadata={"help": "optimizer steps of seqd and of rcd each"})
+    ref_steps: int = field(default=3600, metadata={"help": "optimizer steps of the reference"})
+    stage_steps: int = field(default=900, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     residual: ResidualTrainingConfig = field(
