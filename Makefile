@@ -38,10 +38,13 @@ $(TF4_DIR)/.installed: Makefile | $(STAMP)
 install: $(STAMP)
 
 # Mutation testing of the method's core against its fast tests ([tool.mutmut] in pyproject;
-# not CI: minutes to an hour). Survivors, with their diffs, go to mutation-report.md.
+# not CI: minutes). Survivors, with their diffs, go to mutation-report.md. mutmut forks a
+# worker per mutant from a process that has run torch: with more than one OpenMP thread the
+# forked workers deadlock (and every mutant "times out"), hence one thread.
 MUTATE_JOBS ?= 2
 mutate: $(STAMP)
-	-nice -n 15 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	rm -rf mutants
+	-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 15 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
 	$(PY) scripts/mutation_report.py > mutation-report.md
 	head -12 mutation-report.md
 

@@ -149,3 +149,19 @@ def test_caches_feed_fewer_positions(bidirectional, block_causal, residual):
     assert fed_lengths(block_causal, prompts, cache="none", **kw) == [n for s in starts for n in [s + 4] * 4]
     cached = fed_lengths(block_causal, prompts, cache="exact", **kw)
     assert len(cached) == 16 and cached[0] == 9 and max(cached[1:]) <= 8 and sum(cached) <= 16 * 4 + 3 * 4 + 5
+
+
+def test_reference_passes_use_the_kv_cache_too(block_causal):
+    """The frozen reference's passes (warm start, train-aligned feedback) read the block-causal
+    KV cache like the target's: the prompt once, then at most the block and the one before it."""
+    reference = make_model("block-causal", seed=4)
+    fed = []
+    hook = reference.register_forward_pre_hook(lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
+    try:
+        rcd.generate(block_causal, random_prompts(1, 5, seed=3), gen_length=16, block_length=4, steps=16,
+                     cache="exact", reference=reference,
+                     residual=rcd.ResidualConfig(init="reference", feedback="reference"))
+    finally:
+        hook.remove()
+    # per block: a warm start, then a feedback pass after each of its first 3 steps
+    assert len(fed) == 16 and fed[0] == 9 and max(fed[1:]) <= 8

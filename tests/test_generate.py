@@ -144,6 +144,7 @@ def test_early_stop_at_eos_fills_tail(block_causal):
     assert out.generated[0, :done].tolist() == full.generated[0, :done].tolist()
     assert (out.generated[0, done:] == eos).all()
     assert out.nfe == done and out.generated_tokens.item() == done
+    assert out.generated_tokens.dtype == out.row_forward_passes.dtype == torch.long  # counts, not floats
 
 
 def test_trace_records_every_step(bidirectional):
@@ -158,6 +159,27 @@ def test_trace_records_every_step(bidirectional):
     assert torch.all(first.alpha[~first.confidence.isnan()] == 0)  # cold start: plain masks
     later = [s for s in out.trace if s.block == 0 and s.step > 0]
     assert later and (later[0].alpha.nan_to_num() > 0).any()  # residuals flow afterwards
+    for block in (0, 1):  # steps numbered 0, 1, ... within each block
+        steps = [s.step for s in out.trace if s.block == block]
+        assert steps == list(range(len(steps)))
+    final = torch.stack([torch.where(s.committed, s.tokens, 0) for s in out.trace if s.block == 0]).sum(0)
+    assert final.tolist() == out.generated[:, :4].tolist()  # each step's tokens, where committed
+
+
+def test_a_row_stopped_at_eos_leaves_the_other_rows_as_they_decode_alone(block_causal):
+    """Rows stop at different blocks: the stopped one idles (no commits, no passes counted,
+    no residual updates) while the others decode exactly as they would alone."""
+    prompts = random_prompts(2, 5, seed=2)
+    kw = dict(gen_length=16, block_length=4, steps=16, residual=rcd.ResidualConfig())
+    first, second = (rcd.generate(block_causal, prompts[i:i + 1], **kw).generated[0].tolist() for i in range(2))
+    eos = next(t for t in first[4:8] if t not in second)  # row 0 stops by its second block, row 1 never
+    together = rcd.generate(block_causal, prompts, eos_token_id=eos, stop_at_eos=True, **kw)
+    for i in range(2):
+        alone = rcd.generate(block_causal, prompts[i:i + 1], eos_token_id=eos, stop_at_eos=True, **kw)
+        assert together.generated[i].tolist() == alone.generated[0].tolist()
+        assert together.row_forward_passes[i] == alone.row_forward_passes[0]
+        assert together.generated_tokens[i] == alone.generated_tokens[0]
+    assert together.row_forward_passes[0] < together.row_forward_passes[1]
 
 
 def test_sampling_is_reproducible(bidirectional):
@@ -189,8 +211,13 @@ def test_dirichlet_init_is_random_and_seeded(bidirectional):
     assert (a - c).abs().amax(-1).min() > 1e-3
 
 
-def test_generate_restores_training_mode(bidirectional):
-    bidirectional.train()
-    rcd.generate(bidirectional, random_prompts(1, 3), gen_length=4, block_length=4)
-    assert bidirectional.training
-    bidirectional.eval()
+def test_generate_runs_both_models_in_eval_mode_and_restores_training_mode():
+    target, reference = make_model(seed=0), make_model(seed=3)
+    seen = []
+    for m in (target, reference):
+        m.train()
+        m.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    rcd.generate(target, random_prompts(1, 3), gen_length=4, block_length=4, steps=2,
+                 residual=rcd.ResidualConfig(init="reference"), reference=reference)
+    assert len(seen) == 3 and not any(seen)  # reference warm start + 2 steps, no dropout in any
+    assert target.training and reference.training

@@ -105,6 +105,20 @@ def test_dirichlet_is_a_distribution_and_seeded():
     a = dirichlet_probs((3,), 10, generator=torch.Generator().manual_seed(1))
     b = dirichlet_probs((3,), 10, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and torch.allclose(a.sum(-1), torch.ones(3)) and (a >= 0).all()
+    assert not torch.equal(a, dirichlet_probs((3,), 10, generator=torch.Generator().manual_seed(2)))
+    # without a generator (global RNG), and at a concentration whose raw draws sum far below 1
+    sparse = dirichlet_probs((50,), 10, concentration=0.01)
+    assert torch.allclose(sparse.sum(-1), torch.ones(50)) and (sparse >= 0).all()
+
+
+def test_two_and_one_token_vocabularies():
+    """Eq. 3's normalisation at its edges: H / log 2 for V = 2, zero for V = 1 (log 1 = 0)."""
+    for h in (normalized_entropy(torch.tensor([[0.5, 0.5]])), probs_and_entropy(torch.zeros(1, 2))[1]):
+        assert h.tolist() == pytest.approx([1.0])
+    for h in (normalized_entropy(torch.ones(1, 1)), probs_and_entropy(torch.zeros(1, 1))[1]):
+        assert h.tolist() == [0.0]
+    z = torch.tensor([[0.3, -1.0, 2.0]])
+    assert torch.allclose(probs_and_entropy(z)[0], torch.softmax(z, -1))  # T_res defaults to 1
 
 
 @pytest.mark.parametrize(

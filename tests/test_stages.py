@@ -233,3 +233,18 @@ def test_cached_reference_signal_gives_the_inputs_of_the_live_one(pair):
                           atol=1e-3)  # fp16 probabilities
     other = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=1)  # new masks: stale entries
     assert cache.lookup(other, torch.device("cpu")) is None and (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_training_block_length_other_than_the_models_is_the_one_used():
+    """StageModule(block_length=8) trains a block-4 model on the 8-token block-diffusion mask."""
+    model = make_model("block-causal", block_length=4)
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0, block_length=8)
+    with torch.no_grad():
+        loss = {b: float(StageModule(model, attention="block-causal", block_length=b)(noisy)) for b in (4, 8)}
+        dm = DiffusionModel.wrap(model)
+        logits8 = noisy_logits(dm, dm.embed(noisy.noisy), noisy, 8)[noisy.masked]
+        by_hand = torch.nn.functional.cross_entropy(logits8.double(), noisy.clean[noisy.masked], reduction="none")
+        rows = noisy.masked.nonzero()[:, 0]
+        per_example = torch.zeros(len(noisy.clean), dtype=torch.double).index_add(0, rows, by_hand * noisy.weight[noisy.masked])
+    assert loss[8] == pytest.approx(float(per_example.mean() / (LENGTH - PROMPT)), rel=1e-6)
+    assert loss[4] != pytest.approx(loss[8])

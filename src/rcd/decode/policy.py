@@ -156,8 +156,6 @@ class TimeSchedule(FixedSchedule):
     `eps` in `steps_per_block` equal steps; the step from t to s commits int(m (1 - s/t)) of
     the block's m remaining masks (float32, as Dream computes it), the last step all of them."""
 
-    name = "fixed"
-
     def __init__(self, steps_per_block: int, n_blocks: int = 1, order: str = "confidence",
                  generator: torch.Generator | None = None, eps: float = 1e-3):
         super().__init__(steps_per_block, n_blocks, order, generator)
@@ -170,7 +168,7 @@ class TimeSchedule(FixedSchedule):
         remaining = candidates.sum(-1)
         if self._step < self.steps_per_block - 1:
             t, s = self.times[self._step], self.times[self._step + 1]
-            counts = (remaining.float().cpu() * (1 - s / t)).long().to(remaining.device)
+            counts = (remaining.float() * (1 - s / t).to(remaining.device)).long()  # no host sync
         else:
             counts = remaining
         chosen = commit_top_k(order_scores(self.order, confidence, self.generator), candidates, counts)

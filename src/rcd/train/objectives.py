@@ -27,7 +27,7 @@ def noisy_logits(
     position ids for both copies; only the noisy copy's logits are returned.
     """
     if dm.attention == "bidirectional":
-        logits, _ = dm.forward(noisy_embeds, key_valid=batch.key_valid, gen_start=batch.gen_start)
+        logits, _ = dm.forward(noisy_embeds, key_valid=batch.key_valid)  # bidirectional: no blocks
         return logits
     block_length = block_length or dm.block_length
     if block_length is None:
