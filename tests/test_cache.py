@@ -121,10 +121,11 @@ def test_use_cache_false_is_cache_none(block_causal):
     assert torch.equal(a.sequences, b.sequences)
 
 
-def fed_lengths(model, prompts, **kw):
-    """Positions fed by each forward pass of `model` during one generate call."""
+def fed_lengths(model, prompts, watch=None, **kw):
+    """Positions fed by each forward pass of `watch` (default: `model`) during one generate call."""
     fed = []
-    hook = model.register_forward_pre_hook(lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
+    hook = (watch or model).register_forward_pre_hook(
+        lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
     try:
         rcd.generate(model, prompts, **kw)
     finally:
@@ -155,13 +156,8 @@ def test_reference_passes_use_the_kv_cache_too(block_causal):
     """The frozen reference's passes (warm start, train-aligned feedback) read the block-causal
     KV cache like the target's: the prompt once, then at most the block and the one before it."""
     reference = make_model("block-causal", seed=4)
-    fed = []
-    hook = reference.register_forward_pre_hook(lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
-    try:
-        rcd.generate(block_causal, random_prompts(1, 5, seed=3), gen_length=16, block_length=4, steps=16,
-                     cache="exact", reference=reference,
-                     residual=rcd.ResidualConfig(init="reference", feedback="reference"))
-    finally:
-        hook.remove()
+    fed = fed_lengths(block_causal, random_prompts(1, 5, seed=3), watch=reference, gen_length=16, block_length=4,
+                      steps=16, cache="exact", reference=reference,
+                      residual=rcd.ResidualConfig(init="reference", feedback="reference"))
     # per block: a warm start, then a feedback pass after each of its first 3 steps
     assert len(fed) == 16 and fed[0] == 9 and max(fed[1:]) <= 8
