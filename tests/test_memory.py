@@ -96,7 +96,8 @@ SHARDED = textwrap.dedent(
     logits = module(noisy)
     after = sum(p.to_local().numel() for p in module.parameters())  # resharded after the forward
     assert torch.allclose(full_logits, logits, atol=1e-5), (full_logits - logits).abs().max()
-    print("SHARD", dist.get_rank(), full, local, after, flush=True)
+    sys.stdout.write(f"SHARD {dist.get_rank()} {full} {local} {after}\\n")  # one write: atomic on a pipe
+    sys.stdout.flush()
     dist.destroy_process_group()
     """
 )
