@@ -51,7 +51,7 @@ class DemoConfig:
     n_test: int = field(default=500, metadata={"help": "held-out problems"})
     ref_steps: int = field(default=3600, metadata={"help": "optimizer steps of the reference"})
     stage_steps: int = field(default=900, metadata={"help": "optimizer steps of seqd and of rcd each"})
-    batch_size: int = field(default=64, metadata={"help": "training batch size"})
+    batch_size: int = field(default=32, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     residual: ResidualTrainingConfig = field(
         default_factory=lambda: ResidualTrainingConfig(dropout=0.3, source="self"),
