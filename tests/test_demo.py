@@ -37,6 +37,7 @@ def test_quick_demo_writes_the_report(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     assert isinstance(report["task"], str)
     check_curves(report["curves"], ["seqd", "rcd"])
+    assert set(report["curves"]) == {"seqd", "rcd"}  # RCD warm-started only (the cold start: `rcd sweep`)
     settings = [p["setting"] for p in report["curves"]["seqd"]]
     assert any(s.startswith("steps=") for s in settings) and any(s.startswith("tau=") for s in settings)
     for stage in ("ref", "seqd", "rcd"):

@@ -40,36 +40,49 @@ def solutions(grid: Grid, limit: int, rng: random.Random | None = None) -> list[
     With an rng the digits are tried in random order, so an empty grid yields a random
     solution grid; limit=2 tells a unique puzzle from an ambiguous one.
     """
-    used = [[0] * SIZE for _ in range(3)]  # digit bitmasks per row, column, box
+    rows, cols, boxes = ([0] * SIZE for _ in range(3))  # digit bitmasks per unit
     for cell, digit in enumerate(grid):
         if digit:
-            if any(used[kind][unit] >> digit & 1 for kind, unit in enumerate(CELL_UNITS[cell])):
+            row, col, box = CELL_UNITS[cell]
+            bit = 1 << digit
+            if (rows[row] | cols[col] | boxes[box]) & bit:
                 return []
-            for kind, unit in enumerate(CELL_UNITS[cell]):
-                used[kind][unit] |= 1 << digit
+            rows[row] |= bit
+            cols[col] |= bit
+            boxes[box] |= bit
     work, found = list(grid), []
 
-    def candidates(cell: int) -> int:
-        row, col, box = CELL_UNITS[cell]
-        return ALL_DIGITS & ~(used[0][row] | used[1][col] | used[2][box])
-
     def search() -> None:
-        blanks = [cell for cell in range(SIZE * SIZE) if not work[cell]]
-        if not blanks:
+        # the first blank with the fewest candidates; a count of 0 or 1 cannot be beaten, so
+        # the scan stops there: the same cell as a full scan, the same draws, the same puzzles
+        best, fewest, options = -1, SIZE + 1, 0
+        for cell in range(SIZE * SIZE):
+            if not work[cell]:
+                row, col, box = CELL_UNITS[cell]
+                candidates = ALL_DIGITS & ~(rows[row] | cols[col] | boxes[box])
+                count = candidates.bit_count()
+                if count < fewest:
+                    best, fewest, options = cell, count, candidates
+                    if count <= 1:
+                        break
+        if best < 0:
             found.append(list(work))
             return
-        cell = min(blanks, key=lambda c: candidates(c).bit_count())
-        digits = [d for d in range(1, SIZE + 1) if candidates(cell) >> d & 1]
+        digits = [d for d in range(1, SIZE + 1) if options >> d & 1]
         if rng is not None:
             rng.shuffle(digits)
+        row, col, box = CELL_UNITS[best]
         for digit in digits:
-            work[cell] = digit
-            for kind, unit in enumerate(CELL_UNITS[cell]):
-                used[kind][unit] ^= 1 << digit
+            bit = 1 << digit
+            work[best] = digit
+            rows[row] ^= bit
+            cols[col] ^= bit
+            boxes[box] ^= bit
             search()
-            for kind, unit in enumerate(CELL_UNITS[cell]):
-                used[kind][unit] ^= 1 << digit
-            work[cell] = 0
+            rows[row] ^= bit
+            cols[col] ^= bit
+            boxes[box] ^= bit
+            work[best] = 0
             if len(found) >= limit:
                 return
 

@@ -80,11 +80,15 @@ def rcd_methods(
     residual: ResidualConfig,
     reference: nn.Module | None = None,
     baseline: nn.Module | None = None,
+    cold_start: bool = True,
 ) -> list[Method]:
-    """The comparison of a sweep: SeqD baseline, RCD warm start (with a reference) and cold start."""
+    """The comparison of a sweep: SeqD baseline, RCD warm start (with a reference) and cold start
+    (always without a reference; with one only if `cold_start`)."""
     methods = [Method("seqd", baseline)] if baseline is not None else []
     if reference is not None:
         methods.append(Method("rcd", target, replace(residual, init="reference"), reference))
+        if not cold_start:
+            return methods
     cold = replace(residual, init="zero")
     return methods + [Method("rcd-cold" if reference is not None else "rcd", target, cold)]
 
