@@ -120,6 +120,8 @@ ARMS: dict[str, Arm] = {
     "rcd-paper": Arm("rcd", residual=ResidualTrainingConfig(source="noisy")),
     "rcd-selfcond": Arm("rcd", residual=ResidualTrainingConfig(source="selfcond", dropout=0.5)),
     "rcd-long": Arm("rcd", steps=1.6, residual=ResidualTrainingConfig(source="self", dropout=0.3)),
+    "rcd-unroll2": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=2)),
+    "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
 }
 
 FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
@@ -161,6 +163,8 @@ METHODS: dict[str, MethodSpec] = {
     "rcd-cold": MethodSpec("rcd", COLD, "fixed"),
     "rcd-long": MethodSpec("rcd-long", WARM, "core"),
     "rcd-long-off": MethodSpec("rcd-long", None, "fixed"),
+    "rcd-unroll2": MethodSpec("rcd-unroll2", WARM, "core"),
+    "rcd-unroll3": MethodSpec("rcd-unroll3", WARM, "core"),
     "rcd T1.5": MethodSpec("rcd", replace(WARM, temperature=1.5), "fixed"),
     "rcd alpha0.5": MethodSpec("rcd", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
 }
@@ -188,6 +192,10 @@ COMPARISONS = (
     ("rcd-selfcond-off", "rcd-selfcond", "the residual's worth to the self-conditioned model"),
     ("seqd-long", "rcd-long", "stage 2 60% longer, both arms"),
     ("rcd-long-off", "rcd-long", "the residual's worth after a longer stage 2"),
+    ("rcd", "rcd-unroll2", "the self-loop unrolled 2 steps in training instead of 1"),
+    ("rcd", "rcd-unroll3", "the self-loop unrolled 3 steps in training instead of 1"),
+    ("seqd", "rcd-unroll2", "RCD, self-loop unrolled 2 steps"),
+    ("seqd", "rcd-unroll3", "RCD, self-loop unrolled 3 steps"),
     ("rcd", "rcd T1.5", "residual temperature 1.5 (more residual)"),
     ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
 )
@@ -197,6 +205,7 @@ COMPARISONS = (
 class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
+    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
@@ -234,7 +243,7 @@ class StudyConfig:
 
     def demo(self, seed: int) -> DemoConfig:
         """The demo's settings at this size (data seed 0 for every training seed)."""
-        return DemoConfig(task=self.task, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
+        return DemoConfig(task=self.task, tokenizer=self.tokenizer, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
                           ref_steps=self.ref_steps, stage_steps=self.stage_steps, batch_size=self.batch_size,
                           lr=self.lr, sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size))
 
@@ -249,6 +258,7 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
     per seed) never read each other's half-written files: the first to finish wins.
     """
     root = Path(config.out) / "data"
+    made_by = {k: getattr(config, k) for k in ("task", "tokenizer", "n_train", "n_test", "n_val")}
     if not (root / "meta.json").exists():
         root.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=root.parent, prefix=".data-"))
@@ -257,13 +267,18 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
         write_jsonl(work / "val.jsonl", held[config.n_test :])
         write_jsonl(held_file, held[: config.n_test])
         meta = {"train": str(root / train_file.name), "test": str(root / held_file.name),
-                "val": str(root / "val.jsonl"), "tokenizer": str(root / tokenizer_dir.name), "gen_length": gen_length}
+                "val": str(root / "val.jsonl"), "tokenizer": str(root / tokenizer_dir.name), "gen_length": gen_length,
+                "made_by": made_by}
         (work / "meta.json").write_text(json.dumps(meta))
         try:
             work.rename(root)
         except OSError:  # another process's data is in place
             shutil.rmtree(work)
-    return json.loads((root / "meta.json").read_text())
+    meta = json.loads((root / "meta.json").read_text())
+    if meta.get("made_by") != made_by:
+        raise SystemExit(f"{root} holds data made with {meta.get('made_by')}, not {made_by}: "
+                         "give another --out or the same options")
+    return meta
 
 
 def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
@@ -429,8 +444,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
         for (m, split, setting), by_seed in records.items():
             if m != new or split != "test":
                 continue
-            base_setting = setting.replace(" ", "") if False else setting
-            other = records.get((base, "test", base_setting))
+            other = records.get((base, "test", setting))
             if other is None:
                 continue
             row = compare(other, by_seed)

@@ -167,6 +167,49 @@ def test_residual_sources(pair, source):
     assert torch.allclose(target_seen.inputs[-1], expect, atol=1e-10)
 
 
+def test_self_loop_unrolled_k_steps(pair):
+    """unroll=3: the reference sees the input three steps back, the target predicts each
+    later copy from the residual of the one before (Eq. 2 by hand at every step); the copies
+    nest, each step back masks ~30% of what is still unmasked, and the trained step gets
+    the target's prediction of the copy one step back."""
+    target, reference = pair
+    noisy = add_noise(sft_batch(n=64), mask_token_id=MASK, seed=0, epoch=0)
+    options = ResidualTrainingConfig(source="self", more_masked_fraction=0.3, unroll=3)
+    ref_seen, target_seen = Recorder(reference), Recorder(target)
+    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)
+    StageModule(target, residual=options)(noisy, signal)
+    ref_seen.remove(), target_seen.remove()
+    assert len(target_seen.inputs) == 4  # three unrolled steps, then the trained one
+
+    E_ref, E_target = reference.get_input_embeddings().weight, target.get_input_embeddings().weight
+    embed = target.get_input_embeddings()
+    clean = embed(noisy.clean).detach()
+    masks = [(ref_seen.inputs[0] == E_ref[MASK]).all(-1)]  # three steps back, then two, one
+    masks += [(inputs != clean).any(-1) for inputs in target_seen.inputs[1:3]]
+    masks.append(noisy.masked)
+    response = torch.zeros_like(noisy.masked)
+    response[:, PROMPT:] = True
+    for earlier, later in zip(masks, masks[1:]):
+        assert torch.equal(earlier | later, earlier) and (earlier & ~later).any()  # nested, each step unmasks some
+        fresh = (earlier & ~later).sum() / (response & ~later).sum()
+        assert abs(fresh.item() - 0.3) < 0.08
+    logits = [ref_seen.logits[0]] + target_seen.logits[:3]
+    for step in range(3):  # step k reads the residual of the logits before it at its own masks
+        where = masks[step]
+        plain = embed(noisy.clean.masked_fill(where, MASK)).detach()
+        assert torch.allclose(target_seen.inputs[step], eq2_by_hand(logits[step][where], E_target, plain, where), atol=1e-10)
+    plain = embed(noisy.noisy).detach()
+    expect = eq2_by_hand(target_seen.logits[2][noisy.masked], E_target, plain, noisy.masked)
+    assert torch.allclose(target_seen.inputs[3], expect, atol=1e-10)
+
+
+def test_unroll_needs_the_self_source():
+    with pytest.raises(ValueError, match="unroll"):
+        ResidualTrainingConfig(source="noisy", unroll=2)
+    with pytest.raises(ValueError, match="unroll"):
+        ResidualTrainingConfig(source="self", unroll=0)
+
+
 def trained_inputs(target, noisy, signal, options, training=True):
     """inputs_embeds of the trained step of StageModule (train or eval mode)."""
     module = StageModule(target, residual=options)

@@ -97,3 +97,5 @@ def test_quick_study_end_to_end(tmp_path):
     before = sorted(p.stat().st_mtime_ns for p in out.glob("seed*/decode/*/*.json"))
     assert main(args + ["--phases", "train", "decode"]) == 0  # a rerun skips every finished run
     assert sorted(p.stat().st_mtime_ns for p in out.glob("seed*/decode/*/*.json")) == before
+    with pytest.raises(SystemExit, match="holds data made with"):  # another task's data is never adopted
+        main(args + ["--task", "mul"])

@@ -60,21 +60,36 @@ class MoreMaskedSource(ResidualSource):
         return with_extra_masks(batch, options.more_masked_fraction)
 
 
+def earlier_step(batch: NoisyBatch, fraction: float, steps_back: int) -> NoisyBatch:
+    """The input `steps_back` denoising steps before this batch's: each step back masks every
+    still-unmasked response token with probability `fraction`. One uniform stream against a
+    growing threshold, so the copies nest (each step back's masks contain the next one's)."""
+    return with_extra_masks(batch, 1.0 - (1.0 - fraction) ** steps_back)
+
+
 class SelfLoopSource(MoreMaskedSource):
-    """Inference's self-loop unrolled by one step, without backpropagation through it: the
-    target predicts the more-masked copy (the previous step's input) with the reference's
-    residual, as after a warm start; that prediction is this step's residual."""
+    """Inference's self-loop unrolled by `unroll` = K steps, without backpropagation through
+    it: the reference predicts the input K steps back (the warm start), then the target
+    predicts each later copy from the residual of the one before it; its prediction of the
+    copy one step back is this step's residual. K = 1: one step back, as after a warm start."""
 
     cacheable = False
+
+    def reference_view(self, batch: NoisyBatch, options: ResidualTrainingConfig) -> NoisyBatch | None:
+        return earlier_step(batch, options.more_masked_fraction, options.unroll)
 
     def signal_positions(self, batch: NoisyBatch, seen: NoisyBatch) -> torch.Tensor:
         return seen.masked  # the copy's masks: the target predicts them itself
 
     @torch.no_grad()
     def target_signal(self, module, target, batch, signal):
-        previous = with_extra_masks(batch, module.residual.more_masked_fraction)
-        embeds = module.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
-        return ReferenceSignal(logits=noisy_logits(target, embeds, previous, module.block_length)[batch.masked])
+        options = module.residual
+        for back in range(options.unroll, 0, -1):
+            previous = earlier_step(batch, options.more_masked_fraction, back)
+            embeds = module.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
+            later = earlier_step(batch, options.more_masked_fraction, back - 1)
+            signal = ReferenceSignal(logits=noisy_logits(target, embeds, previous, module.block_length)[later.masked])
+        return signal
 
 
 class SelfConditioningSource(ResidualSource):
@@ -127,10 +142,16 @@ class ResidualTrainingConfig:
     more_masked_fraction: float = field(
         default=0.25, metadata={"help": "extra masking rate of unmasked response tokens (more-masked, self)"}
     )
+    unroll: int = field(
+        default=1, metadata={"help": "source self: denoising steps of the self-loop unrolled, without backpropagation (K)"}
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout <= 1.0 or not 0.0 <= self.more_masked_fraction <= 1.0:
             raise ValueError("residual dropout and more_masked_fraction must lie in [0, 1]")
+        if self.unroll < 1 or (self.unroll > 1 and self.source != "self"):
+            raise ValueError(f"residual unroll {self.unroll} with source {self.source!r}: unroll is >= 1, and above 1 "
+                             "only with source 'self' (--res-source self)")
         if self.source not in SOURCES or self.dropout_unit not in DROPOUT_UNITS:
             raise ValueError(f"source must be one of {tuple(SOURCES)}, dropout_unit one of {DROPOUT_UNITS}")
         if any(getattr(self.residual, name) != getattr(ResidualConfig(), name) for name in DECODE_ONLY):
