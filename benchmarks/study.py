@@ -205,7 +205,7 @@ COMPARISONS = (
 class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
-    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)"})
+    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": ("char", "word")})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
