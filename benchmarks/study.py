@@ -43,6 +43,7 @@ from rcd.decode import DecodeConfig
 from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import Method, evaluate
+from rcd.models.tiny import TINY_PRESETS
 from rcd.residual import ResidualConfig
 from rcd.train import ResidualTrainingConfig, TrainConfig, train
 
@@ -206,6 +207,7 @@ class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
     tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": ("char", "word")})
+    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the reference and every arm (depth, width)", "choices": tuple(TINY_PRESETS)})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
@@ -243,7 +245,7 @@ class StudyConfig:
 
     def demo(self, seed: int) -> DemoConfig:
         """The demo's settings at this size (data seed 0 for every training seed)."""
-        return DemoConfig(task=self.task, tokenizer=self.tokenizer, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
+        return DemoConfig(task=self.task, tokenizer=self.tokenizer, model=self.model, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
                           ref_steps=self.ref_steps, stage_steps=self.stage_steps, batch_size=self.batch_size,
                           lr=self.lr, sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size))
 
@@ -287,7 +289,7 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
                   warmup_steps=min(50, config.ref_steps // 10), log_every=50, save_every=300,
                   max_response_length=meta["gen_length"], response_padding="max", progress=False)
     ref = root / "ref"
-    train(TrainConfig(stage="ref", model="tiny-xs", tokenizer=meta["tokenizer"], out=str(ref),
+    train(TrainConfig(stage="ref", model=config.model, tokenizer=meta["tokenizer"], out=str(ref),
                       max_steps=config.ref_steps, **common))  # a finished run is reused as it is
     for name in arms:
         arm = ARMS[name]
@@ -503,8 +505,8 @@ def pct(x: float) -> str:
 def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
-             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), reference "
-             f"{c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
+             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), model "
+             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
              "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",

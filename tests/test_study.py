@@ -99,3 +99,17 @@ def test_quick_study_end_to_end(tmp_path):
     assert sorted(p.stat().st_mtime_ns for p in out.glob("seed*/decode/*/*.json")) == before
     with pytest.raises(SystemExit, match="holds data made with"):  # another task's data is never adopted
         main(args + ["--task", "mul"])
+
+
+def test_model_option_sizes_every_arm_and_another_size_is_refused(tmp_path):
+    from benchmarks.study import main
+    from rcd.rundir import RunMismatchError
+
+    out = tmp_path / "study"
+    args = ["--quick", "--out", str(out), "--seeds", "0", "--arms", "seqd", "--methods", "seqd", "--phases", "train"]
+    assert main(args + ["--model", "tiny-s"]) == 0
+    for stage in ("ref", "seqd"):
+        config = json.loads((out / "seed0" / stage / "config.json").read_text())
+        assert (config["hidden_size"], config["num_hidden_layers"]) == (128, 4)
+    with pytest.raises(RunMismatchError, match="another --out"):  # the tiny-s reference is never mixed in
+        main(args + ["--model", "tiny-xs"])
