@@ -84,10 +84,9 @@ class SelfLoopSource(MoreMaskedSource):
     @torch.no_grad()
     def target_signal(self, module, target, batch, signal):
         options = module.residual
-        for back in range(options.unroll, 0, -1):
-            previous = earlier_step(batch, options.more_masked_fraction, back)
+        copies = [earlier_step(batch, options.more_masked_fraction, back) for back in range(options.unroll, -1, -1)]
+        for previous, later in zip(copies, copies[1:]):  # each copy once, oldest first
             embeds = module.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
-            later = earlier_step(batch, options.more_masked_fraction, back - 1)
             signal = ReferenceSignal(logits=noisy_logits(target, embeds, previous, module.block_length)[later.masked])
         return signal
 
