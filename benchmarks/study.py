@@ -232,6 +232,9 @@ class StudyConfig:
         unknown = [a for a in self.arms if a not in ARMS] + [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
+        if self.model not in TINY_PRESETS or self.tokenizer not in ("char", "word"):
+            raise ValueError(f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
+                             f"{list(TINY_PRESETS)} and the tokenizer char or word")
         if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
             raise ValueError("phases are train, decode, report; give at least one seed")
         if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1:

@@ -113,3 +113,10 @@ def test_model_option_sizes_every_arm_and_another_size_is_refused(tmp_path):
         assert (config["hidden_size"], config["num_hidden_layers"]) == (128, 4)
     with pytest.raises(RunMismatchError, match="another --out"):  # the tiny-s reference is never mixed in
         main(args + ["--model", "tiny-xs"])
+
+
+def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
+    with pytest.raises(ValueError, match="choose a model"):
+        StudyConfig(model="tiny-huge")
+    with pytest.raises(ValueError, match="tokenizer char or word"):
+        StudyConfig(tokenizer="bpe")
