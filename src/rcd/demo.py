@@ -53,8 +53,8 @@ class DemoConfig:
     # against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=300, metadata={"help": "held-out problems"})
-    ref_steps: int = field(default=1800, metadata={"help": "optimizer steps of the reference"})
-    stage_steps: int = field(default=450, metadata={"help": "optimizer steps of seqd and of rcd each"})
+    ref_steps: int = field(default=2400, metadata={"help": "optimizer steps of the reference"})
+    stage_steps: int = field(default=600, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=32, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     residual: ResidualTrainingConfig = field(
