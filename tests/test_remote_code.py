@@ -63,7 +63,10 @@ def _off(target, name, replacement):
 FAILURES = [
     ("sdar", _off(loading, "flash_attn_standin", contextlib.nullcontext), ImportError, "flash_attn"),
     ("dream", _off(loading, "transformers4_names", contextlib.nullcontext), KeyError, "default"),
-    ("sdar", _off(loading, "transformers4_names", contextlib.nullcontext), ImportError, "modeling_attn_mask_utils"),
+    # the first transformers-4 name the file imports that the installed version lacks
+    # (transformers 5.25 has modeling_attn_mask_utils again, not LossKwargs)
+    ("sdar", _off(loading, "transformers4_names", contextlib.nullcontext), ImportError,
+     "modeling_attn_mask_utils|LossKwargs"),
     ("dream", _off(loading, "adapt_generation_configs", lambda cls: []), TypeError, "user_set_attributes"),
     ("sdar", _off(loading, "fill_config_defaults", lambda config: None), AttributeError, "pad_token_id"),
 ]

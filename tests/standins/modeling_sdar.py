@@ -4,7 +4,7 @@ masks, which go to flash-attn's `flash_attn_func`; keys are written to the cache
 training mode; embeddings at `model.embed_tokens`.
 
 And what the real file needs from its environment: `transformers.modeling_attn_mask_utils`
-and `LossKwargs` (both removed in transformers 5), flash-attn's RMSNorm imported
+and `LossKwargs` (both removed in transformers 5; the module is back in 5.25), flash-attn's RMSNorm imported
 unconditionally (transformers' `check_imports` refuses the file without flash-attn),
 `config.pad_token_id` read in `__init__`, RoPE as in `core.Rotary`."""
 
