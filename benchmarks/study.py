@@ -40,7 +40,7 @@ import torch
 import rcd
 from rcd.data import get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from rcd.decode import DecodeConfig
-from rcd.demo import DEMO_SWEEP, DemoConfig, prepare_data
+from rcd.demo import DEMO_SWEEP, TOKENIZERS, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import Method, evaluate
 from rcd.models.tiny import TINY_PRESETS
@@ -206,7 +206,7 @@ COMPARISONS = (
 class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
-    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": ("char", "word")})
+    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": TOKENIZERS})
     model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the reference and every arm (depth, width)", "choices": tuple(TINY_PRESETS)})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
@@ -232,13 +232,11 @@ class StudyConfig:
         unknown = [a for a in self.arms if a not in ARMS] + [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
-        if self.model not in TINY_PRESETS or self.tokenizer not in ("char", "word"):
-            raise ValueError(f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
-                             f"{list(TINY_PRESETS)} and the tokenizer char or word")
         if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
             raise ValueError("phases are train, decode, report; give at least one seed")
         if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1:
             raise ValueError("sizes and steps must be >= 1")
+        self.demo(seed=0)  # the demo's own checks of task, tokenizer and model, before any training
 
     def scaled(self) -> StudyConfig:
         if not self.quick:

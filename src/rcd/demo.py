@@ -31,6 +31,8 @@ from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
 
 
+TOKENIZERS = ("char", "word")
+
 # 128 problems at a time: on CPU a tiny model's forward pass over 500 rows runs ~1.7x slower per
 # row (its activations leave the cache); the decoded tokens are the same
 DEMO_SWEEP = SweepConfig(thresholds=(0.5, 0.7, 0.8, 0.9, 0.95), batch_size=128)
@@ -44,13 +46,13 @@ class DemoConfig:
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})
     tokenizer: str = field(
         default="char",
-        metadata={"help": "char: one token per character; word: per word", "choices": ("char", "word")},
+        metadata={"help": "char: one token per character; word: per word", "choices": TOKENIZERS},
     )
     model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)})
     attention: str = field(default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES})
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
-    # sized for `make demo` in ~7 minutes on 2 CPU cores, install included; the evidence for or
-    # against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
+    # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (9.6 measured); the
+    # evidence for or against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=300, metadata={"help": "held-out problems"})
     ref_steps: int = field(default=2400, metadata={"help": "optimizer steps of the reference"})
@@ -71,6 +73,9 @@ class DemoConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.model not in TINY_PRESETS or self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
+                             f"{list(TINY_PRESETS)} and the tokenizer {' or '.join(TOKENIZERS)}")
         if self.tokenizer == "word" and get_synthetic_task(self.task).words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
         if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
