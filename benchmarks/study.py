@@ -46,6 +46,7 @@ from rcd.eval.sweep import Method, evaluate
 from rcd.models.tiny import TINY_PRESETS
 from rcd.residual import ResidualConfig
 from rcd.train import ResidualTrainingConfig, TrainConfig, train
+from rcd.train.config import PRECISIONS
 
 from .calibration import BINS, committed_confidence, gold_tokens
 
@@ -81,9 +82,12 @@ def paired_bootstrap(
 
 def cells_right(example: dict, completion: str) -> float:
     """Partial credit: the share of the prompt's blank cells (".") filled with the answer's
-    digit; for tasks without blanks, the share of answer characters matched in place."""
+    digit; for tasks without blanks, the share of the response's characters matched in place
+    (the whole worked response: `chain_sum`'s answer is only its last number)."""
     prompt, answer = example["prompt"].rstrip(":"), str(example["answer"])
     blanks = [i for i, ch in enumerate(prompt) if ch == "."] if len(prompt) == len(answer) else []
+    if not blanks:
+        answer = str(example.get("response", answer))
     where = blanks or range(len(answer))
     return sum(i < len(completion) and completion[i] == answer[i] for i in where) / max(len(where), 1)
 
@@ -123,8 +127,12 @@ ARMS: dict[str, Arm] = {
     "rcd-long": Arm("rcd", steps=1.6, residual=ResidualTrainingConfig(source="self", dropout=0.3)),
     "rcd-unroll2": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=2)),
     "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
+    "rcd-fixedalpha": Arm("rcd", residual=ResidualTrainingConfig(
+        residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3)),  # a larger weight, trained in
 }
 
+LOG_EVERY = 50  # training steps per metrics row
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # decoding; training picks its device through Accelerate
 FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
 TAUS = (0.8, 0.9, 0.95)  # threshold grid (validation and test)
 WARM = ResidualConfig(init="reference")
@@ -168,6 +176,7 @@ METHODS: dict[str, MethodSpec] = {
     "rcd-unroll3": MethodSpec("rcd-unroll3", WARM, "core"),
     "rcd T1.5": MethodSpec("rcd", replace(WARM, temperature=1.5), "fixed"),
     "rcd alpha0.5": MethodSpec("rcd", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
+    "rcd-fixedalpha": MethodSpec("rcd-fixedalpha", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
 }
 RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper")
 RELIABILITY_TAU = 0.9
@@ -199,6 +208,8 @@ COMPARISONS = (
     ("seqd", "rcd-unroll3", "RCD, self-loop unrolled 3 steps"),
     ("rcd", "rcd T1.5", "residual temperature 1.5 (more residual)"),
     ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
+    ("rcd", "rcd-fixedalpha", "fixed alpha 0.5 in training and decoding, vs entropy alpha"),
+    ("seqd", "rcd-fixedalpha", "RCD trained and decoded with fixed alpha 0.5"),
 )
 
 
@@ -219,6 +230,8 @@ class StudyConfig:
     stage_steps: int = field(default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warmup steps (at most a tenth of the reference's)"})
+    mixed_precision: str = field(default="no", metadata={"help": "training precision (bf16: autocast on a GPU)", "choices": PRECISIONS})
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
     min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
@@ -234,8 +247,10 @@ class StudyConfig:
             raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
         if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
             raise ValueError("phases are train, decode, report; give at least one seed")
-        if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1:
-            raise ValueError("sizes and steps must be >= 1")
+        if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1 or self.warmup_steps < 0:
+            raise ValueError("sizes and steps must be >= 1, warmup_steps >= 0")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
         self.demo(seed=0)  # the demo's own checks of task, tokenizer and model, before any training
 
     def scaled(self) -> StudyConfig:
@@ -287,7 +302,8 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
 def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
     root = Path(config.out) / f"seed{seed}"
     common = dict(data=meta["train"], eval_data=meta["val"], batch_size=config.batch_size, lr=config.lr, seed=seed,
-                  warmup_steps=min(50, config.ref_steps // 10), log_every=50, save_every=300,
+                  warmup_steps=min(config.warmup_steps, config.ref_steps // 10), log_every=LOG_EVERY, save_every=300,
+                  mixed_precision=config.mixed_precision,
                   max_response_length=meta["gen_length"], response_padding="max", progress=False)
     ref = root / "ref"
     train(TrainConfig(stage="ref", model=config.model, tokenizer=meta["tokenizer"], out=str(ref),
@@ -335,7 +351,7 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
     def model(name: str):
         nonlocal tokenizer
         if name not in models:
-            models[name], tokenizer = rcd.load(root / name)
+            models[name], tokenizer = rcd.load(root / name, device=DEVICE)
         return models[name]
 
     for name in methods:
@@ -566,6 +582,7 @@ def run(config: StudyConfig) -> dict[str, Any] | None:
     config = config.scaled()
     if config.threads:
         torch.set_num_threads(config.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True  # GPU float32 matmuls on tensor cores (no effect on a CPU)
     meta = prepare(config)
     for seed in config.seeds:  # seed by seed: the first seed's full picture comes first
         if "train" in config.phases:

@@ -65,6 +65,9 @@ def test_cells_right_counts_the_blanks_only():
     assert cells_right(example, "103|056") == pytest.approx(1 / 3)  # 2 of the 3 blanks wrong
     assert cells_right(example, "") == 0.0
     assert cells_right({"prompt": "2+2=", "answer": "14"}, "15") == 0.5
+    worked = {"prompt": "46+27=", "response": "46+27=73", "answer": "73"}  # chain_sum: the answer ends the response
+    assert cells_right(worked, "46+27=73") == 1.0
+    assert cells_right(worked, "46+27=74") == pytest.approx(7 / 8)
 
 
 def test_calibration_picks_the_most_careful_threshold_that_is_parallel_enough():
@@ -120,3 +123,7 @@ def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
         StudyConfig(model="tiny-huge")
     with pytest.raises(ValueError, match="tokenizer char or word"):
         StudyConfig(tokenizer="bpe")
+    with pytest.raises(ValueError, match="unknown task"):
+        StudyConfig(task="sudoku9")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        StudyConfig(mixed_precision="fp8")

@@ -76,7 +76,8 @@ class DemoConfig:
         if self.model not in TINY_PRESETS or self.tokenizer not in TOKENIZERS:
             raise ValueError(f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
                              f"{list(TINY_PRESETS)} and the tokenizer {' or '.join(TOKENIZERS)}")
-        if self.tokenizer == "word" and get_synthetic_task(self.task).words is None:
+        task = get_synthetic_task(self.task)  # an unknown task is refused here, with the known ones
+        if self.tokenizer == "word" and task.words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
         if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
             raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")

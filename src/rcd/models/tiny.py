@@ -122,6 +122,7 @@ TINY_PRESETS: dict[str, dict[str, int]] = {
     "tiny-s": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4),
     "tiny-m": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8),
     "tiny-l": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=8),
+    "tiny-xl": dict(hidden_size=512, num_hidden_layers=6, num_attention_heads=8),  # ~25M weights: for a GPU
 }
 
 

@@ -303,10 +303,10 @@ class Trainer:
                     self.scheduler.step()
                     self.optimizer.zero_grad()
                 self.state.batch_in_epoch += 1
+                window["loss"] += loss.detach().float().item()  # waits for the device: its time is counted
                 elapsed = time.perf_counter() - started
                 self.state.seconds += elapsed
                 window["seconds"] += elapsed
-                window["loss"] += loss.detach().float().item()
                 window["micro"] += 1
                 window["tokens"] += int(batch["attention_mask"].sum())
                 if not acc.sync_gradients:
