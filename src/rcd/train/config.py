@@ -23,7 +23,7 @@ class TrainConfig:
     )
     model: str = field(
         default="tiny-s",
-        metadata={"help": "model directory to fine-tune, or a tiny preset (tiny-xs/-s/-m/-l) built from scratch"},
+        metadata={"help": "model directory to fine-tune, or a tiny preset (tiny-xs/-s/-m/-l/-xl) built from scratch"},
     )
     data: str = field(
         default="",
