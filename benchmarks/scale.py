@@ -2,6 +2,8 @@
 
     python -m benchmarks.scale --out runs/scale --budget 480     # a GPU machine: ~8 minutes
     python -m benchmarks.scale --out /tmp/scale --quick          # the pipeline at toy size (CPU)
+    python -m benchmarks.scale --out runs/s2l --model tiny-m --target-model tiny-xl \
+        --groups small-to-large --ref-steps 550 --jobs sudoku6:0,1,2,3,4,5,6,7   # small-to-large
 
 Every (task, seed) of `--jobs` runs the study in its own process, all at once on the one
 device (small models leave a GPU idle between one process's kernels; CUDA time-slices the
@@ -11,7 +13,7 @@ trains the reference for `--probe-steps` steps at the same time, and their secon
 under that load size the reference (R steps) and stage 2 (R/2 steps each arm) so that the
 core group of every seed should end within `--core-share` of the budget (`--ref-steps R`
 skips the probe: to repeat a run's lengths, or to resume it in the same OUT). Then each
-process runs the groups of `GROUPS` in order (each a study call: train its arms, decode its
+process runs the groups of `--groups` (`GROUPS`) in order (each a study call: train its arms, decode its
 methods); at the end of the budget the processes still running are stopped, and each task's
 report (`OUT/TASK/study.md`, `.json`, `-pareto.png`) is made from whatever was decoded (a
 record is one file; the report says which seeds each row has). `OUT/scale.json` keeps the
@@ -28,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -36,11 +39,13 @@ from .study import LOG_EVERY, StudyConfig, prepare, report
 from .study import run as run_study
 
 # (name, training arms, decodings), in priority order: the core comparison, then the controls
-# that separate "more training" from "using the residual", then the paper's recipe
+# that separate "more training" from "using the residual", then the paper's recipe; last the
+# paper's small-to-large (a new --target-model fed the reference's residual), run on request
 GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("core", ("seqd", "rcd"), ("seqd", "rcd", "rcd-off")),
     ("controls", ("seqd-long",), ("seqd-long", "seqd+res", "seqd order", "rcd order", "rcd-off order")),
     ("paper", ("rcd-paper",), ("rcd-paper", "rcd-paper-off", "rcd-paper aligned")),
+    ("small-to-large", ("seqd-fresh", "rcd-fresh"), ("ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned", "rcd-fresh-off")),
 )
 # cost of a training step relative to a plain one: stage rcd with source `self` adds a
 # reference pass and a no-grad target pass (a forward is about a third of forward + backward)
@@ -56,7 +61,10 @@ class ScaleConfig:
     out: str = field(default="runs/scale", metadata={"help": "output directory"})
     jobs: list[str] = field(default_factory=lambda: ["sudoku6:0,1,2,3,4", "chain_sum:0,1,2"],
                             metadata={"help": "TASK:SEEDS, one process per seed"})
-    model: str = field(default="tiny-xl", metadata={"help": "tiny preset of every model"})
+    model: str = field(default="tiny-xl", metadata={"help": "tiny preset of the reference and the arms fine-tuned from it"})
+    target_model: str = field(default="", metadata={"help": "tiny preset of the new targets of small-to-large (default: --model)"})
+    groups: list[str] = field(default_factory=lambda: [g for g, *_ in GROUPS[:3]],
+                              metadata={"help": f"groups run, in order: {[g for g, *_ in GROUPS]}"})
     budget: float = field(default=480.0, metadata={"help": "wall seconds for probe, training and decoding"})
     core_share: float = field(default=0.5, metadata={"help": "share of the budget the core groups are sized to"})
     probe_steps: int = field(default=150, metadata={"help": "reference steps of the probe (the first 50 are its warm-up)"})
@@ -78,24 +86,33 @@ class ScaleConfig:
                 raise ValueError(f"job {job!r}: write TASK:SEEDS, e.g. sudoku6:0,1,2")
         if not 0 < self.core_share <= 1 or self.budget <= 0 or self.probe_steps < 2 * LOG_EVERY or self.ref_steps < 0:
             raise ValueError(f"budget > 0, core_share in (0, 1], probe_steps >= {2 * LOG_EVERY}, ref_steps >= 0")
+        unknown = set(self.groups) - {g for g, *_ in GROUPS}
+        if unknown or not self.groups:
+            raise ValueError(f"unknown groups {sorted(unknown)}: choose from {[g for g, *_ in GROUPS]}")
         for task, _ in self.seeds():
-            self.study(task, ref_steps=1, stage_steps=1)  # the study's own checks (task, model), before any work
+            self.study(task, ref_steps=1, stage_steps=1)  # the study's own checks (task, models), before any work
 
     def scaled(self) -> ScaleConfig:
         if not self.quick:
             return self
         return replace(self, jobs=[j.split(",")[0] for j in self.jobs], model="tiny-xs", budget=min(self.budget, 150),
+                       target_model="tiny-s" if self.target_model else "",
                        probe_steps=2 * LOG_EVERY, min_ref_steps=40, max_ref_steps=60, batch_size=16, n_train=300, n_test=40,
                        n_val=20, warmup_steps=5)
 
     def study(self, task: str, **sizes) -> StudyConfig:
-        return StudyConfig(out=str(Path(self.out) / task), task=task, model=self.model, n_train=self.n_train,
+        return StudyConfig(out=str(Path(self.out) / task), task=task, model=self.model, target_model=self.target_model,
+                           n_train=self.n_train,
                            n_test=self.n_test, n_val=self.n_val, batch_size=self.batch_size, lr=self.lr,
                            warmup_steps=self.warmup_steps, eval_batch_size=self.n_test + self.n_val,
                            mixed_precision="bf16" if torch.cuda.is_available() else "no",
                            # cores shared out: more OpenMP threads than cores spin-wait and stall every process
                            threads=max(1, (os.cpu_count() or 1) // len(self.seeds())),
                            n_boot=1000 if self.quick else 2000, **sizes)
+
+    def chosen(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        """The groups of --groups, in its order."""
+        return [next(g for g in GROUPS if g[0] == name) for name in self.groups]
 
     def seeds(self) -> list[tuple[str, int]]:
         return [(task, int(s)) for task, _, seeds in (j.partition(":") for j in self.jobs) for s in seeds.split(",")]
@@ -110,18 +127,18 @@ def _probe(study: StudyConfig, seed: int, log: Path) -> None:
     run_study(replace(study, seeds=[seed], arms=[], methods=[], phases=["train"]))
 
 
-def _smoke(study: StudyConfig, seed: int, log: Path) -> None:
+def _smoke(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
     """Every code path of the groups at toy size on the same device, next to the probe: a
     failure then costs seconds, not the budget."""
     _quiet(log)
-    run_study(replace(study, quick=True, seeds=[seed], arms=[a for _, arms, _ in GROUPS for a in arms],
-                      methods=[m for *_, ms in GROUPS for m in ms], phases=["train", "decode", "report"]))
+    run_study(replace(study, quick=True, seeds=[seed], arms=[a for _, arms, _ in groups for a in arms],
+                      methods=[m for *_, ms in groups for m in ms], phases=["train", "decode", "report"]))
 
 
-def _worker(study: StudyConfig, seed: int, log: Path) -> None:
+def _worker(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
     """The groups in order, one study call each (finished runs are skipped by the study)."""
     _quiet(log)
-    for name, arms, methods in GROUPS:
+    for name, arms, methods in groups:
         print(f"== group {name} ({time.strftime('%H:%M:%S')})", flush=True)
         run_study(replace(study, seeds=[seed], arms=list(arms), methods=list(methods), phases=["train", "decode"]))
         (Path(study.out) / f"seed{seed}" / f"done-{name}").touch()
@@ -190,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             (out / "probe" / task / "data").symlink_to((out / task / "data").resolve())
         probe_jobs.append((_probe, probe, seed, logs / f"probe-{task}-{seed}.log"))
     smoke = replace(config.study(tasks[0], ref_steps=1, stage_steps=1), out=str(out / "smoke"))
-    probe_end = _run_all([*probe_jobs, (_smoke, smoke, 0, logs / "smoke.log")], deadline)
+    groups = config.chosen()
+    probe_end = _run_all([*probe_jobs, (partial(_smoke, groups=groups), smoke, 0, logs / "smoke.log")], deadline)
     if any(not end == "finished" for end in probe_end.values()):
         print(f"the probe or the smoke run failed: {probe_end}", flush=True)
         for log in sorted(logs.glob("*.log")):
@@ -204,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [(config.study(task, ref_steps=ref_steps[task], stage_steps=max(1, round(STAGE_SHARE * ref_steps[task]))),
              seed, logs / f"{task}-{seed}.log") for task, seed in config.seeds()]
-    ended = _run_all([(_worker, *job) for job in jobs], deadline)
-    done = {f"{s.task}:{seed}": [g for g, *_ in GROUPS if (Path(s.out) / f"seed{seed}" / f"done-{g}").exists()]
+    ended = _run_all([(partial(_worker, groups=groups), *job) for job in jobs], deadline)
+    done = {f"{s.task}:{seed}": [g for g, *_ in groups if (Path(s.out) / f"seed{seed}" / f"done-{g}").exists()]
             for s, seed, _ in jobs}
     for study in {s.task: s for s, _, _ in jobs}.values():
         report(replace(study, seeds=[seed for t, seed in config.seeds() if t == study.task],
-                       methods=[m for *_, ms in GROUPS for m in ms]))
+                       methods=[m for *_, ms in groups for m in ms]))
     record = {"config": asdict(config), "device": device, "torch": torch.__version__, "probe_seconds_per_step": per_step,
               "probe_processes": probe_end, "ref_steps": ref_steps, "stage_steps": {s.task: s.stage_steps for s, _, _ in jobs},
               "processes": ended, "groups_done": done, "seconds": time.time() - started}

@@ -111,11 +111,14 @@ def passes_to_reach(points: Sequence[dict], accuracy: float) -> float | None:
 
 @dataclass(frozen=True)
 class Arm:
-    """A trained model: stage `seqd` or `rcd` from the seed's reference, `steps` x stage_steps."""
+    """A trained model: stage `seqd` or `rcd`, fine-tuned from the seed's reference for `steps`
+    x stage_steps; or, `fresh`, a new `--target-model` that never saw the task, trained for
+    `steps` x ref_steps (the paper's small-to-large: a smaller reference feeds a larger target)."""
 
     stage: str
     steps: float = 1.0
     residual: ResidualTrainingConfig | None = None
+    fresh: bool = False
 
 
 ARMS: dict[str, Arm] = {
@@ -129,6 +132,8 @@ ARMS: dict[str, Arm] = {
     "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
     "rcd-fixedalpha": Arm("rcd", residual=ResidualTrainingConfig(
         residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3)),  # a larger weight, trained in
+    "seqd-fresh": Arm("seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
+    "rcd-fresh": Arm("rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")),  # ... the paper's recipe
 }
 
 LOG_EVERY = 50  # training steps per metrics row
@@ -176,10 +181,17 @@ METHODS: dict[str, MethodSpec] = {
     "rcd-unroll3": MethodSpec("rcd-unroll3", WARM, "core"),
     "rcd T1.5": MethodSpec("rcd", replace(WARM, temperature=1.5), "fixed"),
     "rcd alpha0.5": MethodSpec("rcd", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
-    "rcd-fixedalpha": MethodSpec("rcd-fixedalpha", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
+    "rcd-fixedalpha": MethodSpec("rcd-fixedalpha", replace(WARM, alpha="fixed", fixed_alpha=0.5)),
+    "seqd-fresh": MethodSpec("seqd-fresh", None, "core"),
+    "rcd-fresh": MethodSpec("rcd-fresh", WARM, "core"),  # warm start: the smaller reference's pass, counted
+    "rcd-fresh aligned": MethodSpec("rcd-fresh", replace(WARM, feedback="reference"), "core"),  # as in training
+    "rcd-fresh-off": MethodSpec("rcd-fresh", None, "core"),
 }
-RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper")
+RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
 RELIABILITY_TAU = 0.9
+# the curves of the report's plot, when decoded (the others only in its tables)
+PLOTTED = ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res", "rcd-fixedalpha",
+           "ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned")
 
 # the comparisons of the report: (baseline, challenger, why)
 COMPARISONS = (
@@ -210,6 +222,10 @@ COMPARISONS = (
     ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
     ("rcd", "rcd-fixedalpha", "fixed alpha 0.5 in training and decoding, vs entropy alpha"),
     ("seqd", "rcd-fixedalpha", "RCD trained and decoded with fixed alpha 0.5"),
+    ("seqd-fresh", "rcd-fresh", "small-to-large: a new target fed the reference's residual vs plain, same steps"),
+    ("rcd-fresh-off", "rcd-fresh", "the residual's worth to the new target"),
+    ("rcd-fresh", "rcd-fresh aligned", "small-to-large: the train-aligned residual vs the self-loop"),
+    ("seqd-fresh", "rcd-fresh aligned", "small-to-large, the train-aligned residual (reference pass each step)"),
 )
 
 
@@ -219,6 +235,7 @@ class StudyConfig:
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
     tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": TOKENIZERS})
     model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the reference and every arm (depth, width)", "choices": tuple(TINY_PRESETS)})
+    target_model: str = field(default="", metadata={"help": "tiny preset of the fresh arms (-fresh; default: --model)", "choices": ("", *TINY_PRESETS)})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
@@ -251,7 +268,9 @@ class StudyConfig:
             raise ValueError("sizes and steps must be >= 1, warmup_steps >= 0")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
-        self.demo(seed=0)  # the demo's own checks of task, tokenizer and model, before any training
+        self.target_model = self.target_model or self.model
+        for model in (self.model, self.target_model):  # the demo's own checks of task, tokenizer and model
+            replace(self.demo(seed=0), model=model)
 
     def scaled(self) -> StudyConfig:
         if not self.quick:
@@ -311,9 +330,10 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
     for name in arms:
         arm = ARMS[name]
         started = time.perf_counter()
-        train(TrainConfig(stage=arm.stage, model=str(ref), reference=str(ref) if arm.stage == "rcd" else None,
-                          out=str(root / name), max_steps=round(arm.steps * config.stage_steps),
-                          residual=arm.residual, **common))
+        start = dict(model=config.target_model, tokenizer=meta["tokenizer"]) if arm.fresh else dict(model=str(ref))
+        train(TrainConfig(stage=arm.stage, reference=str(ref) if arm.stage == "rcd" else None, out=str(root / name),
+                          max_steps=round(arm.steps * (config.ref_steps if arm.fresh else config.stage_steps)),
+                          residual=arm.residual, **start, **common))
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -523,7 +543,8 @@ def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
              f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), model "
-             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6). Mean over seeds; "
+             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6; "
+             f"arms `-fresh`: a new {c.get('target_model') or c.get('model', 'tiny-xs')}, {c['ref_steps']} steps). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
              "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",
@@ -572,7 +593,7 @@ def report(config: StudyConfig) -> dict[str, Any]:
     out = Path(config.out)
     (out / "study.json").write_text(json.dumps(summary, indent=2))
     (out / "study.md").write_text(markdown(summary))
-    core = {k: v for k, v in summary["curves"].items() if k in ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res")}
+    core = {k: summary["curves"][k] for k in PLOTTED if k in summary["curves"]}
     if core:
         pareto_plot(core, out / "study-pareto.png", title=f"{config.task}: mean over seeds {config.seeds}")
     return summary

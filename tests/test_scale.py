@@ -46,3 +46,14 @@ def test_seconds_per_step_drops_the_warm_up_window(tmp_path):
             {"step": 150, "eval_loss": 0.4}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert seconds_per_step(tmp_path) == pytest.approx(0.1)
+
+
+def test_groups_are_chosen_in_order_and_unknown_ones_refused():
+    config = ScaleConfig(groups=["small-to-large", "core"], target_model="tiny-xl", model="tiny-m")
+    assert [g for g, *_ in config.chosen()] == ["small-to-large", "core"]
+    assert config.study("sudoku6", ref_steps=1, stage_steps=1).target_model == "tiny-xl"
+    assert [g for g, *_ in ScaleConfig().chosen()] == ["core", "controls", "paper"]  # small-to-large on request
+    with pytest.raises(ValueError, match="unknown groups"):
+        ScaleConfig(groups=["nope"])
+    with pytest.raises(ValueError, match="choose a model"):
+        ScaleConfig(target_model="tiny-huge")

@@ -127,3 +127,22 @@ def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
         StudyConfig(task="sudoku9")
     with pytest.raises(ValueError, match="mixed_precision"):
         StudyConfig(mixed_precision="fp8")
+
+
+def test_fresh_arms_are_new_target_models_trained_as_long_as_the_reference(tmp_path):
+    from benchmarks.study import main
+
+    out = tmp_path / "study"
+    assert main(["--quick", "--out", str(out), "--seeds", "0", "--target-model", "tiny-s", "--arms", "seqd-fresh",
+                 "rcd-fresh", "--methods", "rcd-fresh", "--tokens-per-step", "8", "--phases", "train", "decode"]) == 0
+    sizes = {arm: json.loads((out / "seed0" / arm / "config.json").read_text())["hidden_size"]
+             for arm in ("ref", "seqd-fresh", "rcd-fresh")}
+    assert sizes == {"ref": 64, "seqd-fresh": 128, "rcd-fresh": 128}  # the smaller reference feeds the larger target
+    steps = {arm: json.loads((out / "seed0" / arm / "train_summary.json").read_text())["steps"]
+             for arm in ("ref", "seqd-fresh", "rcd-fresh")}
+    assert len(set(steps.values())) == 1
+    config = json.loads((out / "seed0" / "rcd-fresh" / "train_summary.json").read_text())["config"]
+    assert config["reference"].endswith("ref") and config["model"] == "tiny-s"
+    assert list((out / "seed0" / "decode" / "rcd-fresh").glob("test-*.json"))
+    with pytest.raises(ValueError, match="choose a model"):
+        StudyConfig(target_model="tiny-huge")
