@@ -26,6 +26,7 @@ from .eval.sweep import Method, SweepConfig, rcd_methods, sweep
 from .models.attention import ATTENTION_MODES
 from .models.loading import load
 from .models.tiny import TINY_PRESETS
+from .residual import ResidualConfig
 from .rundir import RunDir
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
@@ -59,8 +60,11 @@ class DemoConfig:
     stage_steps: int = field(default=600, metadata={"help": "optimizer steps of seqd and of rcd each"})
     batch_size: int = field(default=32, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    # alpha fixed at 0.5 in training and decoding: the one recipe of the study ahead of SeqD beyond
+    # its CI (fixed schedules of 4-8 tokens per step; docs/findings.md)
     residual: ResidualTrainingConfig = field(
-        default_factory=lambda: ResidualTrainingConfig(dropout=0.3, source="self"),
+        default_factory=lambda: ResidualTrainingConfig(
+            residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), dropout=0.3, source="self"),
         metadata={"help": "RCD: the residual of stage rcd and of decoding (--res-*)", "prefix": "res-"},
     )
     sweep: SweepConfig = field(
