@@ -547,8 +547,9 @@ def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
              f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), model "
-             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6; "
-             f"arms `-fresh`: a new {c.get('target_model') or c.get('model', 'tiny-xs')}, {c['ref_steps']} steps). Mean over seeds; "
+             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6"
+             + (f"; arms `-fresh`: a new {c['target_model']}, {c['ref_steps']} steps" if any("-fresh" in m for m in summary["curves"]) else "")
+             + "). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
              "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",

@@ -52,7 +52,7 @@ class DemoConfig:
     model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)})
     attention: str = field(default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES})
     block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
-    # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (9.6 measured); the
+    # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (6.9-9.6 measured); the
     # evidence for or against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=300, metadata={"help": "held-out problems"})
