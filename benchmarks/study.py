@@ -123,7 +123,7 @@ class Arm:
 
 ARMS: dict[str, Arm] = {
     "seqd": Arm("seqd"),
-    "rcd": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)),  # the demo's recipe
+    "rcd": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)),  # entropy alpha (the paper's)
     "seqd-long": Arm("seqd", steps=1.6),  # the paper's "SeqD trained 60% longer"
     "rcd-paper": Arm("rcd", residual=ResidualTrainingConfig(source="noisy")),
     "rcd-selfcond": Arm("rcd", residual=ResidualTrainingConfig(source="selfcond", dropout=0.5)),
@@ -131,7 +131,7 @@ ARMS: dict[str, Arm] = {
     "rcd-unroll2": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=2)),
     "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
     "rcd-fixedalpha": Arm("rcd", residual=ResidualTrainingConfig(
-        residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3)),  # a larger weight, trained in
+        residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3)),  # the demo's recipe
     "seqd-fresh": Arm("seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
     "rcd-fresh": Arm("rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")),  # ... the paper's recipe
 }
@@ -198,7 +198,7 @@ PLOTTED = ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res", "rcd-fixedalpha",
 COMPARISONS = (
     ("ref", "ref+res", "training-free soft tokens on the stage-1 model"),
     ("ref order", "ref+res order", "training-free soft tokens, orders that do not pick easy cells first"),
-    ("seqd", "rcd", "the core comparison (demo recipe)"),
+    ("seqd", "rcd", "the core comparison (source self, entropy alpha)"),
     ("seqd-long", "rcd", "RCD vs SeqD trained 60% longer"),
     ("seqd", "seqd-long", "more training alone"),
     ("seqd", "seqd+res", "training-free soft tokens on SeqD"),
