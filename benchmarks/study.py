@@ -223,6 +223,7 @@ COMPARISONS = (
     ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
     ("rcd", "rcd-fixedalpha", "fixed alpha 0.5 in training and decoding, vs entropy alpha"),
     ("seqd", "rcd-fixedalpha", "RCD trained and decoded with fixed alpha 0.5"),
+    ("seqd-long", "rcd-fixedalpha", "RCD with fixed alpha 0.5 vs SeqD trained 60% longer (equal compute)"),
     ("seqd-fresh", "rcd-fresh", "small-to-large: a new target fed the reference's residual vs plain, same steps"),
     ("rcd-fresh-off", "rcd-fresh", "the residual's worth to the new target"),
     ("rcd-fresh", "rcd-fresh aligned", "small-to-large: the train-aligned residual vs the self-loop"),
