@@ -89,6 +89,8 @@ class ScaleConfig:
         unknown = set(self.groups) - {g for g, *_ in GROUPS}
         if unknown or not self.groups:
             raise ValueError(f"unknown groups {sorted(unknown)}: choose from {[g for g, *_ in GROUPS]}")
+        if self.target_model and "small-to-large" not in self.groups:
+            raise ValueError("--target-model sizes the new targets of --groups small-to-large only: add that group or drop it")
         for task, _ in self.seeds():
             self.study(task, ref_steps=1, stage_steps=1)  # the study's own checks (task, models), before any work
 

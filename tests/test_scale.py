@@ -56,4 +56,6 @@ def test_groups_are_chosen_in_order_and_unknown_ones_refused():
     with pytest.raises(ValueError, match="unknown groups"):
         ScaleConfig(groups=["nope"])
     with pytest.raises(ValueError, match="choose a model"):
-        ScaleConfig(target_model="tiny-huge")
+        ScaleConfig(groups=["small-to-large"], target_model="tiny-huge")
+    with pytest.raises(ValueError, match="small-to-large only"):  # refused where it does not apply
+        ScaleConfig(target_model="tiny-xl")
