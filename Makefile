@@ -15,7 +15,7 @@ TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggi
 TF4_DIR     ?= .venv-tf4
 TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
 
-.PHONY: demo test test-fast test-tf4 install clean mutate
+.PHONY: demo test test-fast test-tf4 lint install clean mutate
 
 demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
@@ -34,6 +34,13 @@ $(TF4_DIR)/.installed: Makefile | $(STAMP)
 	rm -rf $(TF4_DIR)
 	$(PY) -m pip install -q --no-deps --target $(TF4_DIR) $(TF4_PACKAGES)
 	touch $@
+
+# the rules of docs/architecture.md (import contracts in pyproject.toml) and ruff's lint rules.
+# `$(VENV)/bin/ruff format --check $(LINTED)` joins them once the tree has had its one formatting pass.
+LINTED := src tests benchmarks scripts
+lint: $(STAMP)
+	PYTHONPATH=src:. $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check $(LINTED)
 
 install: $(STAMP)
 

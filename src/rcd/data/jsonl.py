@@ -1,4 +1,4 @@
-"""JSONL files: errors that name the file and line, atomic writes, appendable logs."""
+"""JSONL files: errors that name the file and line, atomic writes, appendable logs that survive a kill."""
 
 from __future__ import annotations
 
@@ -78,3 +78,31 @@ def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Complete rows of an appended log (predictions, metrics); [] if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn or empty
+        try:
+            rows.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path}:{number}: not a JSON row (or not UTF-8)") from None
+    return rows
+
+
+def cut_torn_tail(path: str | Path) -> None:
+    """Remove an unfinished last line, so the next row starts on a line of its own."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())

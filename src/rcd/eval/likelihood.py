@@ -30,8 +30,6 @@ import torch
 
 from ..models.adapter import DiffusionModel
 from ..residual import at_least_fp32
-from ..train.noise import NoisyBatch
-from ..train.objectives import noisy_logits
 
 
 @dataclass
@@ -72,22 +70,22 @@ def continuation_log_probs(
     clean = torch.tensor(prefix + target, device=device).expand(batch, -1)
     masked = masked.to(device)
     full_mask = torch.nn.functional.pad(masked, (len(prefix), 0), value=False)
-    logits = _logits(model, clean, full_mask, len(prefix))
+    logits = _logits(model, clean, full_mask)
     if cfg > 0:
         unconditional = full_mask.clone()
         unconditional[:, : len(prefix)] = True  # the prefix masked as well
-        logits_u = _logits(model, clean, unconditional, len(prefix))
+        logits_u = _logits(model, clean, unconditional)
         logits = logits_u + (cfg + 1) * (logits - logits_u)
     log_probs = at_least_fp32(logits[:, len(prefix) :]).log_softmax(-1)
     picked = log_probs.gather(-1, clean[:, len(prefix) :, None]).squeeze(-1)
     return picked * masked
 
 
-def _logits(model: DiffusionModel, clean: torch.Tensor, full_mask: torch.Tensor, gen_start: int) -> torch.Tensor:
+def _logits(model: DiffusionModel, clean: torch.Tensor, full_mask: torch.Tensor) -> torch.Tensor:
+    """Logits of the noisy sequence: the forward of the masked objective (bidirectional, no padding)."""
     noisy = clean.masked_fill(full_mask, model.mask_token_id)
-    batch = NoisyBatch(clean, noisy, full_mask, full_mask.float(), torch.ones_like(full_mask), gen_start,
-                       model.mask_token_id, (0, 0, []))
-    return noisy_logits(model, model.embed(noisy), batch, None)
+    logits, _ = model.forward(model.embed(noisy), key_valid=torch.ones_like(full_mask))
+    return logits
 
 
 @torch.no_grad()
@@ -138,7 +136,7 @@ def greedy_reproduces(model: DiffusionModel, prefix: list[int], target: list[int
     for _ in range(length):
         clean = torch.tensor(prefix + current.tolist(), device=model.device)[None]
         full_mask = torch.nn.functional.pad(masked.to(model.device), (len(prefix), 0), value=False)[None]
-        probs = at_least_fp32(_logits(model, clean, full_mask, len(prefix))[0, len(prefix) :]).softmax(-1).cpu()
+        probs = at_least_fp32(_logits(model, clean, full_mask)[0, len(prefix) :]).softmax(-1).cpu()
         confidence, choice = probs.max(-1)
         pick = int(confidence.masked_fill(~masked, -1.0).argmax())
         current[pick], masked[pick] = choice[pick], False

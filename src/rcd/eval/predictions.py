@@ -14,33 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Complete rows of a predictions file ([] if it does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    lines = path.read_bytes().split(b"\n")
-    for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn or empty
-        try:
-            rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path}:{number}: not a JSON row (or not UTF-8)") from None
-    return rows
-
-
-def cut_torn_tail(path: str | Path) -> None:
-    """Remove an unfinished last line, so the next row starts on a line of its own."""
-    path = Path(path)
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
-            f.truncate(keep)
-            os.fsync(f.fileno())
+from ..data.jsonl import cut_torn_tail, read_rows
 
 
 class RowWriter:

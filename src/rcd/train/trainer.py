@@ -23,12 +23,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from ..data.jsonl import append_jsonl
+from ..data.jsonl import append_jsonl, cut_torn_tail, read_rows
 from ..data.batching import LengthGroupedSampler
 from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
 from ..data.sft import SftCollator
 from ..errors import UsageError
-from ..eval.predictions import cut_torn_tail, read_rows
 from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..models.loading import DTYPES, check_shared_vocabulary, load
 from ..models.tiny import TINY_PRESETS, tiny_model
