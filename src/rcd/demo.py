@@ -10,27 +10,22 @@ resumes; OUT's run record (rcd.rundir) keeps the demo's options, and a rerun wit
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from .app import lengths, load_models, sweep_methods, sweep_report
 from .data import SYNTHETIC_TASKS, get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from .decode import DecodeConfig
 from .eval.report import trace_plot, write_report
-from .eval.sweep import Method, SweepConfig, rcd_methods, sweep
+from .eval.sweep import Method, SweepConfig, sweep
 from .models.attention import ATTENTION_MODES
-from .models.loading import load
 from .models.tiny import TINY_PRESETS
 from .residual import ResidualConfig
 from .rundir import RunDir
 from .tokenizer import char_tokenizer, word_tokenizer
 from .train import ResidualTrainingConfig, TrainConfig, train
-
 
 TOKENIZERS = ("char", "word")
 
@@ -51,7 +46,11 @@ class DemoConfig:
     )
     model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)})
     attention: str = field(default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES})
-    block_length: int | None = field(default=None, metadata={"help": "decode block size (default: one block)"})
+    block_length: int | None = field(
+        default=None,
+        metadata={"help": "block size of decoding, and of training with --attention block-causal "
+                  "(default: one block of the generation length)"},
+    )
     # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (6.9-9.6 measured); the
     # evidence for or against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
     n_train: int = field(default=20000, metadata={"help": "training problems"})
@@ -108,10 +107,8 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     write_jsonl(root / "test.jsonl", test_rows)
     tokenizer = word_tokenizer(task.words) if config.tokenizer == "word" else char_tokenizer(task.alphabet)
     tokenizer.save_pretrained(root / "tokenizer")
-    longest = max(len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) for r in train_rows + test_rows)
-    # room for EOS, and a multiple of 8 (and of the block) so that 1, 2, 4, 8 tokens per step divide it
-    unit = math.lcm(8, config.block_length or 8)
-    gen_length = -(-(longest + 1) // unit) * unit
+    responses = [r["response"] for r in train_rows + test_rows]
+    gen_length = lengths.generation_length(tokenizer, responses, config.block_length, config.sweep.tokens_per_step)
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
@@ -165,27 +162,21 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
             )
         ),
     }
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    (seqd, tokenizer), (target, _), (reference, _) = (load(d, device=device) for d in (seqd_dir, rcd_dir, ref_dir))
-    methods = rcd_methods(target, config.residual.residual, reference, baseline=seqd, cold_start=False)
+    models = load_models(str(rcd_dir), reference=str(ref_dir), baseline=str(seqd_dir))
+    methods = sweep_methods(models, config.residual.residual, cold_start=False, no_residual=False)
     test_rows = read_jsonl(test_file)
     settings = config.settings(gen_length, block)
-    curves = sweep(methods, settings, test_rows, tokenizer, checker=get_synthetic_task(config.task).is_correct,
+    curves = sweep(methods, settings, test_rows, models.tokenizer, checker=get_synthetic_task(config.task).is_correct,
                    batch_size=config.sweep.batch_size)
-    report = {
-        "task": config.task,
-        "curves": curves,
-        "training": {
-            name: {k: s[k] for k in ("steps", "train_seconds", "tokens_per_second", "final_loss", "eval_loss")}
-            for name, s in summaries.items()
-        },
-        "decoding": {"gen_length": gen_length, "block_length": block, "attention": config.attention},
-        "config": asdict(config),
-        "device": device,
-        "total_seconds": None,
+    trace_example(methods[:2], test_rows[0]["prompt"], models.tokenizer, settings, out / "trace.png")
+    training = {
+        name: {k: s[k] for k in ("steps", "train_seconds", "tokens_per_second", "final_loss", "eval_loss")}
+        for name, s in summaries.items()
     }
-    trace_example(methods[:2], test_rows[0]["prompt"], tokenizer, settings, out / "trace.png")
-    report["total_seconds"] = time.perf_counter() - started
+    report = sweep_report(
+        config.task, curves, models.device, started, training=training, config=asdict(config),
+        decoding={"gen_length": gen_length, "block_length": block, "attention": config.attention},
+    )
     write_report(report, out)
     return report
 

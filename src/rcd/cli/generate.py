@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import time
 
-import torch
-
-from ..eval.decoder import Decoder
-from ..tokenizer import check_representable
+from ..app import complete_prompts
 from .options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
 
 HELP = "decode prompts with a saved model"
@@ -24,12 +20,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     decode, residual = decode_config(args), residual_config(args)  # options first: before any model loads
-    decoder = Decoder.load(args.model, load_config(args), decode, residual, args.reference)
-    for i, prompt in enumerate(args.prompt):
-        check_representable(decoder.tokenizer, prompt, f"--prompt {i + 1}")
-    start = time.perf_counter()
-    texts, out = decoder.complete(args.prompt, generator=torch.Generator(decoder.model.device).manual_seed(args.seed))
-    seconds = time.perf_counter() - start
+    texts, out, seconds = complete_prompts(
+        args.model, args.prompt, load_config(args), decode, residual, args.reference, seed=args.seed
+    )
     for prompt, text in zip(args.prompt, texts):
         print(f"{prompt!r} -> {text!r}")
     print(f"forward passes: {out.nfe} (+{out.reference_nfe} reference), "
