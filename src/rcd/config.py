@@ -97,21 +97,20 @@ def add_dataclass_arguments(
         flag = "--" + (prefix + f.name).replace("_", "-")
         help_text = f.metadata.get("help", "")
         arg_default = argparse.SUPPRESS if tracked else default
+        if typing.get_origin(kind) is tuple and default is not None:
+            default = ",".join(map(str, default))
+        if "(default:" not in help_text and default != "":  # a help that says what its default means keeps it
+            help_text += f" (default: {'none' if default is None else default})"
         if kind is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=arg_default, help=f"{help_text} (default: {default})"
-            )
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=arg_default, help=help_text)
         else:
-            if typing.get_origin(kind) is tuple and default is not None:
-                default = ",".join(map(str, default))
             parser.add_argument(
                 flag,
                 type=_parser_of(kind),
                 default=arg_default,
                 choices=f.metadata.get("choices"),
                 required=f.metadata.get("required", False) or f.name in required,
-                help=f"{help_text} (default: {'none' if default is None else default})"
-                + (" [optional]" if optional else ""),
+                help=help_text + (" [optional]" if optional else ""),
             )
 
 

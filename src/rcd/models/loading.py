@@ -37,7 +37,7 @@ _DTYPE_KWARG = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 _MASKED_ATTENTION = ("sdpa", "eager")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadConfig:
     """How to load a model; every field is also a CLI flag (`--preset`, `--dtype`, ...)."""
 
@@ -49,7 +49,11 @@ class LoadConfig:
         default=False, metadata={"help": "run the modeling code shipped with the checkpoint (LLaDA, Dream, SDAR)"}
     )
     dtype: str | None = field(default=None, metadata={"help": "weights dtype", "choices": tuple(DTYPES)})
-    device: str | None = field(default=None, metadata={"help": "device, e.g. cuda or cpu"})
+    device: str | None = field(
+        default=None,
+        metadata={"help": "device, e.g. cuda, cuda:1 or cpu (default: a GPU when there is one; "
+                  "under accelerate launch, each process's own)"},
+    )
     mask_token_id: int | None = field(default=None, metadata={"help": "override the mask token id"})
     attention: str | None = field(
         default=None, metadata={"help": "override the attention mode", "choices": ATTENTION_MODES}
@@ -58,6 +62,24 @@ class LoadConfig:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "transformers attention kernel (sdpa or eager for native models)"}
     )
+
+    def __post_init__(self) -> None:
+        """Every check that needs no model: a bad option fails before anything loads."""
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device {self.device!r} is not a device name; use e.g. cpu, cuda or cuda:1") from None
+        if self.mask_token_id is not None and self.mask_token_id < 0:
+            raise ValueError(f"mask_token_id must be >= 0, got {self.mask_token_id}")
+        if self.attention is not None and self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention {self.attention!r} is unknown; choose one of {', '.join(ATTENTION_MODES)}")
+        if self.block_length is not None and self.block_length < 1:
+            raise ValueError(f"the model's block_length must be >= 1, got {self.block_length}")
 
     def kwargs(self) -> dict:
         return asdict(self)

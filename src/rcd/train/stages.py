@@ -134,7 +134,7 @@ class ResidualTrainingConfig:
             "help": "residual source: the reference on the noisy x_t (paper), on a 'more-masked' copy, "
             "'self': the target's own no-grad prediction of the more-masked copy (inference's self-loop), "
             "or 'selfcond': the target's own no-grad prediction of x_t itself (self-conditioning; "
-            "pair it with --residual-dropout 0.5)",
+            "pair it with --res-dropout 0.5)",
             "choices": tuple(SOURCES),
         },
     )
