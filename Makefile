@@ -20,12 +20,17 @@ TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code
 demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
+# tests run in parallel (pytest-xdist): one worker per core, a test file's tests on one worker
+# (its module fixtures, trained tiny models among them, are built once)
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # the inner loop: everything but the tests marked slow (under a minute on an idle 2-core machine)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-tf4: $(STAMP) $(TF4_DIR)/.installed
 	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)

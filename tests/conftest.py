@@ -9,6 +9,11 @@ import rcd
 VOCAB = 48
 MASK = VOCAB - 1
 
+# under pytest-xdist each worker gets its share of the cores (torch would take them all in
+# every worker, and the workers would fight over them)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 def make_model(attention: str = "bidirectional", seed: int = 0, **kw):
     """A tiny fp64 model with peaky random logits, so thresholds commit several tokens.

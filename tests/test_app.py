@@ -35,15 +35,23 @@ def test_demo_and_sweep_size_generation_by_the_one_rule(tmp_path, monkeypatch):
         raise Sized
 
     monkeypatch.setattr(lengths, "generation_length", spy)
-    demo = DemoConfig(task="mul", n_train=4, n_test=2, block_length=4, sweep=SweepConfig(tokens_per_step=(1, 2)))
+    demo = DemoConfig(
+        task="mul", n_train=4, n_test=2, block_length=4, sweep=SweepConfig(tokens_per_step=(1, 2))
+    )
     with pytest.raises(Sized):
         prepare_data(demo, tmp_path / "demo")
     assert len(calls[0][0]) == 6 and calls[0][1:] == (4, (1, 2))
 
     char_tokenizer().save_pretrained(tmp_path / "model")
-    write_jsonl(tmp_path / "eval.jsonl", [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "response": "4"}])
-    job = SweepJob(model=str(tmp_path / "model"), data=str(tmp_path / "eval.jsonl"), block_length=8,
-                   settings=SweepConfig(tokens_per_step=(1, 4), thresholds=()))
+    write_jsonl(
+        tmp_path / "eval.jsonl", [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "response": "4"}]
+    )
+    job = SweepJob(
+        model=str(tmp_path / "model"),
+        data=str(tmp_path / "eval.jsonl"),
+        block_length=8,
+        settings=SweepConfig(tokens_per_step=(1, 4), thresholds=()),
+    )
     with pytest.raises(Sized):
         run_sweep(job)
     assert calls[1] == (["2", "4"], 8, (1, 4))

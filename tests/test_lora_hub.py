@@ -11,7 +11,15 @@ import torch
 
 import rcd
 from rcd.train import TrainConfig, train
-from test_train import data, quick, reference_dir  # noqa: F401  (module fixtures)
+from test_train import data, quick  # noqa: F401  (module fixtures)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory, data):  # noqa: F811
+    """A saved model to adapt and to load by Hub id: one step of training makes it (its quality plays no part)."""
+    out = tmp_path_factory.mktemp("ref")
+    train(quick(out, data, stage="ref", max_steps=1))
+    return out
 
 
 def test_lora_adapter_loads_and_decodes_as_the_merged_model(tmp_path, data, reference_dir):  # noqa: F811
@@ -47,6 +55,7 @@ def hub_cache(root, repo_id, source):
     return root
 
 
+@pytest.mark.slow  # a training run in a fresh process
 def test_model_and_reference_by_hub_id(tmp_path, data, reference_dir):  # noqa: F811
     cache = hub_cache(tmp_path / "hub", "rcd-test/tiny-ref", reference_dir)
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

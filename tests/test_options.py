@@ -61,3 +61,22 @@ def test_a_config_file_stands_for_flags_and_the_command_line_overrides_it(tmp_pa
         assert main(["train", "--config", str(bad)]) == 2 and phrase in capsys.readouterr().err
     assert main(["--config", str(run)]) == 2 and "--config follows the command" in capsys.readouterr().err
     assert len(built) == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "gpu"], "not a device name"),
+    (["--model-block-length", "0"], "block_length must be >= 1"),
+    (["--mask-token-id", "-1"], "mask_token_id must be >= 0"),
+])
+def test_load_options_are_refused_before_any_model_loads(tmp_path, capsys, flags, message):
+    code = main(["generate", "--model", str(tmp_path / "missing"), "--prompt", "a", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "missing" not in err  # the option, not the absent model
+
+
+def test_load_config_checks_what_the_flags_choices_check_for_the_cli():
+    from rcd.models.loading import LoadConfig
+
+    for options in ({"dtype": "fp8"}, {"preset": "llama"}, {"attention": "causal"}):
+        with pytest.raises(ValueError, match="choose one of"):
+            LoadConfig(**options)

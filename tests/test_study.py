@@ -104,6 +104,7 @@ def test_quick_study_end_to_end(tmp_path):
         main(args + ["--task", "mul"])
 
 
+@pytest.mark.slow  # trains the study's arms
 def test_model_option_sizes_every_arm_and_another_size_is_refused(tmp_path):
     from benchmarks.study import main
     from rcd.rundir import RunMismatchError
@@ -129,6 +130,7 @@ def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
         StudyConfig(mixed_precision="fp8")
 
 
+@pytest.mark.slow  # trains the study's arms
 def test_fresh_arms_are_new_target_models_trained_as_long_as_the_reference(tmp_path):
     from benchmarks.study import main
 
