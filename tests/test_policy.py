@@ -1,6 +1,6 @@
 import torch
 
-from rcd.decode.policy import choose_tokens, commit_threshold, commit_top_k, fixed_schedule
+from rcd.decode.policy import Threshold, choose_tokens, commit_threshold, commit_top_k, fixed_schedule
 
 
 def test_fixed_schedule_even_split_remainder_first():
@@ -20,6 +20,24 @@ def test_threshold_commits_above_tau_and_at_least_one():
     cand = torch.tensor([[True, True, True, False], [True, True, True, False]])
     got = commit_threshold(conf, cand, 0.85)
     assert got.tolist() == [[True, False, True, False], [False, True, False, False]]
+
+
+def test_threshold_with_a_step_budget_commits_at_least_the_fixed_count():
+    """SDAR's low_confidence_dynamic: 8 positions over 3 steps need 3, 3, 2 per step; above
+    tau counts only when it reaches that number, else the number's most confident."""
+    policy = Threshold(0.85, steps_per_block=3)
+    candidates = torch.ones(2, 8, dtype=torch.bool)
+    policy.start_block(candidates)
+    confidence = torch.tensor([[0.9, 0.95, 0.99, 0.86, 0.1, 0.2, 0.3, 0.4],   # 4 above tau >= 3: all 4
+                               [0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]])     # 1 above tau < 3: top 3
+    first = policy.commit(confidence, candidates)
+    assert first.sum(-1).tolist() == [4, 3]
+    assert first[1].nonzero().flatten().tolist() == [0, 6, 7]
+    candidates &= ~first
+    second = policy.commit(torch.full((2, 8), 0.99), candidates)  # all above: every candidate
+    assert torch.equal(second, candidates) and not policy.done()
+    policy.commit(confidence, candidates & ~second)
+    assert policy.done() and policy.describe() == "tau=0.85 steps=3"
 
 
 def test_greedy_choice_and_confidence():

@@ -20,10 +20,18 @@ class DecodeConfig:
     gen_length: int = field(default=64, metadata={"help": "tokens to generate after the prompt"})
     block_length: int = field(default=32, metadata={"help": "tokens per block (decoded left to right)"})
     steps: int | None = field(
-        default=None, metadata={"help": "fixed schedule: total denoising steps (default: gen_length)"}
+        default=None,
+        metadata={
+            "help": "total denoising steps (default: gen_length); with --threshold, each block's step budget, "
+            "each step committing at least the fixed schedule's count (SDAR's low_confidence_dynamic)"
+        },
     )
     threshold: float | None = field(
-        default=None, metadata={"help": "dynamic rule: commit positions with confidence > threshold"}
+        default=None,
+        metadata={
+            "help": "dynamic rule: commit positions with confidence > threshold, at least one "
+            "(with --steps: at least the fixed schedule's count)"
+        },
     )
     order: str = field(
         default="confidence",
@@ -62,8 +70,6 @@ class DecodeConfig:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if not self.use_cache and self.cache != "exact":
             raise ValueError(f"use_cache=False turns caching off; it contradicts cache={self.cache!r}")
-        if self.steps is not None and self.threshold is not None:
-            raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
         if self.order not in COMMIT_ORDERS:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {self.order!r}")
         if self.order != "confidence" and self.threshold is not None:
@@ -72,9 +78,9 @@ class DecodeConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "even" and self.threshold is not None:
             raise ValueError("schedule applies to fixed steps; a threshold rule has no schedule")
-        if self.threshold is not None:
-            if not 0.0 <= self.threshold <= 1.0:
-                raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.threshold is not None and self.steps is None:
             return
         steps, n_blocks = self.total_steps, self.n_blocks
         if steps <= 0 or steps % n_blocks:
@@ -103,7 +109,8 @@ class DecodeConfig:
         """A fresh commit policy of this setting (policies keep per-block state); `generator`
         seeds a random commit order."""
         if self.threshold is not None:
-            return Threshold(self.threshold)
+            per_block = None if self.steps is None else self.steps // self.n_blocks
+            return Threshold(self.threshold, per_block, self.n_blocks)
         rule = TimeSchedule if self.schedule == "time" else FixedSchedule
         return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
 

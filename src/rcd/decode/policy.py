@@ -2,9 +2,9 @@
 
 Two rules (docs/method.md, section 1): a fixed schedule (LLaDA: the block's masked count split
 evenly over its steps, remainder to the earliest, top-k confidence; or Dream's time
-schedule), and a dynamic threshold (SDAR low_confidence_dynamic / Fast-dLLM: every
-position above tau, at least the single most confident one). Token choice (greedy or
-Gumbel-max sampling) is here too.
+schedule), and a dynamic threshold (every position above tau, and at least the single most
+confident one (Fast-dLLM) or, given a step budget, the fixed schedule's count (SDAR's
+low_confidence_dynamic)). Token choice (greedy or Gumbel-max sampling) is here too.
 
 The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
 the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
@@ -181,15 +181,36 @@ class TimeSchedule(FixedSchedule):
 
 class Threshold(CommitPolicy):
     """Every candidate whose confidence exceeds `threshold`, and at least the most
-    confident one (SDAR low_confidence_dynamic, Fast-dLLM)."""
+    confident one (Fast-dLLM); with `steps_per_block`, at least the fixed schedule's count
+    of the step instead (`fixed_schedule` over the whole block), and the block's loop ends
+    after that many steps: SDAR's `low_confidence_dynamic`. When fewer candidates than the
+    count exceed the threshold, the count's most confident are committed."""
 
     name = "threshold"
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, steps_per_block: int | None = None, n_blocks: int = 1):
         self.threshold = threshold
+        self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
+        self._counts: torch.Tensor | None = None
+        self._step = 0
+
+    def start_block(self, masked: torch.Tensor) -> None:
+        if self.steps_per_block is not None:
+            self._counts = fixed_schedule(masked.sum(-1), self.steps_per_block)
+        self._step = 0
+
+    def done(self) -> bool:
+        return self.steps_per_block is not None and self._step >= self.steps_per_block
 
     def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        return commit_threshold(confidence, candidates, self.threshold)
+        if self._counts is None:
+            return commit_threshold(confidence, candidates, self.threshold)
+        need = self._counts[:, self._step]
+        self._step += 1
+        above = candidates & (confidence > self.threshold)
+        enough = above.sum(-1) >= need
+        return torch.where(enough[:, None], above, commit_top_k(confidence, candidates, need))
 
     def describe(self) -> str:
-        return f"tau={self.threshold:g}"
+        budget = "" if self.steps_per_block is None else f" steps={self.steps_per_block * self.n_blocks}"
+        return f"tau={self.threshold:g}{budget}"
