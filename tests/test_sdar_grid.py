@@ -48,6 +48,16 @@ def test_decoding_matches_sdars_own_procedure(sdar, length, per_block, threshold
     assert out.generated[0].tolist() == expected
 
 
+@pytest.mark.parametrize("length, per_block", [(5, 2), (6, 4), (9, 2)])
+def test_left_to_right_order_is_sdars_sequential_strategy(sdar, length, per_block):
+    model, tok = sdar
+    ids = prompt(tok, length)
+    expected = sdar_generate(model, ids, gen_length=8, block=B, steps=per_block, sequential=True)
+    out = rcd.generate(model, torch.tensor([ids]), gen_length=8, block_length=B, steps=per_block * 2,
+                       order="left-to-right")
+    assert out.generated[0].tolist() == expected
+
+
 @pytest.mark.parametrize("residual", [None, rcd.ResidualConfig()], ids=["seqd", "rcd"])
 def test_rows_decode_the_same_alone_or_in_a_batch(sdar, residual):
     model, tok = sdar
