@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
-from .policy import COMMIT_ORDERS, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
+from .policy import COMMIT_ORDERS, CONFIDENCES, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
 
 SCHEDULES = ("even", "time")
 
@@ -43,6 +43,22 @@ class DecodeConfig:
             "help": "fixed schedule: a block's masks split evenly over its steps (even: LLaDA), or "
             "int(m (1 - s/t)) of the m left at each step of time 1 -> 0.001 (time: Dream's diffusion_generate)",
             "choices": SCHEDULES,
+        },
+    )
+    confidence: str = field(
+        default="prob",
+        metadata={
+            "help": "what ranks positions and meets the threshold: the chosen token's probability (prob: LLaDA, "
+            "SDAR, Dream maskgit_plus), top-1 minus top-2 probability (margin: Dream topk_margin), or "
+            "negative entropy (entropy: Dream entropy; fixed schedules only)",
+            "choices": CONFIDENCES,
+        },
+    )
+    commit_temperature: float = field(
+        default=0.0,
+        metadata={
+            "help": "fixed schedule: draw the positions to commit from softmax(confidence / T) without "
+            "replacement (Dream's alg_temp); 0 commits the most confident"
         },
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
@@ -78,6 +94,16 @@ class DecodeConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "even" and self.threshold is not None:
             raise ValueError("schedule applies to fixed steps; a threshold rule has no schedule")
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if self.confidence == "entropy" and self.threshold is not None:
+            raise ValueError("confidence 'entropy' (negative entropy) has no [0, 1] scale for a threshold: "
+                             "use prob or margin, or a fixed schedule")
+        if self.commit_temperature < 0:
+            raise ValueError(f"commit_temperature must be >= 0, got {self.commit_temperature}")
+        if self.commit_temperature > 0 and (self.threshold is not None or self.order != "confidence"):
+            raise ValueError("commit_temperature draws a fixed schedule's confidence order: "
+                             "drop it, or use --steps with --order confidence")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
         if self.threshold is not None and self.steps is None:
@@ -112,7 +138,7 @@ class DecodeConfig:
             per_block = None if self.steps is None else self.steps // self.n_blocks
             return Threshold(self.threshold, per_block, self.n_blocks)
         rule = TimeSchedule if self.schedule == "time" else FixedSchedule
-        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
+        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator, self.commit_temperature)
 
     @property
     def tokens_per_step(self) -> float | None:
@@ -122,5 +148,6 @@ class DecodeConfig:
         return self.gen_length / self.total_steps
 
     def describe(self) -> str:
-        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9'."""
-        return self.policy().describe()
+        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9' ('tau=0.9 margin')."""
+        confidence = "" if self.confidence == "prob" else f" {self.confidence}"
+        return self.policy().describe() + confidence

@@ -28,16 +28,20 @@ def fixed_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
     return counts
 
 
+CONFIDENCES = ("prob", "margin", "entropy")
+
+
 def choose_tokens(
     logits: torch.Tensor,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     banned: int | None = None,
+    confidence: str = "prob",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token per position and its confidence (the model's probability of that token).
+    """Token per position and its confidence (`position_confidence` of the `confidence` kind).
 
     temperature 0 is greedy; above 0, Gumbel-max in float64 as LLaDA does, which samples
-    from softmax(z / temperature). Confidence is always softmax(z) of the chosen token.
+    from softmax(z / temperature). Confidence is always taken from softmax(z), untempered.
     `banned` (the mask id) is never chosen: committing [M] would leave the position masked
     forever; a trained dLLM gives it ~0 probability, so this changes nothing else.
     """
@@ -51,18 +55,41 @@ def choose_tokens(
     else:
         tokens = logits.argmax(dim=-1)
     probs = torch.softmax(at_least_fp32(logits), dim=-1)
-    return tokens, probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return tokens, position_confidence(probs, tokens, confidence)
+
+
+def position_confidence(probs: torch.Tensor, tokens: torch.Tensor, kind: str = "prob") -> torch.Tensor:
+    """How sure the model is at each position, higher is surer (Dream's `alg` choices):
+    `prob` the chosen token's probability (LLaDA, SDAR, Dream `maskgit_plus`), `margin` the
+    top-1 minus the top-2 probability (`topk_margin`), `entropy` the negative entropy
+    sum p log p (`entropy`; 0 for a one-hot p)."""
+    if kind == "prob":
+        return probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if kind == "margin":
+        top = probs.topk(2, dim=-1).values
+        return top[..., 0] - top[..., 1]
+    if kind == "entropy":
+        return -torch.special.entr(probs).sum(dim=-1)
+    raise ValueError(f"confidence must be one of {CONFIDENCES}, got {kind!r}")
 
 
 COMMIT_ORDERS = ("confidence", "random", "left-to-right")
 
 
 def order_scores(
-    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None
+    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 0.0
 ) -> torch.Tensor:
     """Ranking of a fixed schedule's commits: the model's confidence (LLaDA), a fresh random
-    order at every step, or left to right (autoregressive-like). Higher is committed first."""
+    order at every step, or left to right (autoregressive-like). Higher is committed first.
+
+    temperature > 0 (confidence order only) draws the ranking instead: confidence / T plus
+    Gumbel noise, whose top k are k draws without replacement from softmax(confidence / T),
+    the law of Dream's `alg_temp` (`torch.multinomial` there).
+    """
     if order == "confidence":
+        if temperature > 0:
+            noise = torch.rand(confidence.shape, generator=generator, device=confidence.device, dtype=torch.float64)
+            return confidence.double() / temperature - torch.log(-torch.log(noise.clamp_min(1e-300)))
         return confidence
     if order == "random":
         return torch.rand(confidence.shape, generator=generator, device=confidence.device)
@@ -115,7 +142,8 @@ class CommitPolicy:
 class FixedSchedule(CommitPolicy):
     """`steps_per_block` steps per block, each committing its share (`fixed_schedule`) of
     the block's masks, most confident first (LLaDA) or in another `order` (COMMIT_ORDERS;
-    "random" draws from `generator`)."""
+    "random" draws from `generator`); `commit_temperature` > 0 draws the confidence order
+    (`order_scores`, Dream's `alg_temp`)."""
 
     name = "fixed"
 
@@ -125,11 +153,12 @@ class FixedSchedule(CommitPolicy):
         n_blocks: int = 1,
         order: str = "confidence",
         generator: torch.Generator | None = None,
+        commit_temperature: float = 0.0,
     ):
         if order not in COMMIT_ORDERS:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {order!r}")
         self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
-        self.order, self.generator = order, generator
+        self.order, self.generator, self.commit_temperature = order, generator, commit_temperature
         self._counts: torch.Tensor | None = None
         self._step = 0
 
@@ -141,14 +170,15 @@ class FixedSchedule(CommitPolicy):
         return self._step >= self.steps_per_block
 
     def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        scores = order_scores(self.order, confidence, self.generator)
+        scores = order_scores(self.order, confidence, self.generator, self.commit_temperature)
         chosen = commit_top_k(scores, candidates, self._counts[:, self._step])
         self._step += 1
         return chosen
 
     def describe(self) -> str:
         order = "" if self.order == "confidence" else f" {self.order}"
-        return f"steps={self.steps_per_block * self.n_blocks}{order}"
+        drawn = f" commit-T={self.commit_temperature:g}" if self.commit_temperature > 0 else ""
+        return f"steps={self.steps_per_block * self.n_blocks}{order}{drawn}"
 
 
 class TimeSchedule(FixedSchedule):
@@ -157,8 +187,8 @@ class TimeSchedule(FixedSchedule):
     the block's m remaining masks (float32, as Dream computes it), the last step all of them."""
 
     def __init__(self, steps_per_block: int, n_blocks: int = 1, order: str = "confidence",
-                 generator: torch.Generator | None = None, eps: float = 1e-3):
-        super().__init__(steps_per_block, n_blocks, order, generator)
+                 generator: torch.Generator | None = None, commit_temperature: float = 0.0, eps: float = 1e-3):
+        super().__init__(steps_per_block, n_blocks, order, generator, commit_temperature)
         self.times = torch.linspace(1, eps, steps_per_block + 1)
 
     def start_block(self, masked: torch.Tensor) -> None:
@@ -171,7 +201,8 @@ class TimeSchedule(FixedSchedule):
             counts = (remaining.float() * (1 - s / t).to(remaining.device)).long()  # no host sync
         else:
             counts = remaining
-        chosen = commit_top_k(order_scores(self.order, confidence, self.generator), candidates, counts)
+        scores = order_scores(self.order, confidence, self.generator, self.commit_temperature)
+        chosen = commit_top_k(scores, candidates, counts)
         self._step += 1
         return chosen
 
