@@ -11,7 +11,8 @@ token choice in place of its sampling:
   steps), counted on the full block size, also for the partial first block; a block's loop
   ends when it has no mask left, and the finished block is written to the cache;
 - static: the k most confident masked positions; dynamic: every masked position above the
-  threshold when there are at least k of them, else the k most confident;
+  threshold when there are at least k of them, else the k most confident; sequential: the k
+  positions from the first mask on;
 - generation stops after a block that holds a stop token.
 
 Two guards rcd keeps by design (docs/models.md), so the reference keeps them too: [M] is
@@ -40,7 +41,7 @@ class _Cache(DynamicCache):
 
 
 def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, steps: int,
-                  threshold: float | None = None, stop_ids=()) -> list[int]:
+                  threshold: float | None = None, sequential: bool = False, stop_ids=()) -> list[int]:
     """The generated tokens (positions P .. P + gen_length - 1) of SDAR's procedure."""
     mask_id = model.config.mask_token_id
     P = len(prompt)
@@ -74,7 +75,11 @@ def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, step
                 confidence, tokens = probs.max(-1)
                 confidence = torch.where(masked, confidence, -torch.inf)
                 need = int(per_step[step])
-                if threshold is not None and int((confidence > threshold).sum()) >= need:
+                if sequential:
+                    chosen = torch.zeros_like(masked)
+                    first_mask = int(masked.nonzero()[0])
+                    chosen[first_mask : first_mask + need] = True
+                elif threshold is not None and int((confidence > threshold).sum()) >= need:
                     chosen = confidence > threshold
                 else:
                     chosen = torch.zeros_like(masked)

@@ -7,6 +7,7 @@ import torch
 import rcd
 from conftest import MASK, random_prompts
 from rcd.decode import INIT_STRATEGIES, CommitPolicy, FixedSchedule, Threshold
+from rcd.decode.policy import commit_threshold
 from rcd.residual import INIT_RULES
 
 
@@ -51,3 +52,26 @@ def test_a_new_commit_rule_is_one_small_class(bidirectional):
 
 def test_every_init_rule_has_its_strategy():
     assert set(INIT_STRATEGIES) == set(INIT_RULES)
+
+
+@pytest.mark.parametrize("kind, threshold", [("margin", 0.05), ("entropy", None)])
+def test_every_model_can_rank_by_dreams_confidences(models, kind, threshold):
+    """margin / entropy reach the commit rule on both attention kinds, with RCD on: each step
+    commits what the rule says of the recorded confidences, which are margins (in [0, 1]) or
+    negative entropies (<= 0), not the chosen token's probability."""
+    for model in models.values():
+        rule = {"threshold": threshold} if threshold is not None else {"steps": 4}
+        out = rcd.generate(model, random_prompts(2, 4), gen_length=8, block_length=4, confidence=kind,
+                           residual=rcd.ResidualConfig(), return_trace=True, **rule)
+        plain = rcd.generate(model, random_prompts(2, 4), gen_length=8, block_length=4,
+                             residual=rcd.ResidualConfig(), return_trace=True, **rule)
+        assert (out.generated != MASK).all()
+        for step, plain_step in zip(out.trace, plain.trace):
+            seen = step.confidence[~step.confidence.isnan()]
+            assert (seen <= 0).all() if kind == "entropy" else ((seen >= 0) & (seen <= 1)).all()
+            if step.step == 0:  # same inputs at a block's first step: other values than the probability
+                assert not torch.allclose(step.confidence.nan_to_num(), plain_step.confidence.nan_to_num())
+            if threshold is not None:
+                candidates = ~step.confidence.isnan()
+                expected = commit_threshold(step.confidence.nan_to_num(-1.0), candidates, threshold)
+                assert torch.equal(step.committed, expected)

@@ -25,6 +25,28 @@ def test_time_schedule_matches_dreams_own_procedure(dream, gen_length, steps):
     assert out.nfe == steps
 
 
+CONFIDENCE_OF = {"topk_margin": "margin", "entropy": "entropy"}
+
+
+@pytest.mark.parametrize("alg", ["topk_margin", "entropy"])
+@pytest.mark.parametrize("gen_length, steps", [(8, 8), (12, 5), (16, 4)])
+def test_dreams_other_confidences_match_its_own_procedure(dream, alg, gen_length, steps):
+    prompts = torch.tensor([[5, 9, 12, 7, 13], [44, 21, 8, 17, 30]])
+    expected = dream_generate(dream, prompts, gen_length=gen_length, steps=steps, alg=alg)
+    out = rcd.generate(dream, prompts, gen_length=gen_length, block_length=gen_length, steps=steps, schedule="time",
+                       confidence=CONFIDENCE_OF[alg])
+    assert out.generated.tolist() == expected.tolist()
+
+
+def test_the_confidences_rank_positions_differently(dream):
+    """On this stand-in the three rules commit in different orders (so each match above tests its rule)."""
+    prompts = torch.tensor([[5, 9, 12, 7, 13], [44, 21, 8, 17, 30]])
+    runs = {kind: rcd.generate(dream, prompts, gen_length=12, block_length=12, steps=5, schedule="time",
+                               confidence=kind, return_trace=True) for kind in ("prob", "margin", "entropy")}
+    first = {kind: out.trace[0].committed.tolist() for kind, out in runs.items()}
+    assert first["prob"] != first["margin"] and first["prob"] != first["entropy"] and first["margin"] != first["entropy"]
+
+
 def test_time_schedule_counts():
     """int(m (1 - s/t)) of the m masks left, the last step the rest: 12 masks over 5 steps."""
     policy = TimeSchedule(5)

@@ -22,9 +22,11 @@ def test_steps_must_divide_into_blocks(model):
         rcd.generate(model, random_prompts(1, 3), gen_length=8, block_length=4, steps=16)
 
 
-def test_steps_and_threshold_are_exclusive(model):
-    with pytest.raises(ValueError, match="not both"):
-        rcd.generate(model, random_prompts(1, 3), gen_length=8, block_length=4, steps=8, threshold=0.9)
+def test_a_thresholds_step_budget_is_checked_like_a_fixed_schedule(model):
+    with pytest.raises(ValueError, match="exceed block_length"):
+        rcd.generate(model, random_prompts(1, 3), gen_length=8, block_length=4, steps=16, threshold=0.9)
+    with pytest.raises(ValueError, match="multiple of the number of blocks"):
+        rcd.generate(model, random_prompts(1, 3), gen_length=8, block_length=4, steps=3, threshold=0.9)
 
 
 def test_model_without_mask_token():

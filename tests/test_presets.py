@@ -24,6 +24,8 @@ def checkpoints(tmp_path_factory):
 
 
 def load(checkpoints, kind, **kw):
+    if kind == "llada2":  # its config has no block size (the preset's is 32): decode the stand-in with 4
+        kw = {"block_length": BLOCK, **kw}
     return rcd.load(checkpoints[kind], trust_remote_code=True, dtype="float64", **kw)
 
 
@@ -53,9 +55,12 @@ def natural_logits(kind, model, ids):
         logits = model(input_ids=ids).logits
         return torch.cat([logits[:, :1], logits[:, :-1]], 1)
     positions = torch.arange(n)[None]
-    if kind == "sdar":  # SDAR's own generate: a block-causal boolean mask over blocks from 0
+    if kind in ("sdar", "llada2"):  # their own generates: a block-causal mask over blocks from 0
         blocks = positions[0] // BLOCK
         structure = (blocks[None, :] <= blocks[:, None])[None, None]
+        if kind == "llada2":  # additive, 0 / -inf
+            structure = torch.zeros(structure.shape, dtype=model.dtype).masked_fill(~structure, float("-inf"))
+            return model(input_ids=ids, attention_mask=structure, position_ids=positions, use_cache=False).logits
         return model(input_ids=ids, attention_mask=structure, position_ids=positions).logits
     return model(input_ids=ids, attention_mask=torch.zeros(1, 1, n, n, dtype=model.dtype), position_ids=positions).logits
 

@@ -29,8 +29,11 @@ def prompt(tok, n):
 
 # (prompt length, steps per block, threshold): partial first blocks of 1-3 prompt tokens,
 # one token per step or SDAR's dynamic threshold (at least one), two per step where the
-# partial block's masks are even (SDAR's schedule counts on the full block)
-SETTINGS = [(5, 4, None), (7, 4, None), (6, 2, None), (8, 2, None), (3, 4, 0.6), (6, 4, 0.35), (9, 4, 0.8)]
+# partial block's masks are even (SDAR's schedule counts on the full block); the threshold
+# with 2 steps per block commits at least 2 a step (low_confidence_dynamic's fixed count),
+# the partial first block's last step what is left
+SETTINGS = [(5, 4, None), (7, 4, None), (6, 2, None), (8, 2, None), (3, 4, 0.6), (6, 4, 0.35), (9, 4, 0.8),
+            (5, 2, 0.3), (6, 2, 0.6), (8, 2, 0.45), (7, 1, 0.9)]
 
 
 @pytest.mark.parametrize("length, per_block, threshold", SETTINGS)
@@ -40,8 +43,18 @@ def test_decoding_matches_sdars_own_procedure(sdar, length, per_block, threshold
     ids = prompt(tok, length)
     gen = 8
     expected = sdar_generate(model, ids, gen_length=gen, block=B, steps=per_block, threshold=threshold)
-    schedule = dict(threshold=threshold) if threshold is not None else dict(steps=per_block * gen // B)
+    schedule = dict(threshold=threshold, steps=per_block * gen // B)
     out = rcd.generate(model, torch.tensor([ids]), gen_length=gen, block_length=B, use_cache=use_cache, **schedule)
+    assert out.generated[0].tolist() == expected
+
+
+@pytest.mark.parametrize("length, per_block", [(5, 2), (6, 4), (9, 2)])
+def test_left_to_right_order_is_sdars_sequential_strategy(sdar, length, per_block):
+    model, tok = sdar
+    ids = prompt(tok, length)
+    expected = sdar_generate(model, ids, gen_length=8, block=B, steps=per_block, sequential=True)
+    out = rcd.generate(model, torch.tensor([ids]), gen_length=8, block_length=B, steps=per_block * 2,
+                       order="left-to-right")
     assert out.generated[0].tolist() == expected
 
 

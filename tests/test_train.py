@@ -160,6 +160,16 @@ def test_tokenizer_mismatch_is_refused(tmp_path, data, reference_dir):
         Trainer(quick(tmp_path / "o", data, stage="rcd", model=str(reference_dir), reference=str(other), max_steps=1))
 
 
+def test_warmup_ratio_then_constant(tmp_path, data):
+    """The SDAR recipe's schedule: linear warmup over 3% (here 25% of 8 = 2 steps), then constant."""
+    train(quick(tmp_path, data, stage="ref", max_steps=8, log_every=1, schedule="constant_with_warmup",
+                warmup_ratio=0.25, lr=1e-3))
+    rates = [r["lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+    assert rates[0] < rates[1] == rates[-1] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="instead of --warmup-steps"):
+        quick(tmp_path, data, warmup_ratio=0.1, warmup_steps=5)
+
+
 def cli(out, data, *extra):
     return [sys.executable, "-m", "rcd", "train", "--stage", "ref", "--model", "tiny-xs", "--data", data["train"],
             "--out", str(out), "--batch-size", "8", "--lr", "3e-3", "--log-every", "2", "--no-progress",

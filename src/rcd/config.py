@@ -18,7 +18,6 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import UsageError
@@ -195,6 +194,8 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
 def options_file_arguments(path: str, parser: argparse.ArgumentParser) -> list[str]:
     """The flags a YAML (or JSON) options file stands for, to be read before the command line's.
 
+    `path` is a file, or the name of one rcd ships (`paper/llada-gsm8k`, `rcd.configs`).
+
     `key: value` is `--key value`, keys spelled as the command's flags (`res-dropout` or
     `res_dropout`); true/false is `--key` / `--no-key`; a list is a comma-separated value, or
     the flag repeated where the flag repeats; null keeps the default. Flags on the command
@@ -202,10 +203,13 @@ def options_file_arguments(path: str, parser: argparse.ArgumentParser) -> list[s
     """
     import yaml
 
+    from .configs import options_file, shipped_names
+
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(options_file(path).read_text())
     except OSError as err:
-        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err})") from err
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err}); rcd ships "
+                         f"{', '.join(shipped_names())}") from err
     except yaml.YAMLError as err:
         raise UsageError(f"--config {path}: not YAML or JSON ({' '.join(str(err).split())[:160]})") from err
     if not isinstance(data, dict):

@@ -1,7 +1,7 @@
 """Tiny random-weight checkpoints on disk, as the real families ship them.
 
 Remote-code stand-ins are saved with their modeling files and an `auto_map`, so loading
-them needs `trust_remote_code=True` exactly like LLaDA, Dream and SDAR; transformers-native
+them needs `trust_remote_code=True` exactly like LLaDA, Dream, SDAR and LLaDA2; transformers-native
 architectures (Llama, Qwen2, Qwen3) are saved as plain checkpoints. All use rcd's
 character tokenizer, whose `<mask>` is the mask token.
 
@@ -25,15 +25,18 @@ from rcd.models.legacy_remote import flash_attn_standin, transformers4_names
 with transformers4_names(), flash_attn_standin():
     from .configuration_dream import DreamConfig
     from .configuration_llada import LLaDAConfig
+    from .configuration_llada2_moe import LLaDA2MoeConfig
     from .configuration_sdar import SDARConfig
     from .modeling_dream import DreamModel
     from .modeling_llada import LLaDAModelLM
+    from .modeling_llada2_moe import LLaDA2MoeModelLM
     from .modeling_sdar import SDARForCausalLM
 
 REMOTE = {
     "llada": (LLaDAConfig, LLaDAModelLM, "AutoModel"),
     "dream": (DreamConfig, DreamModel, "AutoModel"),
     "sdar": (SDARConfig, SDARForCausalLM, "AutoModelForCausalLM"),
+    "llada2": (LLaDA2MoeConfig, LLaDA2MoeModelLM, "AutoModelForCausalLM"),
 }
 NATIVE = {  # Qwen3 arrived in transformers 4.51
     kind: (getattr(transformers, f"{name}Config"), getattr(transformers, f"{name}ForCausalLM"))
@@ -81,6 +84,9 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) ->
             for p in model.parameters():
                 if p.dim() > 1:
                     p.normal_(0.0, 0.3)
+            for name, buffer in model.named_buffers():
+                if name.endswith("expert_bias"):  # LLaDA2's routing bias: a trained, saved buffer
+                    buffer.uniform_(-0.5, 0.5)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     if kind == "dream":  # read by Dream's own from_pretrained

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
-from .policy import COMMIT_ORDERS, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
+from .policy import COMMIT_ORDERS, CONFIDENCES, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
 
 SCHEDULES = ("even", "time")
 
@@ -20,10 +20,18 @@ class DecodeConfig:
     gen_length: int = field(default=64, metadata={"help": "tokens to generate after the prompt"})
     block_length: int = field(default=32, metadata={"help": "tokens per block (decoded left to right)"})
     steps: int | None = field(
-        default=None, metadata={"help": "fixed schedule: total denoising steps (default: gen_length)"}
+        default=None,
+        metadata={
+            "help": "total denoising steps (default: gen_length); with --threshold, each block's step budget, "
+            "each step committing at least the fixed schedule's count (SDAR's low_confidence_dynamic)"
+        },
     )
     threshold: float | None = field(
-        default=None, metadata={"help": "dynamic rule: commit positions with confidence > threshold"}
+        default=None,
+        metadata={
+            "help": "dynamic rule: commit positions with confidence > threshold, at least one "
+            "(with --steps: at least the fixed schedule's count)"
+        },
     )
     order: str = field(
         default="confidence",
@@ -35,6 +43,22 @@ class DecodeConfig:
             "help": "fixed schedule: a block's masks split evenly over its steps (even: LLaDA), or "
             "int(m (1 - s/t)) of the m left at each step of time 1 -> 0.001 (time: Dream's diffusion_generate)",
             "choices": SCHEDULES,
+        },
+    )
+    confidence: str = field(
+        default="prob",
+        metadata={
+            "help": "what ranks positions and meets the threshold: the chosen token's probability (prob: LLaDA, "
+            "SDAR, Dream maskgit_plus), top-1 minus top-2 probability (margin: Dream topk_margin), or "
+            "negative entropy (entropy: Dream entropy; fixed schedules only)",
+            "choices": CONFIDENCES,
+        },
+    )
+    commit_temperature: float = field(
+        default=0.0,
+        metadata={
+            "help": "fixed schedule: draw the positions to commit from softmax(confidence / T) without "
+            "replacement (Dream's alg_temp); 0 commits the most confident"
         },
     )
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 is greedy"})
@@ -62,8 +86,6 @@ class DecodeConfig:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if not self.use_cache and self.cache != "exact":
             raise ValueError(f"use_cache=False turns caching off; it contradicts cache={self.cache!r}")
-        if self.steps is not None and self.threshold is not None:
-            raise ValueError("give steps (fixed schedule) or threshold (dynamic), not both")
         if self.order not in COMMIT_ORDERS:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {self.order!r}")
         if self.order != "confidence" and self.threshold is not None:
@@ -72,9 +94,19 @@ class DecodeConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "even" and self.threshold is not None:
             raise ValueError("schedule applies to fixed steps; a threshold rule has no schedule")
-        if self.threshold is not None:
-            if not 0.0 <= self.threshold <= 1.0:
-                raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if self.confidence == "entropy" and self.threshold is not None:
+            raise ValueError("confidence 'entropy' (negative entropy) has no [0, 1] scale for a threshold: "
+                             "use prob or margin, or a fixed schedule")
+        if self.commit_temperature < 0:
+            raise ValueError(f"commit_temperature must be >= 0, got {self.commit_temperature}")
+        if self.commit_temperature > 0 and (self.threshold is not None or self.order != "confidence"):
+            raise ValueError("commit_temperature draws a fixed schedule's confidence order: "
+                             "drop it, or use --steps with --order confidence")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.threshold is not None and self.steps is None:
             return
         steps, n_blocks = self.total_steps, self.n_blocks
         if steps <= 0 or steps % n_blocks:
@@ -103,9 +135,10 @@ class DecodeConfig:
         """A fresh commit policy of this setting (policies keep per-block state); `generator`
         seeds a random commit order."""
         if self.threshold is not None:
-            return Threshold(self.threshold)
+            per_block = None if self.steps is None else self.steps // self.n_blocks
+            return Threshold(self.threshold, per_block, self.n_blocks)
         rule = TimeSchedule if self.schedule == "time" else FixedSchedule
-        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator)
+        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator, self.commit_temperature)
 
     @property
     def tokens_per_step(self) -> float | None:
@@ -115,5 +148,6 @@ class DecodeConfig:
         return self.gen_length / self.total_steps
 
     def describe(self) -> str:
-        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9'."""
-        return self.policy().describe()
+        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9' ('tau=0.9 margin')."""
+        confidence = "" if self.confidence == "prob" else f" {self.confidence}"
+        return self.policy().describe() + confidence

@@ -129,7 +129,8 @@ def generate(
                 rows = candidates.any(-1)  # rows with masks left this step (idle rows keep their residuals)
                 row_passes += rows.long()
                 tokens, confidence = choose_tokens(
-                    logits[:, bs - start : be - start], config.temperature, generator, banned=mask_id
+                    logits[:, bs - start : be - start], config.temperature, generator, banned=mask_id,
+                    confidence=config.confidence,
                 )
                 commit = policy.commit(confidence, candidates)
                 if trace is not None:

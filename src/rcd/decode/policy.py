@@ -2,9 +2,9 @@
 
 Two rules (docs/method.md, section 1): a fixed schedule (LLaDA: the block's masked count split
 evenly over its steps, remainder to the earliest, top-k confidence; or Dream's time
-schedule), and a dynamic threshold (SDAR low_confidence_dynamic / Fast-dLLM: every
-position above tau, at least the single most confident one). Token choice (greedy or
-Gumbel-max sampling) is here too.
+schedule), and a dynamic threshold (every position above tau, and at least the single most
+confident one (Fast-dLLM) or, given a step budget, the fixed schedule's count (SDAR's
+low_confidence_dynamic)). Token choice (greedy or Gumbel-max sampling) is here too.
 
 The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
 the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
@@ -28,16 +28,20 @@ def fixed_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
     return counts
 
 
+CONFIDENCES = ("prob", "margin", "entropy")
+
+
 def choose_tokens(
     logits: torch.Tensor,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     banned: int | None = None,
+    confidence: str = "prob",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token per position and its confidence (the model's probability of that token).
+    """Token per position and its confidence (`position_confidence` of the `confidence` kind).
 
     temperature 0 is greedy; above 0, Gumbel-max in float64 as LLaDA does, which samples
-    from softmax(z / temperature). Confidence is always softmax(z) of the chosen token.
+    from softmax(z / temperature). Confidence is always taken from softmax(z), untempered.
     `banned` (the mask id) is never chosen: committing [M] would leave the position masked
     forever; a trained dLLM gives it ~0 probability, so this changes nothing else.
     """
@@ -51,18 +55,41 @@ def choose_tokens(
     else:
         tokens = logits.argmax(dim=-1)
     probs = torch.softmax(at_least_fp32(logits), dim=-1)
-    return tokens, probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return tokens, position_confidence(probs, tokens, confidence)
+
+
+def position_confidence(probs: torch.Tensor, tokens: torch.Tensor, kind: str = "prob") -> torch.Tensor:
+    """How sure the model is at each position, higher is surer (Dream's `alg` choices):
+    `prob` the chosen token's probability (LLaDA, SDAR, Dream `maskgit_plus`), `margin` the
+    top-1 minus the top-2 probability (`topk_margin`), `entropy` the negative entropy
+    sum p log p (`entropy`; 0 for a one-hot p)."""
+    if kind == "prob":
+        return probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if kind == "margin":
+        top = probs.topk(2, dim=-1).values
+        return top[..., 0] - top[..., 1]
+    if kind == "entropy":
+        return -torch.special.entr(probs).sum(dim=-1)
+    raise ValueError(f"confidence must be one of {CONFIDENCES}, got {kind!r}")
 
 
 COMMIT_ORDERS = ("confidence", "random", "left-to-right")
 
 
 def order_scores(
-    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None
+    order: str, confidence: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 0.0
 ) -> torch.Tensor:
     """Ranking of a fixed schedule's commits: the model's confidence (LLaDA), a fresh random
-    order at every step, or left to right (autoregressive-like). Higher is committed first."""
+    order at every step, or left to right (autoregressive-like). Higher is committed first.
+
+    temperature > 0 (confidence order only) draws the ranking instead: confidence / T plus
+    Gumbel noise, whose top k are k draws without replacement from softmax(confidence / T),
+    the law of Dream's `alg_temp` (`torch.multinomial` there).
+    """
     if order == "confidence":
+        if temperature > 0:
+            noise = torch.rand(confidence.shape, generator=generator, device=confidence.device, dtype=torch.float64)
+            return confidence.double() / temperature - torch.log(-torch.log(noise.clamp_min(1e-300)))
         return confidence
     if order == "random":
         return torch.rand(confidence.shape, generator=generator, device=confidence.device)
@@ -115,7 +142,8 @@ class CommitPolicy:
 class FixedSchedule(CommitPolicy):
     """`steps_per_block` steps per block, each committing its share (`fixed_schedule`) of
     the block's masks, most confident first (LLaDA) or in another `order` (COMMIT_ORDERS;
-    "random" draws from `generator`)."""
+    "random" draws from `generator`); `commit_temperature` > 0 draws the confidence order
+    (`order_scores`, Dream's `alg_temp`)."""
 
     name = "fixed"
 
@@ -125,11 +153,12 @@ class FixedSchedule(CommitPolicy):
         n_blocks: int = 1,
         order: str = "confidence",
         generator: torch.Generator | None = None,
+        commit_temperature: float = 0.0,
     ):
         if order not in COMMIT_ORDERS:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {order!r}")
         self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
-        self.order, self.generator = order, generator
+        self.order, self.generator, self.commit_temperature = order, generator, commit_temperature
         self._counts: torch.Tensor | None = None
         self._step = 0
 
@@ -141,14 +170,15 @@ class FixedSchedule(CommitPolicy):
         return self._step >= self.steps_per_block
 
     def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        scores = order_scores(self.order, confidence, self.generator)
+        scores = order_scores(self.order, confidence, self.generator, self.commit_temperature)
         chosen = commit_top_k(scores, candidates, self._counts[:, self._step])
         self._step += 1
         return chosen
 
     def describe(self) -> str:
         order = "" if self.order == "confidence" else f" {self.order}"
-        return f"steps={self.steps_per_block * self.n_blocks}{order}"
+        drawn = f" commit-T={self.commit_temperature:g}" if self.commit_temperature > 0 else ""
+        return f"steps={self.steps_per_block * self.n_blocks}{order}{drawn}"
 
 
 class TimeSchedule(FixedSchedule):
@@ -157,8 +187,8 @@ class TimeSchedule(FixedSchedule):
     the block's m remaining masks (float32, as Dream computes it), the last step all of them."""
 
     def __init__(self, steps_per_block: int, n_blocks: int = 1, order: str = "confidence",
-                 generator: torch.Generator | None = None, eps: float = 1e-3):
-        super().__init__(steps_per_block, n_blocks, order, generator)
+                 generator: torch.Generator | None = None, commit_temperature: float = 0.0, eps: float = 1e-3):
+        super().__init__(steps_per_block, n_blocks, order, generator, commit_temperature)
         self.times = torch.linspace(1, eps, steps_per_block + 1)
 
     def start_block(self, masked: torch.Tensor) -> None:
@@ -171,7 +201,8 @@ class TimeSchedule(FixedSchedule):
             counts = (remaining.float() * (1 - s / t).to(remaining.device)).long()  # no host sync
         else:
             counts = remaining
-        chosen = commit_top_k(order_scores(self.order, confidence, self.generator), candidates, counts)
+        scores = order_scores(self.order, confidence, self.generator, self.commit_temperature)
+        chosen = commit_top_k(scores, candidates, counts)
         self._step += 1
         return chosen
 
@@ -181,15 +212,36 @@ class TimeSchedule(FixedSchedule):
 
 class Threshold(CommitPolicy):
     """Every candidate whose confidence exceeds `threshold`, and at least the most
-    confident one (SDAR low_confidence_dynamic, Fast-dLLM)."""
+    confident one (Fast-dLLM); with `steps_per_block`, at least the fixed schedule's count
+    of the step instead (`fixed_schedule` over the whole block), and the block's loop ends
+    after that many steps: SDAR's `low_confidence_dynamic`. When fewer candidates than the
+    count exceed the threshold, the count's most confident are committed."""
 
     name = "threshold"
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, steps_per_block: int | None = None, n_blocks: int = 1):
         self.threshold = threshold
+        self.steps_per_block, self.n_blocks = steps_per_block, n_blocks
+        self._counts: torch.Tensor | None = None
+        self._step = 0
+
+    def start_block(self, masked: torch.Tensor) -> None:
+        if self.steps_per_block is not None:
+            self._counts = fixed_schedule(masked.sum(-1), self.steps_per_block)
+        self._step = 0
+
+    def done(self) -> bool:
+        return self.steps_per_block is not None and self._step >= self.steps_per_block
 
     def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        return commit_threshold(confidence, candidates, self.threshold)
+        if self._counts is None:
+            return commit_threshold(confidence, candidates, self.threshold)
+        need = self._counts[:, self._step]
+        self._step += 1
+        above = candidates & (confidence > self.threshold)
+        enough = above.sum(-1) >= need
+        return torch.where(enough[:, None], above, commit_top_k(confidence, candidates, need))
 
     def describe(self) -> str:
-        return f"tau={self.threshold:g}"
+        budget = "" if self.steps_per_block is None else f" steps={self.steps_per_block * self.n_blocks}"
+        return f"tau={self.threshold:g}{budget}"

@@ -13,6 +13,8 @@ expects and returns (logits, cache). The families really differ (docs/field-note
   code (a public copy of the original passes no mask to SDPA): unpadded batches are exact.
 - dream: a boolean 4D mask and position ids; the logits are shifted right by one, since
   Dream (initialised from an AR model) predicts token i at position i - 1.
+- llada2: as hf (an additive 4D mask, position ids, a cache written by every forward and
+  cropped by rcd), but the cache must answer `get_usable_length` (transformers 4's API).
 - sdar: a boolean 4D mask (the remote code calls `.bool()` on it), position ids, and
   `store_kv` to write the keys into the cache. Its top-level forward refuses
   `inputs_embeds` in training mode, so the backbone (`model.model`) and `lm_head` are
@@ -94,6 +96,19 @@ class DreamConvention(ForwardConvention):
         return torch.cat([logits[:, :1], logits[:, :-1]], dim=1), None
 
 
+class LLaDA2Convention(ForwardConvention):
+    """LLaDA2: the hf call with a cache that still has transformers 4's `get_usable_length`."""
+
+    name = "llada2"
+
+    def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        if use_cache and cache is None:
+            from .legacy_remote import LayerIndexedCache
+
+            cache = LayerIndexedCache()
+        return super().__call__(model, inputs_embeds, allowed, position_ids, cache, use_cache)
+
+
 class SDARConvention(ForwardConvention):
     """SDAR: backbone + lm_head, boolean 4D mask, `store_kv` while caching."""
 
@@ -120,7 +135,8 @@ class SDARConvention(ForwardConvention):
 
 
 CONVENTIONS: dict[str, ForwardConvention] = {
-    c.name: c for c in (ForwardConvention(), LLaDAConvention(), DreamConvention(), SDARConvention())
+    c.name: c
+    for c in (ForwardConvention(), LLaDAConvention(), DreamConvention(), LLaDA2Convention(), SDARConvention())
 }
 
 

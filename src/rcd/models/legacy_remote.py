@@ -6,7 +6,9 @@ copies of the files):
 
 - `ROPE_INIT_FUNCTIONS["default"]` (the rotary classes look the plain RoPE up by name);
 - `transformers.modeling_attn_mask_utils` and `transformers.utils.LossKwargs` (imported;
-  the code paths rcd calls never use them);
+  of the mask helpers, LLaDA2 calls `_prepare_4d_causal_attention_mask_for_sdpa`, which
+  passes rcd's 4D masks through), `transformers.utils.import_utils.is_torch_fx_available`
+  (LLaDA2);
 - a config without `pad_token_id` (transformers 5 configs no longer default it; the model
   reads it for the embedding's padding index);
 - `GenerationConfig.validate(...)` called with keywords (`strict`, `user_set_attributes`)
@@ -38,6 +40,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, PretrainedConfig
 from transformers import modeling_rope_utils
 from transformers import utils as hf_utils
+from transformers.utils import import_utils
 
 from .flash_fallback import flash_attn_available, sdpa_flash_attn_func
 
@@ -83,6 +86,21 @@ class AttentionMaskConverter(metaclass=_Removed):
         raise NotImplementedError(_removed_message("AttentionMaskConverter"))
 
 
+def prepare_4d_mask_for_sdpa(attention_mask, input_shape, inputs_embeds, past_key_values_length, sliding_window=None):
+    """transformers 4's `_prepare_4d_causal_attention_mask_for_sdpa` for the masks rcd passes:
+    a 4D mask is SDPA's mask as it is; any other use is refused."""
+    if attention_mask is None or attention_mask.dim() != 4:
+        raise NotImplementedError(_removed_message("_prepare_4d_causal_attention_mask_for_sdpa (for 2D masks)"))
+    return attention_mask
+
+
+def _refused_mask_helper(name: str):
+    def refuse(*args, **kwargs):
+        raise NotImplementedError(_removed_message(name))
+
+    return refuse
+
+
 def _removed_message(name: str) -> str:
     return (
         f"{_MASK_UTILS}.{name} was removed in transformers 5 and rcd does not provide it; rcd passes the "
@@ -91,13 +109,23 @@ def _removed_message(name: str) -> str:
 
 
 class LayerIndexedCache(DynamicCache):
-    """A DynamicCache that also answers `cache[layer]` with (keys, values), as transformers 4's
-    did; SDAR's attention reads finished blocks that way (5.x caches are not subscriptable)."""
+    """A DynamicCache that also answers `cache[layer]` with (keys, values) and
+    `get_usable_length`, as transformers 4's did: SDAR's attention reads finished blocks by
+    layer, LLaDA2's forward asks the cached length that way (5.x caches do neither)."""
 
     def __getitem__(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         if hasattr(self, "layers"):
             return self.layers[layer].keys, self.layers[layer].values
         return super().__getitem__(layer)
+
+    def get_usable_length(self, new_seq_length: int, layer_idx: int = 0) -> int:
+        """Cached positions a new input can attend to: all of them (a dynamic cache has no cap)."""
+        return self.get_seq_length(layer_idx)
+
+
+def _torch_fx_available() -> bool:
+    """transformers 4's answer for every torch rcd supports (torch.fx ships with torch >= 1.10)."""
+    return True
 
 
 def fill_config_defaults(config: PretrainedConfig) -> None:
@@ -119,7 +147,12 @@ def transformers4_names() -> Iterator[None]:
         if importlib.util.find_spec(_MASK_UTILS) is None:
             module = types.ModuleType(_MASK_UTILS, "rcd placeholder for a module removed in transformers 5")
             module.AttentionMaskConverter = AttentionMaskConverter
+            module._prepare_4d_causal_attention_mask_for_sdpa = prepare_4d_mask_for_sdpa
+            module._prepare_4d_causal_attention_mask = _refused_mask_helper("_prepare_4d_causal_attention_mask")
             stack.enter_context(_modules({_MASK_UTILS: module}))
+        if not hasattr(import_utils, "is_torch_fx_available"):
+            import_utils.is_torch_fx_available = _torch_fx_available
+            stack.callback(delattr, import_utils, "is_torch_fx_available")
         yield
 
 

@@ -88,6 +88,18 @@ _SDAR = Preset(
     remote_code=True,
     block_grid="absolute",
 )
+_LLADA2 = Preset(
+    name="llada2",
+    description="LLaDA2.0 mini/flash (remote code, MoE): block-causal, blocks of 32 from the sequence "
+    "start, additive 4D mask, KV cache",
+    attention="block-causal",
+    block_length=32,
+    mask_token_id=156895,
+    stop_token_ids=(156892,),
+    forward="llada2",
+    remote_code=True,
+    block_grid="absolute",
+)
 _HF = Preset(
     name="hf",
     description="any transformers architecture (Llama, Qwen2, Qwen3, ...) decoded as a dLLM "
@@ -104,6 +116,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         _LLADA,
         _DREAM,
+        _LLADA2,
         _SDAR,
         *(replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
           for b in SDAR_BLOCK_SIZES),
@@ -113,7 +126,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 # config.model_type of each family's checkpoints
-_MODEL_TYPES = {"llada": "llada", "dream": "dream", "sdar": "sdar", "rcd-tiny": "rcd-tiny"}
+_MODEL_TYPES = {"llada": "llada", "dream": "dream", "sdar": "sdar", "llada2_moe": "llada2", "rcd-tiny": "rcd-tiny"}
 
 
 def get_preset(name: str) -> Preset:

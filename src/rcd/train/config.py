@@ -10,7 +10,7 @@ from ..models.loading import DTYPES
 from ..models.tiny import TINY_PRESETS
 from .stages import SOURCES, STAGES, ResidualTrainingConfig
 
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 TRACKERS = ("none", "tensorboard", "wandb")
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -98,7 +98,13 @@ class TrainConfig:
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps"})
-    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
+    warmup_ratio: float = field(
+        default=0.0, metadata={"help": "linear warmup over this share of the optimizer steps (instead of --warmup-steps)"}
+    )
+    schedule: str = field(
+        default="cosine",
+        metadata={"help": "learning-rate schedule (constant has no warmup; constant_with_warmup has)", "choices": SCHEDULES},
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
     mixed_precision: str = field(default="no", metadata={"help": "Accelerate mixed precision", "choices": PRECISIONS})
     dtype: str | None = field(
@@ -168,6 +174,8 @@ class TrainConfig:
         if min(self.save_every, self.log_every - 1, self.eval_every, self.keep_checkpoints, self.warmup_steps) < 0:
             raise ValueError("--save-every, --eval-every, --keep-checkpoints and --warmup-steps must be >= 0, "
                              "--log-every >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0 or (self.warmup_ratio and self.warmup_steps):
+            raise ValueError("--warmup-ratio must lie in [0, 1), and be given instead of --warmup-steps, not with it")
         if self.lr is None:
             self.lr = 1e-3 if self.model in TINY_PRESETS else 1e-5
         if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 < self.eps < 1:

@@ -195,7 +195,7 @@ class Trainer:
         scheduler = get_scheduler(
             config.schedule,
             optimizer,
-            num_warmup_steps=config.warmup_steps * processes,
+            num_warmup_steps=(config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)) * processes,
             num_training_steps=self.total_steps * processes,
         )
         prepared = self.accelerator.prepare(module, optimizer, loader, scheduler)
