@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, PreTrainedTokenizerBase
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from .adapter import DiffusionModel, config_context_length
@@ -28,6 +28,7 @@ from .flash_fallback import install_sdpa_fallback
 from .lora import adapter_base, is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from ..rundir import looks_like_path
+from ..tokenizer import tokenizer_from_pretrained
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -97,7 +98,7 @@ def load(
             "pass trust_remote_code=True (--trust-remote-code) if you trust it"
         )
     model = _load_model(source, config, chosen, trust_remote_code, _dtype(dtype), attn_implementation)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = tokenizer_from_pretrained(source, trust_remote_code=trust_remote_code)
     _configure(model, tokenizer, chosen, mask_token_id, attention, block_length)
     DiffusionModel.wrap(model)  # refuse now what decoding would refuse later
     if chosen.remote_code:
@@ -272,13 +273,13 @@ def load_tokenizer(path_or_id: str | Path, trust_remote_code: bool = False) -> t
     its base's), for the checks made before any model loads."""
     source = _check_source(adapter_base(path_or_id) if is_adapter_dir(path_or_id) else path_or_id)
     config = _load_config(source, trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = tokenizer_from_pretrained(source, trust_remote_code=trust_remote_code)
     return tokenizer, config_context_length(config)
 
 
 def check_reference_tokenizer(model: str, reference: str, trust_remote_code: bool = False) -> None:
     """The shared-vocabulary check from the two tokenizers alone, before any model loads."""
     first, second = (
-        AutoTokenizer.from_pretrained(_check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
+        tokenizer_from_pretrained(_check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
     )
     check_shared_vocabulary(first, second, str(reference))

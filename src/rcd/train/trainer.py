@@ -33,7 +33,7 @@ from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..models.loading import DTYPES, check_shared_vocabulary, load
 from ..models.tiny import TINY_PRESETS, tiny_model
 from ..rundir import RunDir, normal_mode, write_json
-from ..tokenizer import char_tokenizer
+from ..tokenizer import char_tokenizer, tokenizer_from_pretrained
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
@@ -80,17 +80,13 @@ def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
         raise FileNotFoundError(
             f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
         )
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+    return tokenizer_from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
 
 
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     if path is None or path == "char":
         return char_tokenizer()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
+    return tokenizer_from_pretrained(path)
 
 
 def load_reference(
