@@ -24,10 +24,10 @@ from ..decode import DecodeConfig
 from ..errors import UsageError
 from ..eval.report import write_report
 from ..eval.sweep import Method, SweepConfig, exact_match, rcd_methods, sweep
-from ..models.loading import check_reference_tokenizer, load
+from ..models.loading import check_reference_tokenizer, load, load_tokenizer
 from ..residual import ResidualConfig
 from ..rundir import fingerprint
-from ..tokenizer import check_representable, tokenizer_from_pretrained
+from ..tokenizer import check_representable
 
 HELP = "sweep decoding parallelism for trained models and report accuracy vs tokens/step"
 # the sweep sets the commit rule itself, and the init rule per method (warm, cold)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             fingerprint(getattr(args, name), what=f"--{name}")  # a path that does not exist
     checker = get_synthetic_task(args.task).is_correct if args.task else exact_match
     rows = sweep_rows(args.data, needs_answer=not args.task)[: args.limit]
-    tokenizer = tokenizer_from_pretrained(args.model)
+    tokenizer, _ = load_tokenizer(args.model)
     for i, row in enumerate(rows):
         check_representable(tokenizer, row["prompt"], f"{args.data}: row {i + 1}: prompt")
     gen_length = args.gen_length or default_gen_length(

@@ -30,9 +30,10 @@ from ..data.sft import SftCollator
 from ..errors import UsageError
 from ..eval.predictions import cut_torn_tail, read_rows
 from ..models.adapter import DiffusionModel, check_reference, context_length
-from ..models.loading import DTYPES, check_shared_vocabulary, load
+from ..models.hub import resolve_hub_name
+from ..models.loading import DTYPES, check_shared_vocabulary, check_source, load
 from ..models.tiny import TINY_PRESETS, tiny_model
-from ..rundir import RunDir, normal_mode, write_json
+from ..rundir import RunDir, fingerprint, normal_mode, write_json
 from ..tokenizer import char_tokenizer, tokenizer_from_pretrained
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -80,12 +81,15 @@ def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
         raise FileNotFoundError(
             f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
         )
-    return tokenizer_from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+    return tokenizer_from_pretrained(check_source(config.model), trust_remote_code=config.trust_remote_code)
 
 
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     if path is None or path == "char":
         return char_tokenizer()
+    if not Path(path).expanduser().exists():
+        fingerprint(path, what="--tokenizer")  # a path that does not exist is named as such
+        path = resolve_hub_name(path)
     return tokenizer_from_pretrained(path)
 
 
