@@ -50,6 +50,6 @@ def hub_unreachable(endpoint: str) -> str | None:
     """Why `endpoint` cannot be reached (one probe per process and endpoint), or None if it answers."""
     try:
         get_session().head(endpoint, timeout=PROBE_TIMEOUT_S)
-    except Exception as err:  # the session's transport errors differ across huggingface_hub versions
+    except Exception as err:  # noqa: BLE001 (transport errors: requests, httpx or httpx2 by hub version)
         return " ".join(str(err).split())[:120] or type(err).__name__
     return None
