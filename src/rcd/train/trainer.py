@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -379,7 +380,10 @@ class Trainer:
             cut_torn_tail(metrics)  # a kill mid-append: the next row starts on its own line
         self.accelerator.wait_for_everyone()
         rows = read_rows(metrics)
-        path = latest_checkpoint(self.out) if self.config.resume else None
+        path, notices = latest_checkpoint(self.out) if self.config.resume else (None, [])
+        if self.accelerator.is_main_process:
+            for notice in notices:
+                print(f"rcd: {notice}", file=sys.stderr)
         if path is not None:
             self.state = load_checkpoint(self.accelerator, path)
             if self.cache is not None and (path / "reference_cache.pt").exists():
