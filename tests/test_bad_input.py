@@ -16,6 +16,7 @@ import pytest
 
 import rcd
 from rcd.cli import main
+from rcd.eval.runner import prompt_text, prompts_fit
 from rcd.eval import get_benchmark, load_problems
 from rcd.tokenizer import DEFAULT_ALPHABET, check_representable
 from rcd.rundir import LOCK_FILE
@@ -126,6 +127,14 @@ def test_character_outside_the_tokenizer_is_named_with_its_position(root, tmp_pa
     check_representable(rcd.char_tokenizer(), question.replace("’", "'"), "gsm8k 0")
     with pytest.raises(ValueError, match="gsm8k 0: character '’' at position 5"):
         check_representable(rcd.char_tokenizer(), question, "gsm8k 0")
+
+
+def test_gsm8k_few_shot_prompt_is_representable_by_the_char_tokenizer():
+    """The 5-shot prompt separates exemplars with blank lines, which the char tokenizer once read as <unk>."""
+    task = get_benchmark("gsm8k")
+    ascii_problems = [p for p in load_problems(task)[:40] if set(p.question) <= set(DEFAULT_ALPHABET)]
+    assert "\n\n" in prompt_text(task, rcd.char_tokenizer(), ascii_problems[0].question, 5, chat=False)
+    prompts_fit(task, rcd.char_tokenizer(), None, ascii_problems, 5, chat=False, gen_length=64)
 
 
 def test_typo_in_a_local_path_says_so_without_the_hub(root, tmp_path, capsys):

@@ -7,10 +7,12 @@ special tokens at the same ids: <pad>=0, <eos>=1, <unk>=2, <mask>=3.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad": "<pad>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
 # printable ASCII: the first 60 characters keep the ids of rcd's first alphabet (no uppercase)
@@ -18,15 +20,43 @@ DEFAULT_ALPHABET = (
     "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ\"$%&'@\\^`~\t"
 )
+_SPECIALS_PATTERN = "|".join(SPECIAL_TOKENS.values())
+# one piece per special token or character; `[\s\S]`, not `.`: the regex engine's `.` skips "\n",
+# and the unmatched text between two matches ("\n\n" and longer runs) became one <unk> piece
+CHAR_SPLIT_PATTERN = _SPECIALS_PATTERN + r"|[\s\S]"
+# the pattern of tokenizers saved before that fix (same vocabulary and ids), repaired on loading
+_OLD_CHAR_SPLIT_PATTERN = _SPECIALS_PATTERN + "|."
 
 
 def char_tokenizer(alphabet: str = DEFAULT_ALPHABET) -> PreTrainedTokenizerFast:
     """One id per character of `alphabet` (in order, after the special tokens)."""
     backend = Tokenizer(models.WordLevel(_vocab(alphabet), unk_token=SPECIAL_TOKENS["unk"]))
-    specials = "|".join(SPECIAL_TOKENS.values())
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(f"{specials}|."), behavior="isolated")
+    backend.pre_tokenizer = _char_split()
     backend.decoder = decoders.Fuse()
     return _wrap(backend)
+
+
+def _char_split() -> pre_tokenizers.Split:
+    return pre_tokenizers.Split(Regex(CHAR_SPLIT_PATTERN), behavior="isolated")
+
+
+def tokenizer_from_pretrained(source: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """`AutoTokenizer.from_pretrained`, with a character tokenizer saved by an older rcd repaired."""
+    return repair_char_tokenizer(AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code))
+
+
+def repair_char_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Give a character tokenizer saved before the newline fix the fixed pre-tokenizer (in place).
+
+    Its vocabulary and ids are unchanged, so models trained with it read the same ids; only
+    runs of newlines, which it encoded as one <unk>, now encode one id per character.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    split = getattr(backend, "pre_tokenizer", None)
+    old = {"Regex": _OLD_CHAR_SPLIT_PATTERN}
+    if isinstance(split, pre_tokenizers.Split) and json.loads(split.__getstate__()).get("pattern") == old:
+        backend.pre_tokenizer = _char_split()
+    return tokenizer
 
 
 def word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerFast:

@@ -9,6 +9,7 @@ import sys
 from ..config import options_file_arguments, split_config_flag
 from ..errors import UsageError
 from . import data, demo, eval, generate, lm_eval, score, sweep, train
+from .output import show_third_party_output
 
 COMMANDS = {
     "demo": demo,
@@ -25,11 +26,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Run a command; an error is one line `rcd: error: ...` (exit 2: usage, 1: failure).
 
-    `--debug` (anywhere on the line) or RCD_DEBUG=1 shows the traceback instead.
+    `--debug` (anywhere on the line) or RCD_DEBUG=1 shows the traceback instead; `--verbose`
+    (or `--debug`) shows other libraries' progress bars and warnings, hidden otherwise.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or os.environ.get("RCD_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
+    show_third_party_output(debug or "--verbose" in argv)
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -59,7 +62,8 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="rcd",
         description="Residual Context Diffusion for block-wise diffusion language models.",
-        epilog="Errors are reported on one line; --debug (or RCD_DEBUG=1) shows the traceback.",
+        epilog="Errors are reported on one line; --debug (or RCD_DEBUG=1) shows the traceback. Other "
+        "libraries' progress bars and warnings show with --verbose (or --debug).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():

@@ -18,14 +18,30 @@ from ..data.jsonl import cut_torn_tail, read_rows
 
 
 class RowWriter:
-    """Appends rows durably: one write and one fsync per row."""
+    """Appends rows durably: whole rows, one fsync per row.
+
+    A write that fails (a full disk: ENOSPC) cuts its partial row off again and raises an
+    OSError naming the file; every earlier row stays as it was.
+    """
 
     def __init__(self, path: str | Path):
+        self.path = Path(path)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, row: dict) -> None:
-        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.fsync(self.fd)
+        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            written = 0
+            while written < len(data):  # a short write (the disk filling up) writes the rest again
+                written += os.write(self.fd, data[written:])
+            os.fsync(self.fd)
+        except OSError as err:
+            os.ftruncate(self.fd, end)
+            raise OSError(
+                f"could not append a row to {self.path} ({err.strerror or err}); its earlier rows are intact: "
+                "free space and rerun the same command to continue"
+            ) from err
 
     def close(self) -> None:
         os.close(self.fd)

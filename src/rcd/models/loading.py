@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, PreTrainedTokenizerBase
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from .adapter import DiffusionModel, config_context_length
@@ -25,9 +25,11 @@ from .buffers import checkpoint_keys, restore_buffers
 from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
+from .hub import resolve_hub_name
 from .lora import adapter_base, is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
 from ..rundir import looks_like_path
+from ..tokenizer import tokenizer_from_pretrained
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -109,7 +111,7 @@ def load(
         return load_adapter(path_or_id, load, preset=preset, trust_remote_code=trust_remote_code, dtype=dtype,
                             device=device, mask_token_id=mask_token_id, attention=attention,
                             block_length=block_length, attn_implementation=attn_implementation)
-    source = _check_source(path_or_id)
+    source = check_source(path_or_id)
     config = _load_config(source, trust_remote_code)
     chosen = _choose_preset(source, config, preset)
     if chosen.remote_code and not trust_remote_code:
@@ -119,7 +121,7 @@ def load(
             "pass trust_remote_code=True (--trust-remote-code) if you trust it"
         )
     model = _load_model(source, config, chosen, trust_remote_code, _dtype(dtype), attn_implementation)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = tokenizer_from_pretrained(source, trust_remote_code=trust_remote_code)
     _configure(model, tokenizer, chosen, mask_token_id, attention, block_length)
     DiffusionModel.wrap(model)  # refuse now what decoding would refuse later
     if chosen.remote_code:
@@ -129,16 +131,19 @@ def load(
     return model.eval(), tokenizer
 
 
-def _check_source(path_or_id: str | Path) -> str:
-    """A local model directory, or a name for the Hub; a path that does not exist is named as such."""
+def check_source(path_or_id: str | Path) -> str:
+    """A local model directory, or a name for the Hub; a path that does not exist is named as such,
+    and a Hub name that cannot load (no network, not cached) is refused at once (`hub`)."""
     path = Path(path_or_id).expanduser()
     if path.is_dir() and not (path / "config.json").exists():
         raise FileNotFoundError(f"no model at {path} (the directory has no config.json)")
     if path.exists() and not path.is_dir():
         raise FileNotFoundError(f"{path} is a file, not a model directory")
-    if not path.exists() and looks_like_path(str(path_or_id)):
+    if path.exists():
+        return str(path)
+    if looks_like_path(str(path_or_id)):
         raise FileNotFoundError(f"no model directory at {path} ({path.absolute()} does not exist)")
-    return str(path) if path.exists() else str(path_or_id)
+    return resolve_hub_name(str(path_or_id))
 
 
 def _choose_preset(source: str, config, preset: str | None) -> Preset:
@@ -292,15 +297,15 @@ def check_shared_vocabulary(tokenizer: PreTrainedTokenizerBase, reference_tokeni
 def load_tokenizer(path_or_id: str | Path, trust_remote_code: bool = False) -> tuple[PreTrainedTokenizerBase, int | None]:
     """A checkpoint's tokenizer and context length without its weights (an adapter folder:
     its base's), for the checks made before any model loads."""
-    source = _check_source(adapter_base(path_or_id) if is_adapter_dir(path_or_id) else path_or_id)
+    source = check_source(adapter_base(path_or_id) if is_adapter_dir(path_or_id) else path_or_id)
     config = _load_config(source, trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer = tokenizer_from_pretrained(source, trust_remote_code=trust_remote_code)
     return tokenizer, config_context_length(config)
 
 
 def check_reference_tokenizer(model: str, reference: str, trust_remote_code: bool = False) -> None:
     """The shared-vocabulary check from the two tokenizers alone, before any model loads."""
     first, second = (
-        AutoTokenizer.from_pretrained(_check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
+        tokenizer_from_pretrained(check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
     )
     check_shared_vocabulary(first, second, str(reference))

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,10 +30,11 @@ from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, l
 from ..data.sft import SftCollator
 from ..errors import UsageError
 from ..models.adapter import DiffusionModel, check_reference, context_length
-from ..models.loading import DTYPES, check_shared_vocabulary, load
+from ..models.hub import resolve_hub_name
+from ..models.loading import DTYPES, check_shared_vocabulary, check_source, load
 from ..models.tiny import TINY_PRESETS, tiny_model
-from ..rundir import RunDir, normal_mode, write_json
-from ..tokenizer import char_tokenizer
+from ..rundir import RunDir, fingerprint, normal_mode, write_json
+from ..tokenizer import char_tokenizer, tokenizer_from_pretrained
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
@@ -79,17 +81,16 @@ def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
         raise FileNotFoundError(
             f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
         )
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+    return tokenizer_from_pretrained(check_source(config.model), trust_remote_code=config.trust_remote_code)
 
 
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
     if path is None or path == "char":
         return char_tokenizer()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
+    if not Path(path).expanduser().exists():
+        fingerprint(path, what="--tokenizer")  # a path that does not exist is named as such
+        path = resolve_hub_name(path)
+    return tokenizer_from_pretrained(path)
 
 
 def load_reference(
@@ -378,7 +379,10 @@ class Trainer:
             cut_torn_tail(metrics)  # a kill mid-append: the next row starts on its own line
         self.accelerator.wait_for_everyone()
         rows = read_rows(metrics)
-        path = latest_checkpoint(self.out) if self.config.resume else None
+        path, notices = latest_checkpoint(self.out) if self.config.resume else (None, [])
+        if self.accelerator.is_main_process:
+            for notice in notices:
+                print(f"rcd: {notice}", file=sys.stderr)
         if path is not None:
             self.state = load_checkpoint(self.accelerator, path)
             if self.cache is not None and (path / "reference_cache.pt").exists():
