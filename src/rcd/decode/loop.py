@@ -61,35 +61,39 @@ def generate(
     return_trace: record a `TraceStep` per denoising step.
     """
     config = _decode_config(config, options)
-    dm = DiffusionModel.wrap(model)
-    ref = DiffusionModel.wrap(reference) if reference is not None else None
-    input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
-    _check_context(dm, int(attention_mask.sum(1).max()) if attention_mask.numel() else 0, config.gen_length)
+    model = DiffusionModel.wrap(model)
+    reference = DiffusionModel.wrap(reference) if reference is not None else None
+    input_ids, attention_mask = _check_prompt(input_ids, attention_mask, model)
+    longest_prompt = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
+    _check_context(model, longest_prompt, config.gen_length)
     eos_ids = _eos_list(eos_token_id)
-    _check_model(dm, ref, config, residual, eos_ids)
-    cache = check_cache(config.cache_mode, dm)
+    _check_model(model, reference, config, residual, eos_ids)
+    cache = check_cache(config.cache_mode, model)
     if policy is None:
         if config.order == "random" and generator is None:
-            generator = torch.Generator(device=dm.device).manual_seed(0)
+            generator = torch.Generator(device=model.device).manual_seed(0)
         policy = config.policy(generator)
-    batch, prompt_len = input_ids.shape
+    batch, prompt_length = input_ids.shape
     gen_length, block_length = config.gen_length, config.block_length
-    device = dm.device
+    device = model.device
     eos_tensor = torch.tensor(eos_ids, device=device)
-    mask_id = dm.mask_token_id
-    grid = dm.block_grid if dm.attention == "block-causal" else "generation"
-    lay = layout(input_ids.to(device), attention_mask.to(device), gen_length=gen_length,
-                 block_length=block_length, mask_id=mask_id, grid=grid)
-    seq = DecodeSequence(ids=lay.ids, key_valid=lay.key_valid, gen_start=lay.window_start, block_length=block_length)
-    returned = lay.generated_columns()
-    target = ModelPass(dm, seq, cache)
+    mask_id = model.mask_token_id
+    grid = model.block_grid if model.attention == "block-causal" else "generation"
+    grid_layout = layout(input_ids.to(device), attention_mask.to(device), gen_length=gen_length,
+                         block_length=block_length, mask_id=mask_id, grid=grid)
+    sequence = DecodeSequence(ids=grid_layout.ids, key_valid=grid_layout.key_valid,
+                              gen_start=grid_layout.window_start, block_length=block_length)
+    returned = grid_layout.generated_columns()
+    target_pass = ModelPass(model, sequence, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
-    init_passes = {"model": ModelPass(dm, seq, "exact") if cache in APPROXIMATE_CACHES else target}
-    uses_ref = residual is not None and "reference" in (residual.init, residual.feedback)
-    if uses_ref:
-        init_passes["reference"] = ModelPass(ref, seq, "exact")
-    ref_pass = init_passes.get("reference")
-    state = ResidualState(batch, seq.length, dm, residual) if residual is not None else None
+    init_passes = {
+        "model": ModelPass(model, sequence, "exact") if cache in APPROXIMATE_CACHES else target_pass
+    }
+    uses_reference = residual is not None and "reference" in (residual.init, residual.feedback)
+    if uses_reference:
+        init_passes["reference"] = ModelPass(reference, sequence, "exact")
+    reference_pass = init_passes.get("reference")
+    state = ResidualState(batch, sequence.length, model, residual) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)
@@ -98,22 +102,27 @@ def generate(
     trace: list[TraceStep] | None = [] if return_trace else None
 
     def target_embeds(start: int, end: int) -> torch.Tensor:
-        ids = seq.ids[:, start:end]
-        embeds = dm.embed(ids)
+        ids = sequence.ids[:, start:end]
+        embeds = model.embed(ids)
         return embeds if state is None else state.mix(embeds, ids == mask_id, start, end)
 
-    with _inference(dm, ref):
-        for block in tqdm(range(lay.n_blocks), desc="blocks", disable=not progress, leave=False):
-            bs = lay.window_start + block * block_length
-            be = bs + block_length
-            lo, hi = (prompt_len, seq.length) if dm.attention == "bidirectional" else (bs, be)
-            block_ids = seq.ids[:, bs:be]  # a view: commits below write through to seq.ids
+    with _inference(model, reference):
+        for block in tqdm(range(grid_layout.n_blocks), desc="blocks", disable=not progress, leave=False):
+            block_start = grid_layout.window_start + block * block_length
+            block_end = block_start + block_length
+            # the window a pass predicts: the whole generation (bidirectional) or the block
+            if model.attention == "bidirectional":
+                predict_start, predict_end = prompt_length, sequence.length
+            else:
+                predict_start, predict_end = block_start, block_end
+            block_ids = sequence.ids[:, block_start:block_end]  # a view: commits write through to sequence.ids
 
             if state is not None:
-                need = (seq.ids[:, lo:hi] == mask_id) & active[:, None]
+                need = (sequence.ids[:, predict_start:predict_end] == mask_id) & active[:, None]
                 if not residual.reinit_blocks:
-                    need &= ~state.known[:, lo:hi]
-                source = state.initialize(need, lo, _plain_logits(init_passes, lo, hi, bs), generator)
+                    need &= ~state.known[:, predict_start:predict_end]
+                plain = _plain_logits(init_passes, predict_start, predict_end, block_start)
+                source = state.initialize(need, predict_start, plain, generator)
                 nfe += source == "model"
                 reference_nfe += source == "reference"
                 if source:
@@ -124,23 +133,29 @@ def generate(
             policy.start_block(masked_in_block if grid == "generation" else active[:, None].expand_as(block_ids))
             step = 0
             while (candidates := (block_ids == mask_id) & active[:, None]).any() and not policy.done():
-                logits, start = target.logits(target_embeds, lo, hi, bs)
+                logits, start = target_pass.logits(target_embeds, predict_start, predict_end, block_start)
                 nfe += 1
                 rows = candidates.any(-1)  # rows with masks left this step (idle rows keep their residuals)
                 row_passes += rows.long()
                 tokens, confidence = choose_tokens(
-                    logits[:, bs - start : be - start], config.temperature, generator, banned=mask_id,
+                    logits[:, block_start - start : block_end - start], config.temperature, generator,
+                    banned=mask_id,
                     confidence=config.confidence,
                 )
                 commit = policy.commit(confidence, candidates)
                 if trace is not None:
-                    trace.append(_trace_step(block, step, bs, commit, confidence, candidates, state, tokens))
+                    trace.append(
+                        _trace_step(block, step, block_start, commit, confidence, candidates, state, tokens)
+                    )
                 block_ids[commit] = tokens[commit]
                 if state is not None:
-                    still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                    still = (sequence.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                     if residual.feedback == "reference" and still.any():
-                        logits, start = ref_pass.logits(lambda s, e: ref.embed(seq.ids[:, s:e]), lo, hi, bs)
-                        still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
+                        logits, start = reference_pass.logits(
+                            lambda first, end: reference.embed(sequence.ids[:, first:end]),
+                            predict_start, predict_end, block_start,
+                        )
+                        still = (sequence.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                         reference_nfe += 1
                         row_passes += still.any(-1).long()
                     state.update_from_logits(still, start, logits)
@@ -148,15 +163,16 @@ def generate(
 
             generated += masked_in_block.sum(-1)  # SDAR's grid: its last block's tail past gen_length too
             if config.stop_at_eos:  # generated positions only: a prompt's own stop token does not count
-                stopped = active & (torch.isin(block_ids, eos_tensor) & returned[:, bs:be]).any(-1)
-                seq.ids[stopped, be:] = eos_ids[0]
+                finished = torch.isin(block_ids, eos_tensor) & returned[:, block_start:block_end]
+                stopped = active & finished.any(-1)
+                sequence.ids[stopped, block_end:] = eos_ids[0]
                 active &= ~stopped
                 if not active.any():
                     break
 
     return GenerationOutput(
-        sequences=torch.cat([input_ids.to(device), lay.generated()], 1),
-        prompt_length=prompt_len,
+        sequences=torch.cat([input_ids.to(device), grid_layout.generated()], 1),
+        prompt_length=prompt_length,
         nfe=nfe,
         reference_nfe=reference_nfe,
         row_forward_passes=row_passes,
@@ -165,13 +181,19 @@ def generate(
     )
 
 
-def _plain_logits(passes: dict[str, ModelPass], lo: int, hi: int, bs: int) -> Callable[[str], torch.Tensor]:
-    """predict(source): logits of window [lo, hi) from that model's pass over plain masks."""
+def _plain_logits(
+    passes: dict[str, ModelPass], predict_start: int, predict_end: int, block_start: int
+) -> Callable[[str], torch.Tensor]:
+    """predict(source): logits of the predicted window from that model's pass over plain masks."""
 
     def predict(source: str) -> torch.Tensor:
-        pass_ = passes[source]
-        ids = pass_.seq.ids
-        return pass_.logits(lambda start, end: pass_.dm.embed(ids[:, start:end]), lo, hi, bs)[0]
+        model_pass = passes[source]
+        ids = model_pass.sequence.ids
+
+        def embed(start: int, end: int) -> torch.Tensor:
+            return model_pass.model.embed(ids[:, start:end])
+
+        return model_pass.logits(embed, predict_start, predict_end, block_start)[0]
 
     return predict
 
@@ -208,20 +230,20 @@ def _trace_step(block, step, start, commit, confidence, candidates, state, token
 @contextlib.contextmanager
 def _inference(*models: DiffusionModel | None) -> Iterator[None]:
     """No grad, eval mode (no dropout) for the duration; training flags restored after."""
-    modules = [m.model for m in models if m is not None]
-    modes = [m.training for m in modules]
+    modules = [module.model for module in models if module is not None]
+    modes = [module.training for module in modules]
     try:
-        for m in modules:
-            m.eval()
+        for module in modules:
+            module.eval()
         with torch.inference_mode():
             yield
     finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
+        for module, mode in zip(modules, modes):
+            module.train(mode)
 
 
 def _check_prompt(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, dm: DiffusionModel
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, model: DiffusionModel
 ) -> tuple[torch.Tensor, torch.Tensor]:
     input_ids = torch.as_tensor(input_ids)
     if input_ids.dim() == 1:
@@ -238,13 +260,13 @@ def _check_prompt(
     valid = attention_mask.bool()
     if (valid[:, :-1] & ~valid[:, 1:]).any():
         raise ValueError("prompts must be left-padded: attention_mask may not go from 1 back to 0")
-    if (valid & (input_ids == dm.mask_token_id)).any():
-        raise ValueError(f"a prompt contains the mask token id {dm.mask_token_id}")
+    if (valid & (input_ids == model.mask_token_id)).any():
+        raise ValueError(f"a prompt contains the mask token id {model.mask_token_id}")
     return input_ids, attention_mask
 
 
-def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> None:
-    context = context_length(dm)
+def _check_context(model: DiffusionModel, prompt_length: int, gen_length: int) -> None:
+    context = context_length(model)
     if context is not None and prompt_length + gen_length > context:
         raise ValueError(
             f"a prompt of {prompt_length} tokens + gen_length {gen_length} exceed the model's context of "
@@ -255,28 +277,28 @@ def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> N
 def _eos_list(eos_token_id: int | Sequence[int] | None) -> list[int]:
     if eos_token_id is None:
         return []
-    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(e) for e in eos_token_id]
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(end) for end in eos_token_id]
 
 
 def _check_model(
-    dm: DiffusionModel,
-    ref: DiffusionModel | None,
+    model: DiffusionModel,
+    reference: DiffusionModel | None,
     config: DecodeConfig,
     residual: ResidualConfig | None,
     eos_ids: list[int],
 ) -> None:
     """What `DecodeConfig` cannot check alone: the options against this model and call."""
-    if dm.attention == "block-causal" and dm.block_length and dm.block_length != config.block_length:
+    if model.attention == "block-causal" and model.block_length and model.block_length != config.block_length:
         raise ValueError(
-            f"this block-causal model was trained with block_length {dm.block_length}, got {config.block_length}"
+            f"this block-causal model was trained with block_length {model.block_length}, got {config.block_length}"
         )
     if config.stop_at_eos and not eos_ids:
         raise ValueError("stop_at_eos needs eos_token_id")
     if residual is not None and not isinstance(residual, ResidualConfig):
         raise TypeError("residual must be an rcd.ResidualConfig or None")
     if residual is not None and "reference" in (residual.init, residual.feedback):
-        if ref is None:
+        if reference is None:
             raise ValueError("ResidualConfig(init='reference' or feedback='reference') needs reference=<model>")
-        check_reference(dm, ref)
-    elif ref is not None:
+        check_reference(model, reference)
+    elif reference is not None:
         warnings.warn("reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3)

@@ -48,17 +48,17 @@ class DecodeSequence:
         return self.ids.shape[1]
 
 
-def check_cache(mode: str, dm: DiffusionModel) -> str:
+def check_cache(mode: str, model: DiffusionModel) -> str:
     """Refuse a cache mode this model cannot use (the mode itself is `DecodeConfig`'s)."""
     if mode in APPROXIMATE_CACHES:
-        if dm.attention != "bidirectional":
+        if model.attention != "bidirectional":
             raise ValueError(
-                f"cache={mode!r} approximates bidirectional attention; a {dm.attention} model's "
+                f"cache={mode!r} approximates bidirectional attention; a {model.attention} model's "
                 "KV cache is exact already (cache='exact')"
             )
-        if not dm.convention.supports_cache:
+        if not model.convention.supports_cache:
             raise ValueError(
-                f"cache={mode!r} needs a KV cache, which the {dm.convention.name} forward lacks"
+                f"cache={mode!r} needs a KV cache, which the {model.convention.name} forward lacks"
             )
     return mode
 
@@ -66,78 +66,86 @@ def check_cache(mode: str, dm: DiffusionModel) -> str:
 class ModelPass:
     """One model's forward passes over the sequence, with its KV cache (see module doc)."""
 
-    def __init__(self, dm: DiffusionModel, seq: DecodeSequence, cache: str):
-        self.dm, self.seq, self.mode = dm, seq, cache
-        self.kv = None
+    def __init__(self, model: DiffusionModel, sequence: DecodeSequence, cache: str):
+        self.model, self.sequence, self.mode = model, sequence, cache
+        self.kv_cache = None
         self.cached = 0  # block-causal exact mode: positions [0, cached) are in the cache
         self.block: int | None = None  # approximate modes: start of the block the cache serves
 
-    def logits(self, embed: Embed, lo: int, hi: int, bs: int) -> tuple[torch.Tensor, int]:
-        """(logits (B, n, V) for positions [lo', lo' + n), lo') of one step on the block at bs.
+    def logits(
+        self, embed: Embed, predict_start: int, predict_end: int, block_start: int
+    ) -> tuple[torch.Tensor, int]:
+        """(logits (B, n, V) for positions [start, start + n), start) of one step on the block at block_start.
 
-        [lo, hi) is the window an exact pass predicts (the generation for bidirectional
+        [predict_start, predict_end) is the window an exact pass predicts (the generation for bidirectional
         models, the block for block-causal ones). Approximate caches predict less after a
         block's first step: the block and, for "prefix", everything after it.
         """
         if self.mode in APPROXIMATE_CACHES:
-            be = bs + self.seq.block_length
-            if self.block != bs:
-                self.block = bs
-                return self._first_step(embed, bs, be)
-            return self._cached_step(embed, bs, be)
-        exact_kv = self.mode == "exact" and self.dm.attention == "block-causal"
+            block_end = block_start + self.sequence.block_length
+            if self.block != block_start:
+                self.block = block_start
+                return self._first_step(embed, block_start, block_end)
+            return self._cached_step(embed, block_start, block_end)
+        exact_kv = self.mode == "exact" and self.model.attention == "block-causal"
         start = self.cached if exact_kv else 0
-        end = hi if self.dm.attention == "block-causal" else self.seq.length
-        logits, kv = self._forward(embed(start, end), end, start, self.kv, keep=lo if exact_kv else None)
+        end = predict_end if self.model.attention == "block-causal" else self.sequence.length
+        keep = predict_start if exact_kv else None
+        logits, kv_cache = self._forward(embed(start, end), end, start, self.kv_cache, keep=keep)
         if exact_kv:
-            self.kv, self.cached = kv, lo
-        return logits[:, lo - start : hi - start], lo
+            self.kv_cache, self.cached = kv_cache, predict_start
+        return logits[:, predict_start - start : predict_end - start], predict_start
 
-    def _first_step(self, embed: Embed, bs: int, be: int) -> tuple[torch.Tensor, int]:
+    def _first_step(self, embed: Embed, block_start: int, block_end: int) -> tuple[torch.Tensor, int]:
         """A full pass (exact) that leaves the block's cache behind."""
-        length, gen = self.seq.length, self.seq.gen_start
+        length, gen_start = self.sequence.length, self.sequence.gen_start
         if self.mode == "prefix":
-            logits, self.kv = self._forward(embed(0, length), length, 0, None, keep=bs)
-            return logits[:, gen:], gen
-        order = self._dual_order(bs, be)
-        kept = length - (be - bs)
-        logits, self.kv = self._forward(embed(0, length)[:, order], length, 0, None, keep=kept, order=order)
+            logits, self.kv_cache = self._forward(embed(0, length), length, 0, None, keep=block_start)
+            return logits[:, gen_start:], gen_start
+        order = self._dual_order(block_start, block_end)
+        kept = length - (block_end - block_start)
+        logits, self.kv_cache = self._forward(
+            embed(0, length)[:, order], length, 0, None, keep=kept, order=order
+        )
         rank = torch.empty_like(order)  # where each absolute position sits in `order`
         rank[order] = torch.arange(length, device=order.device)
-        return logits[:, rank[gen:]], gen
+        return logits[:, rank[gen_start:]], gen_start
 
-    def _cached_step(self, embed: Embed, bs: int, be: int) -> tuple[torch.Tensor, int]:
-        length = self.seq.length
+    def _cached_step(self, embed: Embed, block_start: int, block_end: int) -> tuple[torch.Tensor, int]:
+        length = self.sequence.length
         if self.mode == "prefix":
-            logits, self.kv = self._forward(embed(bs, length), length, bs, self.kv, keep=bs)
-            return logits, bs
-        kept = length - (be - bs)
-        logits, self.kv = self._forward(
-            embed(bs, be), length, kept, self.kv, keep=kept, order=self._dual_order(bs, be)
+            logits, self.kv_cache = self._forward(
+                embed(block_start, length), length, block_start, self.kv_cache, keep=block_start
+            )
+            return logits, block_start
+        kept = length - (block_end - block_start)
+        logits, self.kv_cache = self._forward(
+            embed(block_start, block_end), length, kept, self.kv_cache, keep=kept,
+            order=self._dual_order(block_start, block_end),
         )
-        return logits, bs
+        return logits, block_start
 
-    def _dual_order(self, bs: int, be: int) -> torch.Tensor:
+    def _dual_order(self, block_start: int, block_end: int) -> torch.Tensor:
         """Key order [prefix, suffix, block] of the dual cache (absolute positions)."""
-        positions = torch.arange(self.seq.length, device=self.seq.ids.device)
-        return torch.cat([positions[:bs], positions[be:], positions[bs:be]])
+        positions = torch.arange(self.sequence.length, device=self.sequence.ids.device)
+        return torch.cat([positions[:block_start], positions[block_end:], positions[block_start:block_end]])
 
     def _forward(
         self,
         inputs: torch.Tensor,
         n_keys: int,
         query_start: int,
-        kv,
+        kv_cache,
         keep: int | None,
         order: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, object]:
-        return self.dm.forward(
+        return self.model.forward(
             inputs,
-            key_valid=self.seq.key_valid[:, :n_keys],
+            key_valid=self.sequence.key_valid[:, :n_keys],
             query_start=query_start,
-            gen_start=self.seq.gen_start,
-            block_length=self.seq.block_length,
-            cache=kv,
+            gen_start=self.sequence.gen_start,
+            block_length=self.sequence.block_length,
+            cache=kv_cache,
             keep=keep,
             key_order=order,
         )

@@ -30,16 +30,16 @@ Residual = tuple[torch.Tensor, torch.Tensor]  # (Delta (n, D), alpha (n,)) of n 
 class ResidualState:
     """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
 
-    def __init__(self, batch: int, length: int, dm: DiffusionModel, config: ResidualConfig):
+    def __init__(self, batch: int, length: int, model: DiffusionModel, config: ResidualConfig):
         self.config = config
         self.init_rule = init_rule(config)
-        self.weight = dm.embedding_weight
-        self.mask_embedding = dm.mask_embedding()
+        self.weight = model.embedding_weight
+        self.mask_embedding = model.mask_embedding()
         dim = self.weight.shape[1]
-        self.delta = torch.zeros(batch, length, dim, dtype=dm.dtype, device=dm.device)
-        alpha_dtype = torch.promote_types(dm.dtype, torch.float32)
-        self.alpha = torch.zeros(batch, length, dtype=alpha_dtype, device=dm.device)
-        self.known = torch.zeros(batch, length, dtype=torch.bool, device=dm.device)
+        self.delta = torch.zeros(batch, length, dim, dtype=model.dtype, device=model.device)
+        alpha_dtype = torch.promote_types(model.dtype, torch.float32)
+        self.alpha = torch.zeros(batch, length, dtype=alpha_dtype, device=model.device)
+        self.known = torch.zeros(batch, length, dtype=torch.bool, device=model.device)
 
     def mix(self, embeds: torch.Tensor, masked: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Eq. 2 for positions [start, end): masked ones take (1 - alpha) E[M] + alpha Delta."""
@@ -47,26 +47,26 @@ class ResidualState:
             embeds, self.mask_embedding, self.delta[:, start:end], self.alpha[:, start:end], masked
         )
 
-    def set(self, where: torch.Tensor, lo: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
-        """Store residuals for positions `where` (B, n) of the window starting at lo."""
-        hi = lo + where.shape[1]
-        self.delta[:, lo:hi][where] = delta.to(self.delta.dtype)
-        self.alpha[:, lo:hi][where] = alpha.to(self.alpha.dtype)
-        self.known[:, lo:hi] |= where
+    def set(self, where: torch.Tensor, start: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Store residuals for positions `where` (B, n) of the window starting at start."""
+        end = start + where.shape[1]
+        self.delta[:, start:end][where] = delta.to(self.delta.dtype)
+        self.alpha[:, start:end][where] = alpha.to(self.alpha.dtype)
+        self.known[:, start:end] |= where
 
-    def update_from_logits(self, where: torch.Tensor, lo: int, logits: torch.Tensor) -> None:
-        """Residuals of positions `where` from their logits (window starting at lo)."""
+    def update_from_logits(self, where: torch.Tensor, start: int, logits: torch.Tensor) -> None:
+        """Residuals of positions `where` from their logits (window starting at start)."""
         if where.any():
-            self.set(where, lo, *residual_from_logits(logits[where], self.weight, self.config))
+            self.set(where, start, *residual_from_logits(logits[where], self.weight, self.config))
 
     def initialize(
         self,
         need: torch.Tensor,
-        lo: int,
+        start: int,
         predict: Callable[[str], torch.Tensor],
         generator: torch.Generator | None = None,
     ) -> str | None:
-        """Apply the init rule to positions `need` (B, n) of the window starting at lo.
+        """Apply the init rule to positions `need` (B, n) of the window starting at start.
 
         predict(source) returns the window's plain-mask logits from that model. Returns the
         source of the forward pass the rule ran ("model", "reference"), or None.
@@ -75,7 +75,7 @@ class ResidualState:
             return None
         rule = self.init_rule
         logits = predict(rule.source) if rule.source is not None else None
-        self.set(need, lo, *rule.residuals(self, need, logits, generator))
+        self.set(need, start, *rule.residuals(self, need, logits, generator))
         return rule.source
 
 
