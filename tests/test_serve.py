@@ -1,0 +1,267 @@
+"""`rcd serve` end to end: a real uvicorn server in a subprocess, driven over HTTP and by the
+official openai client. Answers must equal rcd's own decoding token for token."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+
+import pytest
+import requests
+
+from conftest import require_extra
+from serving import Server, save_tiny
+
+require_extra("fastapi", "serve")
+openai = require_extra("openai", "dev")
+
+from rcd.decode import DecodeConfig  # noqa: E402
+from rcd.eval.decoder import Decoder  # noqa: E402
+from rcd.models.loading import LoadConfig  # noqa: E402
+from rcd.residual import ResidualConfig  # noqa: E402
+
+DECODING = ["--gen-length", "16", "--block-length", "8", "--steps", "8"]
+SERVER_DECODE = DecodeConfig(gen_length=16, block_length=8, steps=8)
+SERVER_RESIDUAL = ResidualConfig(init="reference")
+PROMPTS = ["1+2=", "hello, world", "(3*4)-5=", "a", "the quick brown fox: ", "x" * 30]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    return {"root": root, "rcd": save_tiny(root / "rcd", seed=0, chat=True), "seqd": save_tiny(root / "seqd", seed=1),
+            "ref": save_tiny(root / "ref", seed=2)}
+
+
+@pytest.fixture(scope="session")
+def server(tiny_dirs):
+    """RCD (warm start from the reference) on `rcd`, plain SeqD on the baseline `seqd`."""
+    args = ["--model", str(tiny_dirs["rcd"]), "--baseline", str(tiny_dirs["seqd"]), "--reference",
+            str(tiny_dirs["ref"]), "--rcd", "--res-init", "reference", *DECODING, "--batch-wait-ms", "50"]
+    running = Server(args, tiny_dirs["root"] / "server.log")
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def decoders(tiny_dirs):
+    """What `rcd generate` decodes with the server's flags: RCD on rcd, SeqD on rcd and seqd."""
+    load = LoadConfig()
+    return {
+        "rcd": Decoder.load(str(tiny_dirs["rcd"]), load, SERVER_DECODE, SERVER_RESIDUAL, str(tiny_dirs["ref"])),
+        "rcd-seqd": Decoder.load(str(tiny_dirs["rcd"]), load, SERVER_DECODE),
+        "seqd": Decoder.load(str(tiny_dirs["seqd"]), load, SERVER_DECODE),
+    }
+
+
+def post(server, path, body, **kw):
+    return requests.post(server.url + path, json=body, timeout=TIMEOUT, **kw)
+
+
+def client(server, **kw):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=kw.pop("api_key", "unused"), timeout=TIMEOUT,
+                         max_retries=0, **kw)
+
+
+def completion(server, model, prompt, **fields):
+    response = post(server, "/v1/completions", {"model": model, "prompt": prompt, **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_models_info_and_health(server):
+    assert requests.get(server.url + "/health", timeout=10).json()["status"] == "ok"
+    assert [m.id for m in client(server).models.list().data] == ["rcd", "seqd"]
+    info = requests.get(server.url + "/v1/rcd/info", timeout=10).json()
+    assert info["models"] == [{"id": "rcd", "residual": True, "role": "rcd"},
+                              {"id": "seqd", "residual": False, "role": "baseline"}]
+    assert info["defaults"]["gen_length"] == 16 and info["defaults"]["steps"] == 8
+    assert info["defaults"]["rcd"] is True and info["defaults"]["res_init"] == "reference"
+
+
+@pytest.mark.parametrize("model, extension, decoder", [("rcd", None, "rcd"), ("rcd", {"rcd": False}, "rcd-seqd"),
+                                                       ("seqd", None, "seqd")])
+def test_greedy_answers_equal_rcd_generate_token_for_token(server, decoders, model, extension, decoder):
+    """RCD with the server's flags, SeqD on the same model, and the baseline (plain SeqD)."""
+    expected_decoder = decoders[decoder]
+    stops = expected_decoder.stops
+    for prompt in PROMPTS:
+        texts, out = expected_decoder.complete([prompt])
+        ids = out.generated[0].tolist()
+        kept = next((k for k, t in enumerate(ids) if t in stops), len(ids))
+        answer = completion(server, model, prompt, **({"rcd": extension} if extension else {}))
+        assert answer["choices"][0]["text"] == texts[0]
+        usage = answer["usage"]
+        assert usage["completion_tokens"] == kept  # the same tokens, up to the first stop id
+        assert (usage["nfe"], usage["reference_nfe"]) == (out.nfe, out.reference_nfe)
+        assert usage["tokens_per_step"] == pytest.approx(out.tokens_per_step)
+        assert usage["prompt_tokens"] == len(prompt) and usage["total_tokens"] == len(prompt) + kept
+
+
+def test_rcd_object_sets_decoding_options(server, decoders):
+    """The same options as `rcd generate --threshold 0.3 --res-temperature 0.8 --gen-length 24`."""
+    decoder = decoders["rcd"]
+    options = {"threshold": 0.3, "steps": None, "res_temperature": 0.8}
+    wanted = Decoder(decoder.model, decoder.tokenizer, DecodeConfig(gen_length=24, block_length=8, threshold=0.3),
+                     ResidualConfig(init="reference", temperature=0.8), decoder.reference)
+    texts, out = wanted.complete([PROMPTS[0]])
+    answer = completion(server, "rcd", PROMPTS[0], max_tokens=20, rcd=options)  # 20 tokens: 3 blocks, cut at 20
+    kept = wanted.tokenizer.decode(out.generated[0, :20].tolist(), skip_special_tokens=True)
+    assert answer["choices"][0]["text"] == (texts[0] if len(texts[0]) < len(kept) else kept)
+    assert answer["usage"]["nfe"] == out.nfe
+
+
+def test_openai_client_completions_chat_and_streams(server, decoders):
+    api = client(server)
+    plain = api.completions.create(model="rcd", prompt=PROMPTS[1], max_tokens=16)
+    assert plain.choices[0].text == decoders["rcd"].complete([PROMPTS[1]])[0][0]
+    assert plain.usage.prompt_tokens == len(PROMPTS[1])
+    text = plain.choices[0].text
+    cases = [dict(max_tokens=16), dict(max_tokens=5), dict(max_tokens=11), dict(stop=[text[3:5]]),
+             dict(stop=[text[9:12], "zzz"], max_tokens=16)]
+    for fields in cases:
+        whole = api.completions.create(model="rcd", prompt=PROMPTS[1], **fields)
+        chunks = list(api.completions.create(model="rcd", prompt=PROMPTS[1], stream=True, **fields))
+        assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text, fields
+        assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert api.completions.create(model="rcd", prompt=PROMPTS[1], stop=[text[3:5]]).choices[0].text == text[:3]
+
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}]
+    chat = api.chat.completions.create(model="rcd", messages=messages)
+    prompt = decoders["rcd"].tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert chat.choices[0].message.content == decoders["rcd"].complete([prompt])[0][0]
+    stream = api.chat.completions.create(model="rcd", messages=messages, stream=True,
+                                         stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == chat.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == chat.usage.completion_tokens
+    with pytest.raises(openai.BadRequestError, match="no chat template"):
+        api.chat.completions.create(model="seqd", messages=messages)
+
+
+def test_n_and_seeded_sampling(server):
+    api = client(server)
+    greedy = api.completions.create(model="rcd", prompt=PROMPTS[0], n=3)
+    assert [c.index for c in greedy.choices] == [0, 1, 2]
+    assert len({c.text for c in greedy.choices}) == 1  # greedy: n identical rows
+    assert greedy.usage.completion_tokens == 3 * api.completions.create(model="rcd", prompt=PROMPTS[0]).usage.completion_tokens
+
+    def sample(seed):
+        answer = api.completions.create(model="rcd", prompt=PROMPTS[0], n=3, temperature=1.0, seed=seed)
+        return [c.text for c in answer.choices]
+
+    first = sample(7)
+    assert sample(7) == first  # a seed reproduces the answer
+    assert sample(8) != first and len(set(first)) > 1  # other seeds, other rows: other samples
+    both = api.completions.create(model="rcd", prompt=[PROMPTS[0], PROMPTS[2]], n=2)
+    assert [c.text for c in both.choices][::2] == [completion(server, "rcd", p)["choices"][0]["text"]
+                                                   for p in (PROMPTS[0], PROMPTS[2])]
+
+
+def test_sixteen_concurrent_clients_each_get_their_answer_alone(server, decoders):
+    prompts = [f"{i}+{i * 7 % 13}=" + "y" * (i % 5) for i in range(16)]
+    expected = [decoders["seqd"].complete([p])[0][0] for p in prompts]  # each decoded alone
+    rows, batches = server.metric("rcd_batch_rows_sum"), server.metric("rcd_batch_rows_count")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda p: completion(server, "seqd", p), prompts))
+    assert [a["choices"][0]["text"] for a in answers] == expected  # none lost, none mixed up
+    assert server.metric("rcd_batch_rows_sum") - rows == 16
+    assert server.metric("rcd_batch_rows_count") - batches < 16  # they were batched
+
+
+def test_denoise_step_stream(server, decoders):
+    """The playground's stream: every step, its canvas growing to the final text."""
+    response = post(server, "/v1/rcd/denoise", {"model": "rcd", "prompt": PROMPTS[0], "max_tokens": 16}, stream=True)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = [line for line in response.iter_lines(decode_unicode=True) if line]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    start, steps, done = events[0], events[1:-1], events[-1]
+    assert start == {"type": "start", "model": "rcd", "residual": True, "gen_length": 16, "block_length": 8,
+                     "prompt": PROMPTS[0]}
+    texts, out = decoders["rcd"].complete([PROMPTS[0]])
+    assert len(steps) == out.nfe  # one event per denoising pass (the warm start is the reference's)
+    assert [s["nfe"] for s in steps] == list(range(1, len(steps) + 1))
+    final = steps[-1]
+    assert None not in final["canvas"] and sorted(set(final["order"])) == list(range(len(steps)))
+    tok = decoders["rcd"].tokenizer
+    assert final["canvas"] == [tok.decode([t]) for t in out.generated[0].tolist()]
+    for step in steps:
+        assert all(step["canvas"][p] is not None for p in step["committed"])
+        masked = [p for p, c in enumerate(step["canvas"]) if c is None and p // 8 == step["block"]]
+        assert all(0 <= step["confidence"][p] <= 1 and 0 <= step["alpha"][p] <= 1 for p in masked)
+    assert done["type"] == "done" and done["text"] == texts[0] and done["usage"]["nfe"] == out.nfe
+
+
+BAD = [
+    ("malformed JSON", b'{"model": "rcd", "prompt": ', 400, "malformed JSON"),
+    ("unknown model", {"model": "gpt-4", "prompt": "1"}, 404, "'gpt-4' is not served"),
+    ("unknown option", {"model": "rcd", "prompt": "1", "rcd": {"stepz": 4}}, 400, "unknown field 'rcd.stepz'"),
+    ("unknown field", {"model": "rcd", "prompt": "1", "best_of": 2}, 400, "unknown field 'best_of'"),
+    ("missing prompt", {"model": "rcd"}, 400, "missing field 'prompt'"),
+    ("wrong type", {"model": "rcd", "prompt": "1", "max_tokens": "8"}, 400, "max_tokens"),
+    ("threshold range", {"model": "rcd", "prompt": "1", "rcd": {"threshold": 1.5, "steps": None}}, 400,
+     "threshold must lie in [0, 1]"),
+    ("steps and threshold", {"model": "rcd", "prompt": "1", "rcd": {"threshold": 0.5}}, 400, "not both"),
+    ("res range", {"model": "rcd", "prompt": "1", "rcd": {"res_temperature": 0.0}}, 400, "must be > 0"),
+    ("res alpha", {"model": "rcd", "prompt": "1", "rcd": {"res_alpha": "magic"}}, 400, "alpha must be one of"),
+    ("block length", {"model": "rcd", "prompt": "1", "rcd": {"block_length": 5}}, 400, "multiple of block_length"),
+    ("temperature", {"model": "rcd", "prompt": "1", "temperature": -1}, 400, "temperature"),
+    ("max_tokens 0", {"model": "rcd", "prompt": "1", "max_tokens": 0}, 400, "max_tokens"),
+    ("max_tokens beyond context", {"model": "rcd", "prompt": "1", "max_tokens": 5000}, 400, "context"),
+    ("prompt too long", {"model": "rcd", "prompt": "z" * 1015}, 400, "exceed the model's context"),
+    ("unrepresentable text", {"model": "rcd", "prompt": "caf\u00e9"}, 400, "not in the tokenizer's vocabulary"),
+    ("residual on the baseline", {"model": "seqd", "prompt": "1", "rcd": {"rcd": True}}, 400, "plain SeqD"),
+    ("res without rcd", {"model": "rcd", "prompt": "1", "rcd": {"rcd": False, "res_top_k": 2}}, 400, "drop them"),
+    ("too many rows", {"model": "rcd", "prompt": "1", "n": 17}, 400, "at most 16"),
+    ("top_p", {"model": "rcd", "prompt": "1", "top_p": 0.5}, 400, "top_p"),
+    ("echo", {"model": "rcd", "prompt": "1", "echo": True}, 400, "echo"),
+    ("token prompt", {"model": "rcd", "prompt": [1, 2, 3]}, 400, "prompt"),
+    ("body too large", {"model": "rcd", "prompt": "1" * 1_100_000}, 413, "request body over"),
+]
+
+
+@pytest.mark.parametrize("body, status, message", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_requests_get_an_error_object_and_the_server_keeps_serving(server, body, status, message):
+    kw = {"data": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    response = requests.post(server.url + "/v1/completions", timeout=TIMEOUT, **kw)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and message in error["message"]
+    assert "Traceback" not in response.text
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_other_errors_are_error_objects_too(server):
+    assert requests.get(server.url + "/v1/nowhere", timeout=10).json()["error"]["type"] == "not_found_error"
+    assert requests.get(server.url + "/v1/completions", timeout=10).status_code == 405
+    messages = {"model": "rcd", "messages": [{"role": "robot", "content": "hi"}]}
+    assert post(server, "/v1/chat/completions", messages).json()["error"]["param"] == "messages.0.role"
+    bad_denoise = post(server, "/v1/rcd/denoise", {"model": "rcd", "prompt": "1", "rcd": {"steps": 3}})
+    assert bad_denoise.status_code == 400 and "multiple of the number of blocks" in bad_denoise.json()["error"]["message"]
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
+    passes = server.metric("rcd_forward_passes_total", 'model="seqd",kind="model"')
+    aborted = server.metric("rcd_aborted_batches_total")
+    long = {"model": "seqd", "prompt": "1", "stream": True, "rcd": {"gen_length": 512, "steps": 512}}
+    with post(server, "/v1/completions", long, stream=True) as response:
+        first = next(line for line in response.iter_lines() if line)
+        assert first.startswith(b"data: ")
+    for _ in range(300):  # the batch stops at its next step once its only request is gone
+        if server.metric("rcd_aborted_batches_total") > aborted:
+            break
+        requests.get(server.url + "/health", timeout=10)
+    assert server.metric("rcd_aborted_batches_total") == aborted + 1
+    assert server.metric("rcd_forward_passes_total", 'model="seqd",kind="model"') - passes < 512
+    assert server.metric("rcd_requests_decoding") == 0
+    assert completion(server, "seqd", "1")["choices"]  # and it serves on
+
+
+def test_metrics_are_prometheus_text(server):
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    for name in ("rcd_requests_total", "rcd_request_seconds_bucket", "rcd_queue_depth", "rcd_batch_rows_bucket",
+                 "rcd_prompt_tokens_total", "rcd_completion_tokens_total", "rcd_forward_passes_total"):
+        assert name in text, name
+    assert server.metric("rcd_requests_total", 'route="/v1/completions",status="200"') > 0
