@@ -8,17 +8,16 @@ import json
 
 import pytest
 import requests
-
 from conftest import require_extra
 from serving import Server, save_tiny
 
+from rcd.decode import DecodeConfig
+from rcd.eval.decoder import Decoder
+from rcd.models.loading import LoadConfig
+from rcd.residual import ResidualConfig
+
 require_extra("fastapi", "serve")
 openai = require_extra("openai", "dev")
-
-from rcd.decode import DecodeConfig  # noqa: E402
-from rcd.eval.decoder import Decoder  # noqa: E402
-from rcd.models.loading import LoadConfig  # noqa: E402
-from rcd.residual import ResidualConfig  # noqa: E402
 
 DECODING = ["--gen-length", "16", "--block-length", "8", "--steps", "8"]
 SERVER_DECODE = DecodeConfig(gen_length=16, block_length=8, steps=8)
@@ -118,8 +117,8 @@ def test_openai_client_completions_chat_and_streams(server, decoders):
     assert plain.choices[0].text == decoders["rcd"].complete([PROMPTS[1]])[0][0]
     assert plain.usage.prompt_tokens == len(PROMPTS[1])
     text = plain.choices[0].text
-    cases = [dict(max_tokens=16), dict(max_tokens=5), dict(max_tokens=11), dict(stop=[text[3:5]]),
-             dict(stop=[text[9:12], "zzz"], max_tokens=16)]
+    cases = [{"max_tokens": 16}, {"max_tokens": 5}, {"max_tokens": 11}, {"stop": [text[3:5]]},
+             {"stop": [text[9:12], "zzz"], "max_tokens": 16}]
     for fields in cases:
         whole = api.completions.create(model="rcd", prompt=PROMPTS[1], **fields)
         chunks = list(api.completions.create(model="rcd", prompt=PROMPTS[1], stream=True, **fields))
