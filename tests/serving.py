@@ -21,12 +21,13 @@ CHAT_TEMPLATE = (
 
 
 def save_tiny(path: Path, seed: int, chat: bool = False, **config) -> Path:
-    """A tiny char-level model dir (random weights, peaky logits so EOS and stops happen)."""
+    """A tiny char-level model dir (random weights, peaky logits so EOS and stops happen), in fp64
+    so that rounding never decides a token (the server and the test may use other thread counts)."""
     tok = rcd.char_tokenizer()
     if chat:
         tok.chat_template = CHAT_TEMPLATE
     model = rcd.tiny_model(len(tok), seed=seed, mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
-                           initializer_range=0.3, **config)
+                           initializer_range=0.3, **config).double()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -45,7 +46,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w")  # noqa: SIM115 (open for the server's life)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # one thread: on a small shared machine OpenMP's spinning threads make a tiny model 30x slower
+        env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
         src = str(Path(rcd.__file__).parents[1])  # this checkout's rcd, installed or not
         env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
         self.process = subprocess.Popen([sys.executable, "-m", "rcd", "serve", *args, "--port", str(self.port)],

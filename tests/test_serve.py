@@ -8,6 +8,7 @@ import json
 
 import pytest
 import requests
+import torch
 from conftest import require_extra
 from serving import Server, save_tiny
 
@@ -41,6 +42,16 @@ def server(tiny_dirs):
     running = Server(args, tiny_dirs["root"] / "server.log")
     yield running
     assert running.stop() == 0
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The expected answers decode in this process: one thread beside the server is far faster
+    on a small machine (the fp64 models make the thread count irrelevant to the tokens)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
