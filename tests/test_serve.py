@@ -275,3 +275,114 @@ def test_metrics_are_prometheus_text(server):
                  "rcd_prompt_tokens_total", "rcd_completion_tokens_total", "rcd_forward_passes_total"):
         assert name in text, name
     assert server.metric("rcd_requests_total", 'route="/v1/completions",status="200"') > 0
+
+
+def fuzz_strategies():
+    from hypothesis import strategies as st
+
+    junk = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
+                     st.text(max_size=5), st.lists(st.integers(0, 3), max_size=2))
+    small = st.one_of(st.integers(-2, 40), junk)
+    rcd_options = st.fixed_dictionaries({}, optional={
+        "gen_length": st.one_of(st.sampled_from([8, 16, 24, 32, 0, -8]), junk),
+        "block_length": st.one_of(st.sampled_from([4, 8, 16, 3]), junk),
+        "steps": st.one_of(st.sampled_from([None, 2, 4, 8, 16, 3]), junk),
+        "threshold": st.one_of(st.floats(-0.5, 1.5), junk),
+        "order": st.one_of(st.sampled_from(["confidence", "random", "left-to-right", "x"]), junk),
+        "temperature": st.one_of(st.floats(-1, 2), junk),
+        "stop_at_eos": junk, "cache": st.one_of(st.sampled_from(["exact", "none", "prefix", "dual"]), junk),
+        "rcd": junk, "res_alpha": st.one_of(st.sampled_from(["entropy", "fixed", "one", "magic"]), junk),
+        "res_temperature": st.one_of(st.floats(-1, 2), junk),
+        "res_init": st.one_of(st.sampled_from(["zero", "reference", "dirichlet", "self"]), junk),
+        "res_top_k": small, "res_feedback": st.one_of(st.sampled_from(["self", "reference"]), junk),
+        "bogus": junk,
+    })
+    prompt = st.one_of(st.text(alphabet="0123456789+=abc xyz\u00e9\n", max_size=20), junk,
+                       st.lists(st.text(alphabet="abc12", max_size=6), max_size=3))
+    common = {"max_tokens": small, "temperature": st.one_of(st.floats(-1, 2), junk), "seed": small,
+              "stop": st.one_of(st.text(max_size=3), st.lists(st.text(max_size=3), max_size=5), junk),
+              "n": st.one_of(st.integers(-1, 4), junk), "stream": st.one_of(st.booleans(), junk),
+              "top_p": junk, "rcd": st.one_of(rcd_options, junk), "extra": junk}
+    model = st.sampled_from(["rcd", "seqd", "nope"])
+    messages = st.one_of(st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "bot"]),
+                                                          "content": st.one_of(st.text(max_size=10), junk)}),
+                                  max_size=3), junk)
+    return {
+        "/v1/completions": st.fixed_dictionaries({"model": model}, optional={"prompt": prompt, **common}),
+        "/v1/chat/completions": st.fixed_dictionaries({"model": model}, optional={"messages": messages, **common}),
+        "/v1/rcd/denoise": st.fixed_dictionaries({"model": model}, optional={
+            "prompt": prompt, "max_tokens": small, "seed": small, "rcd": st.one_of(rcd_options, junk)}),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/chat/completions", "/v1/rcd/denoise"])
+def test_fuzzed_bodies_never_get_a_server_error(server, route):
+    """Bodies built from the request schema's fields, values valid and not: 200 or a 4xx error object."""
+    require_extra("hypothesis", "dev")
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(fuzz_strategies()[route])
+    def check(body):
+        response = requests.post(server.url + route, json=body, timeout=TIMEOUT)
+        assert response.status_code < 500, (body, response.text)
+        if response.status_code >= 400:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        elif body.get("stream") is True or route.endswith("denoise"):
+            assert response.text.rstrip().endswith("data: [DONE]") and '"error"' not in response.text, body
+
+    check()
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+
+
+LM_EVAL_TASK = """\
+task: rcd_served
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["<eos>"]
+  max_gen_toks: 16
+metric_list:
+  - metric: exact_match
+"""
+
+
+@pytest.mark.slow
+def test_lm_eval_local_completions_predicts_what_rcd_eval_does(server, tiny_dirs, monkeypatch):
+    """lm-eval's OpenAI-API model against the server = `rcd eval` with the server's flags, prompt
+    for prompt (lm-eval gets rcd eval's own prompts; no tokenizer from the hub)."""
+    require_extra("lm_eval", "eval")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from rcd.cli import main
+
+    root = tiny_dirs["root"] / "lm-eval"
+    root.mkdir()
+    problems = root / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"question": f"{a} + {a} = ?", "answer": f"#### {2 * a}"}) + "\n"
+                                for a in range(4)))
+    out = root / "rcd-eval"
+    assert main(["eval", "--model", str(tiny_dirs["rcd"]), "--reference", str(tiny_dirs["ref"]), "--rcd",
+                 "--res-init", "reference", *DECODING, "--task", "gsm8k", "--data", str(problems), "--shots", "0",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    data = root / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": r["prompt"], "answer": r["gold"]}) + "\n" for r in rows))
+    (root / "task.yaml").write_text(LM_EVAL_TASK.format(data=data))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    args = (f"model=rcd,base_url={server.url}/v1/completions,tokenizer_backend=None,tokenized_requests=False,"
+            "num_concurrent=2,max_retries=1,timeout=60")
+    results = lm_eval.simple_evaluate(model="local-completions", model_args=args, tasks=["rcd_served"],
+                                      task_manager=TaskManager(include_path=str(root), include_defaults=False),
+                                      log_samples=True, batch_size=2)
+    samples = sorted(results["samples"]["rcd_served"], key=lambda s: s["doc_id"])
+    assert [s["arguments"][0][0] for s in samples] == [r["prompt"] for r in rows]
+    assert [s["resps"][0][0] for s in samples] == [r["completion"] for r in rows]
