@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import requests
-import torch
 
 import rcd
 from rcd.decode import DecodeConfig

@@ -26,7 +26,6 @@ from .metrics import Metrics
 from .options import Options
 from .steps import BatchCanvas
 
-
 GATHER = 10  # a batch waits at most this many batch_waits for more requests
 ARRIVAL = "rcd.arrival"  # ASGI scope key: the request counts in `Scheduler.arriving`
 
