@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -91,9 +92,16 @@ def _prompts(n: int) -> list[str]:
     return [f"{i} + {3 * i % 17} = " + "ab" * (i % 4) for i in range(n)]
 
 
+_sessions = threading.local()
+
+
 def _post(url: str, prompt: str) -> tuple[float, int]:
+    """One request on this thread's keep-alive connection (as a load generator or SDK client does)."""
+    if not hasattr(_sessions, "session"):
+        _sessions.session = requests.Session()
     started = time.perf_counter()
-    response = requests.post(url + "/v1/completions", json={"model": "model", "prompt": prompt}, timeout=300)
+    response = _sessions.session.post(url + "/v1/completions", json={"model": "model", "prompt": prompt},
+                                      timeout=300)
     response.raise_for_status()
     return time.perf_counter() - started, response.json()["usage"]["completion_tokens"]
 
@@ -122,21 +130,29 @@ def _load(url: str, clients: int, per_client: int) -> dict:
 
 
 def _overhead(server: Server, decoder: Decoder, waves: int) -> dict:
-    """Median time of a wave of 16 concurrent requests vs one offline batch of the same 16 prompts."""
+    """Median time of a wave of 16 concurrent requests vs one offline batch of the same 16 prompts;
+    also over the waves the server decoded as one batch (what HTTP and scheduling cost alone)."""
     url, prompts = server.url, _prompts(16)
-    served, offline = [], []
-    batches = server.metric("rcd_batch_rows_count")
+    served, offline, batches = [], [], []
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         for _ in range(waves):
+            before = server.metric("rcd_batch_rows_count")
             started = time.perf_counter()
             list(pool.map(lambda p: _post(url, p), prompts))
             served.append(time.perf_counter() - started)
+            batches.append(server.metric("rcd_batch_rows_count") - before)
             started = time.perf_counter()
             decoder.complete(prompts)
             offline.append(time.perf_counter() - started)
     wave, batch = statistics.median(served), statistics.median(offline)
-    return {"batch": 16, "waves": waves, "served_s": wave, "offline_s": batch, "overhead": wave / batch - 1,
-            "server_batches_per_wave": (server.metric("rcd_batch_rows_count") - batches) / waves}
+    single = [(s, o) for s, o, b in zip(served, offline, batches) if b == 1]
+    return {
+        "batch": 16, "waves": waves, "served_s": wave, "offline_s": batch, "overhead": wave / batch - 1,
+        "server_batches_per_wave": statistics.mean(batches),
+        "one_batch_waves": len(single),
+        "overhead_one_batch_waves": (statistics.median(s for s, _ in single) / statistics.median(o for _, o in single)
+                                     - 1) if single else None,
+    }
 
 
 def run(quick: bool, threads: int = 1) -> dict:
@@ -155,7 +171,7 @@ def run(quick: bool, threads: int = 1) -> dict:
             per_client = 2 if quick else 6
             load = [_load(server.url, clients, max(per_client, 16 // clients if quick else 48 // clients))
                     for clients in CLIENTS]
-            overhead = _overhead(server, decoder, 3 if quick else 7)
+            overhead = _overhead(server, decoder, 3 if quick else 9)
             batches = server.metric("rcd_batch_rows_count")
             rows = server.metric("rcd_batch_rows_sum")
         finally:
