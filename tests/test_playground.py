@@ -1,0 +1,242 @@
+"""The playground page (`GET /` of `rcd serve`) in a real headless browser: Debian's chromium driven by selenium.
+
+Two servers feed the page: a scripted step stream (a stdlib HTTP server in this file, sending the
+events of SERVE's step-stream format cut into odd pieces) checks the page's parsing and shading
+rules exactly; a real `rcd serve` subprocess on tiny saved models checks the page end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+STATIC = Path(__file__).resolve().parents[1] / "src" / "rcd" / "serve" / "static"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TIMEOUT = 30  # seconds any wait on the page may take
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium; missing, the test skips, except under CI (CI=1), where it fails."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"no browser ({', '.join(missing)}): apt-get install chromium chromium-driver")
+    if os.environ.get("CI"):
+        from selenium import webdriver
+    else:
+        webdriver = pytest.importorskip("selenium.webdriver", reason="optional: pip install 'rcd[dev]'")
+    assert not missing, f"{missing} missing: apt-get install chromium chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(TIMEOUT)
+    driver.set_script_timeout(TIMEOUT)
+    yield driver
+    driver.quit()
+
+
+# ---- a scripted step stream --------------------------------------------------------------------
+
+GEN, BLOCK = 8, 4
+INFO = {
+    "models": [{"id": "tiny-rcd", "residual": True, "role": "rcd"},
+               {"id": "tiny-seqd", "residual": False, "role": "baseline"}],
+    "defaults": {"gen_length": GEN, "block_length": BLOCK, "steps": 4, "threshold": None},
+}
+TEXT = "abcdefgh"
+COMMITS = [[1, 0], [3, 2], [4, 6], [5, 7]]  # positions committed at each step, two per step
+
+
+def scripted_events(residual: bool) -> list[dict]:
+    """A decode of 8 positions in 2 blocks of 4, 2 tokens per step; RCD's alpha fixed at 0.5, so the
+    page must shade by confidence, which rises with the position."""
+    events = [{"type": "start", "model": "tiny", "residual": residual, "gen_length": GEN, "block_length": BLOCK,
+               "prompt": "1+2="}]
+    order = [-1] * GEN
+    for step, positions in enumerate(COMMITS):
+        block = positions[0] // BLOCK
+        for p in positions:
+            order[p] = step
+        canvas = [TEXT[p] if order[p] >= 0 else None for p in range(GEN)]
+        masked = [order[p] < 0 and p // BLOCK == block for p in range(GEN)]
+        events.append({
+            "type": "step", "block": block, "step": step % 2, "nfe": step + 1, "canvas": canvas,
+            "committed": positions, "order": list(order),
+            "confidence": [0.1 + 0.1 * p if m else None for p, m in enumerate(masked)],
+            "alpha": [(0.5 if residual else 0.0) if m else None for m in masked],
+        })
+    events.append({"type": "done", "text": TEXT, "usage": {"nfe": 4, "reference_nfe": 0, "tokens_per_step": 2.0}})
+    return events
+
+
+class ScriptedServer(BaseHTTPRequestHandler):
+    requests: list[dict] = []
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def reply(self, body: bytes, kind: str, status: int = 200):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/v1/rcd/info":
+            return self.reply(json.dumps(INFO).encode(), "application/json")
+        name = "index.html" if self.path == "/" else self.path.removeprefix("/static/")
+        kinds = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+        path = STATIC / name
+        if "/" in name or not path.is_file():
+            return self.reply(b"{}", "application/json", 404)
+        self.reply(path.read_bytes(), kinds.get(path.suffix, "application/octet-stream"))
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ScriptedServer.requests.append(body)
+        if self.path != "/v1/rcd/denoise":
+            return self.reply(b"{}", "application/json", 404)
+        if "empty" in body["prompt"]:
+            error = {"error": {"message": "prompt: must not be empty", "type": "invalid_request_error",
+                               "param": "prompt", "code": None}}
+            return self.reply(json.dumps(error).encode(), "application/json", 400)
+        residual = body["model"] == "tiny-rcd"
+        stream = "".join(f"data: {json.dumps(e)}\r\n\r\n" for e in scripted_events(residual)) + "data: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(0, len(stream), 97):  # pieces that cut events, lines and CRLFs apart
+            self.wfile.write(stream[i : i + 97].encode())
+            self.wfile.flush()
+            time.sleep(0.002)
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+def wait_for(driver, condition: str, what: str):
+    """Poll a JS expression until true (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if driver.execute_script(f"return Boolean({condition})"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {TIMEOUT}s waiting for {what}; status: "
+                         + str(driver.execute_script("return document.querySelector('#server-status').textContent")))
+
+
+def run_decode(driver, url: str, side: str, prompt: str, rule: dict):
+    driver.get(url + "/")
+    wait_for(driver, "!document.querySelector('#run').disabled", "the model list")
+    driver.execute_script(
+        """const [side, prompt, rule] = arguments;
+        document.querySelector(`input[name=side][value=${side}]`).checked = true;
+        document.querySelector('#prompt').value = prompt;
+        document.querySelector(`input[name=rule][value=${rule.kind}]`).checked = true;
+        if (rule.kind === 'threshold') document.querySelector('#threshold').value = rule.value;
+        else document.querySelector('#tokens-per-step').value = String(rule.value);""",
+        side, prompt, rule,
+    )
+    driver.find_element("id", "run").click()
+    wait_for(driver, "document.querySelector('.panel') && [...document.querySelectorAll('.panel')]"
+             ".every(p => p.dataset.state !== 'running')", "the decode to finish")
+
+
+def panels(driver) -> list[dict]:
+    """What each panel shows, read from the page."""
+    return driver.execute_script(
+        """return [...document.querySelectorAll('.panel')].map(p => ({
+            side: p.dataset.side, state: p.dataset.state,
+            step: p.querySelector('.stat-step').textContent, nfe: p.querySelector('.stat-nfe').textContent,
+            shade: p.querySelector('.stat-shade').textContent,
+            error: p.querySelector('.error').hidden ? null : p.querySelector('.error').textContent,
+            slider: {min: +p.querySelector('.replay-slider').min, max: +p.querySelector('.replay-slider').max,
+                     value: +p.querySelector('.replay-slider').value,
+                     disabled: p.querySelector('.replay-slider').disabled},
+            cells: [...p.querySelectorAll('.cell')].map(c => ({
+                kind: c.classList.contains('committed') ? 'committed'
+                    : c.classList.contains('masked') ? 'masked' : 'waiting',
+                text: c.firstChild ? c.firstChild.textContent : '',
+                order: c.querySelector('.order') ? +c.querySelector('.order').textContent : null,
+                fresh: c.classList.contains('fresh'), background: c.style.background})),
+        }))"""
+    )
+
+
+def replay(driver, side: str, step: int):
+    driver.execute_script(
+        """const slider = document.querySelector(`.panel[data-side=${arguments[0]}] .replay-slider`);
+        slider.value = arguments[1]; slider.dispatchEvent(new Event('input'));""",
+        side, step,
+    )
+
+
+def test_page_draws_a_scripted_stream_and_replays_it(browser, scripted):
+    ScriptedServer.requests.clear()
+    run_decode(browser, scripted, "both", "1+2=", {"kind": "steps", "value": 2})
+    sent = {r["model"]: r for r in ScriptedServer.requests}
+    assert set(sent) == {"tiny-rcd", "tiny-seqd"}  # one stream per side
+    assert sent["tiny-rcd"]["rcd"] == {"steps": 4, "threshold": None} and sent["tiny-rcd"]["max_tokens"] == GEN
+    seqd, rcd = panels(browser)
+    for panel in (seqd, rcd):
+        assert panel["state"] == "done" and panel["error"] is None
+        assert panel["step"] == "4 / 4" and panel["nfe"] == "4"
+        assert panel["slider"] == {"min": 1, "max": 4, "value": 4, "disabled": False}
+        assert [c["text"] for c in panel["cells"]] == list(TEXT)
+        orders = [c["order"] for c in panel["cells"]]
+        assert orders == [1, 1, 2, 2, 3, 4, 3, 4]  # the step (1-based) of COMMITS that committed each
+    assert rcd["shade"] == "confidence (alpha constant)" and seqd["shade"] == "confidence"
+
+    replay(browser, "rcd", 1)  # after step 1: two committed, two masked of block 0 shaded, block 1 waiting
+    cells = panels(browser)[1]["cells"]
+    assert [c["kind"] for c in cells] == ["committed"] * 2 + ["masked"] * 2 + ["waiting"] * 4
+    assert all(c["fresh"] for c in cells[:2])
+    assert cells[2]["background"] != cells[3]["background"]  # shaded by confidence (0.3 vs 0.4), not flat alpha
+    assert panels(browser)[1]["step"] == "1 / 4"
+
+
+def test_page_shows_a_request_error(browser, scripted):
+    run_decode(browser, scripted, "seqd", "empty", {"kind": "threshold", "value": 0.8})
+    (panel,) = panels(browser)
+    assert panel["state"] == "error" and panel["error"] == "prompt: must not be empty"
+    assert ScriptedServer.requests[-1]["rcd"] == {"threshold": 0.8, "steps": None}
+
+
+def save_screenshot(driver, path: Path) -> Path:
+    """The whole page at 1280 px wide (the viewport made as tall as the page)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    metrics = {"width": 1280, "height": min(height, 2400), "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        assert driver.save_screenshot(str(path))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return path
+
+
+def test_screenshot_of_the_scripted_stream(browser, scripted, tmp_path):
+    run_decode(browser, scripted, "both", "1+2=", {"kind": "steps", "value": 2})
+    replay(browser, "rcd", 2)
+    path = save_screenshot(browser, tmp_path / "scripted.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("RCD_PLAYGROUND_SHOT"):
+        shutil.copy(path, os.environ["RCD_PLAYGROUND_SHOT"])
