@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
+import rcd
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "rcd" / "serve" / "static"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -241,3 +248,103 @@ def test_screenshot_of_the_scripted_stream(browser, scripted, tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     if os.environ.get("RCD_PLAYGROUND_SHOT"):
         shutil.copy(path, os.environ["RCD_PLAYGROUND_SHOT"])
+
+
+# ---- a real `rcd serve` ------------------------------------------------------------------------
+
+SERVE_GEN, SERVE_BLOCK = 16, 8
+
+
+def save_tiny(path: Path, seed: int) -> str:
+    tok = rcd.char_tokenizer()
+    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id, seed=seed,
+                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args: list[str], log: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """`rcd serve ARGS` on a free loopback port; returns once /health answers 200 (bounded)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STATIC.parents[2]), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "rcd", "serve", *args, "--port", str(port)],
+                               stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"rcd serve exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.2)
+    stop_server(process)
+    raise AssertionError(f"rcd serve not healthy after {timeout}s: {log.read_text()[-2000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`rcd serve` of two tiny saved models: RCD (entropy alpha, the default residual) and a SeqD baseline."""
+    base = tmp_path_factory.mktemp("served")
+    args = ["--model", save_tiny(base / "tiny-rcd", 0), "--baseline", save_tiny(base / "tiny-seqd", 1), "--rcd",
+            "--gen-length", str(SERVE_GEN), "--block-length", str(SERVE_BLOCK), "--steps", str(SERVE_GEN // 2)]
+    process, url = start_server(args, base / "serve.log")
+    yield url
+    stop_server(process)
+
+
+def check_finished(panel: dict, steps: int | None = None) -> int:
+    """A finished panel's step count, forward passes, slider and canvas agree; returns the step count."""
+    assert panel["state"] == "done" and panel["error"] is None, panel["error"]
+    total = panel["slider"]["max"]
+    assert steps is None or total == steps
+    assert panel["step"] == f"{total} / {total}" and panel["nfe"] == str(total)  # one forward pass per step
+    assert panel["slider"] == {"min": 1, "max": total, "value": total, "disabled": False}
+    assert [c["kind"] for c in panel["cells"]] == ["committed"] * SERVE_GEN
+    orders = [c["order"] for c in panel["cells"]]
+    assert set(orders) == set(range(1, total + 1))  # every step committed something, and only those steps
+    return total
+
+
+def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
+    run_decode(browser, served, "both", "1+2=", {"kind": "steps", "value": 2})
+    seqd, rcd_panel = panels(browser)
+    for panel in (seqd, rcd_panel):
+        check_finished(panel, steps=SERVE_GEN // 2)
+        assert sorted(c["order"] for c in panel["cells"]) == sorted(list(range(1, 9)) * 2)  # 2 tokens per step
+    assert seqd["shade"] == "confidence" and rcd_panel["shade"] == "alpha fed back"  # entropy alpha varies
+
+    replay(browser, "rcd", 3)  # mid-decode: block 0 part committed, part shaded, block 1 waiting
+    cells = panels(browser)[1]["cells"]
+    kinds = [c["kind"] for c in cells]
+    assert sorted(kinds[:SERVE_BLOCK]) == ["committed"] * 6 + ["masked"] * 2
+    assert kinds[SERVE_BLOCK:] == ["waiting"] * SERVE_BLOCK
+    assert sum(c["fresh"] for c in cells) == 2 and all(c["background"] for c in cells if c["kind"] == "masked")
+    path = save_screenshot(browser, tmp_path / "playground.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("RCD_PLAYGROUND_SHOT"):
+        shutil.copy(path, os.environ["RCD_PLAYGROUND_SHOT"])
+
+
+def test_page_decodes_by_threshold_with_rcd_serve(browser, served):
+    run_decode(browser, served, "rcd", "12+3=", {"kind": "threshold", "value": 0.2})
+    (panel,) = panels(browser)
+    assert panel["side"] == "rcd" and check_finished(panel) <= SERVE_GEN

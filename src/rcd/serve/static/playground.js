@@ -56,11 +56,11 @@ async function errorMessage(response) {
 // ---- controls ----------------------------------------------------------------------------------
 
 function sideModel(side) {
-  // The model of a side: the server's model with that role (RCD: residual decoding; SeqD: the baseline).
-  const wanted = SIDES[side].residual;
+  // RCD: the served --model (role "rcd"), asked for residual decoding where the server's defaults are plain;
+  // SeqD: the --baseline, else a model the server decodes plainly.
   const models = info?.models ?? [];
-  return models.find((m) => m.residual === wanted && m.role === (wanted ? "rcd" : "baseline"))
-    ?? models.find((m) => m.residual === wanted) ?? null;
+  if (side === "rcd") return models.find((m) => m.role === "rcd") ?? models.find((m) => m.residual) ?? null;
+  return models.find((m) => m.role === "baseline") ?? models.find((m) => !m.residual) ?? null;
 }
 
 function blockLength() {
@@ -76,7 +76,7 @@ function genLength() {
 function fillControls() {
   const defaults = info.defaults ?? {};
   const block = blockLength();
-  const gen = Number(defaults.gen_length ?? block);
+  const gen = Number(defaults.max_tokens ?? defaults.gen_length ?? block);
   $("#block-length").textContent = block;
   $("#max-tokens").value = gen;
   const select = $("#tokens-per-step");
@@ -159,19 +159,31 @@ class Panel {
     const canvas = $(".canvas", this.node);
     canvas.replaceChildren();
     this.cells = [];
-    for (let i = 0; i < this.genLength; i++) {
-      const cell = document.createElement("span");
-      cell.className = "cell waiting";
-      if (i > 0 && i % this.blockLength === 0) cell.classList.add("block-start");
-      canvas.append(cell);
-      this.cells.push(cell);
+    for (let start = 0; start < this.genLength; start += this.blockLength) {
+      // one row per block: blocks are decoded one after the other, top to bottom
+      const row = document.createElement("div");
+      row.className = "block";
+      const label = document.createElement("span");
+      label.className = "block-label";
+      label.textContent = start / this.blockLength + 1;
+      label.title = `block ${start / this.blockLength + 1}`;
+      const cells = document.createElement("div");
+      cells.className = "cells";
+      for (let i = start; i < Math.min(start + this.blockLength, this.genLength); i++) {
+        const cell = document.createElement("span");
+        cell.className = "cell waiting";
+        cells.append(cell);
+        this.cells.push(cell);
+      }
+      row.append(label, cells);
+      canvas.append(row);
     }
     canvas.setAttribute("aria-label", `${SIDES[this.side].title}: ${this.genLength} masked positions`);
   }
 
   addStep(event) {
     this.steps.push(event);
-    if (this.shade === "confidence" && this.model.residual && alphaVaries(event)) this.shade = "alpha";
+    if (this.shade === "confidence" && this.side === "rcd" && alphaVaries(event)) this.shade = "alpha";
     const count = this.steps.length;
     this.slider.max = count;
     this.slider.value = count;
@@ -211,7 +223,6 @@ class Panel {
         cell.className = "cell waiting";
         cell.title = `position ${i}: masked, block not reached yet`;
       }
-      if (i > 0 && i % this.blockLength === 0) cell.classList.add("block-start");
     });
     const total = this.steps.length;
     $(".stat-step", this.node).textContent = this.done ? `${index + 1} / ${total}` : String(index + 1);
@@ -219,7 +230,7 @@ class Panel {
     $(".stat-committed", this.node).textContent = `${committed} / ${this.genLength}`;
     $(".stat-shade", this.node).textContent = this.shade === "alpha"
       ? "alpha fed back"
-      : this.model.residual ? "confidence (alpha constant)" : "confidence";
+      : this.side === "rcd" ? "confidence (alpha constant)" : "confidence";
     $(".replay-value", this.node).textContent = index + 1;
     $(".replay-total", this.node).textContent = total;
     $(".canvas", this.node).setAttribute(
@@ -263,7 +274,7 @@ class Panel {
         if (event.type === "start") this.start(event);
         else if (event.type === "step") this.addStep(event);
         else if (event.type === "done") this.finish(event);
-        else if (event.type === "error") return this.fail(event.message ?? event.error?.message ?? "error");
+        else if (event.type === "error") return this.fail(event.error?.message ?? "the decode failed");
       }
       if (!this.done) this.fail("the stream ended before the decode finished");
     } catch (err) {
@@ -285,12 +296,14 @@ async function run(event) {
   const panels = sides.map((side) => new Panel(side, sideModel(side)));
   $("#panels").replaceChildren(...panels.map((panel) => panel.node));
   statusLine.textContent = "decoding…";
-  const rcd = decodeOptions();
+  const decoding = decodeOptions();
   const prompt = $("#prompt").value;
   const maxTokens = Number($("#max-tokens").value);
-  await Promise.all(panels.map((panel) => panel.run(
-    { model: panel.model.id, prompt, max_tokens: maxTokens, rcd }, controller.signal,
-  )));
+  await Promise.all(panels.map((panel) => {
+    const residual = panel.side === "rcd" && !panel.model.residual ? { rcd: true } : {};
+    const body = { model: panel.model.id, prompt, max_tokens: maxTokens, rcd: { ...decoding, ...residual } };
+    return panel.run(body, controller.signal);
+  }));
   if (running === controller) {
     const failed = panels.some((panel) => panel.node.dataset.state === "error");
     statusLine.textContent = failed ? "finished with an error (see the panel)" : "done: drag a slider to replay";
