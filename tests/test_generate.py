@@ -221,3 +221,50 @@ def test_generate_runs_both_models_in_eval_mode_and_restores_training_mode():
                  residual=rcd.ResidualConfig(init="reference"), reference=reference)
     assert len(seen) == 3 and not any(seen)  # reference warm start + 2 steps, no dropout in any
     assert target.training and reference.training
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_on_step_sees_the_trace_as_it_happens(models, references, mode):
+    """The live callback gets exactly the steps `return_trace` records, each after its commits,
+    and its positions map the block onto each row's generated positions (left padding included)."""
+    prompts, mask = torch.tensor([[0, 5, 6, 7], [8, 9, 10, 11]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    kw = dict(gen_length=8, block_length=4, threshold=0.3, attention_mask=mask,
+              residual=rcd.ResidualConfig(init="reference"), reference=references[mode])
+    seen = []
+    out = rcd.generate(models[mode], prompts, return_trace=True, on_step=seen.append, **kw)
+    assert len(seen) == len(out.trace) == out.nfe
+    for live, recorded in zip(seen, out.trace):
+        assert (live.block, live.step, live.block_start) == (recorded.block, recorded.step, recorded.block_start)
+        for name in ("committed", "tokens", "gen_starts"):
+            assert torch.equal(getattr(live, name), getattr(recorded, name))
+        assert torch.equal(live.confidence.isnan(), recorded.confidence.isnan())
+    canvas = torch.full((2, 8), -1)
+    for step in seen:
+        for row in range(2):
+            columns = step.block_start + torch.arange(4) - step.gen_starts[row]
+            keep = step.committed[row] & (columns >= 0) & (columns < 8)
+            canvas[row, columns[keep]] = step.tokens[row, keep]
+    assert canvas.tolist() == out.generated.tolist()
+    assert rcd.generate(models[mode], prompts, **kw).sequences.tolist() == out.sequences.tolist()  # no callback
+
+
+def test_row_reference_passes_split_the_row_counts(bidirectional, references):
+    prompts = random_prompts(2, 4)
+    warm = rcd.generate(bidirectional, prompts, gen_length=8, block_length=4, steps=4,
+                        reference=references["bidirectional"],
+                        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True))
+    assert warm.row_reference_passes.tolist() == [2, 2] and warm.reference_nfe == 2  # one warm start per block
+    assert (warm.row_forward_passes - warm.row_reference_passes).tolist() == [warm.nfe] * 2
+    plain = rcd.generate(bidirectional, prompts, gen_length=8, block_length=4, steps=4)
+    assert plain.row_reference_passes.tolist() == [0, 0]
+
+
+def test_check_generation_refuses_what_generate_refuses(block_causal):
+    check, config = rcd.decode.check_generation, rcd.DecodeConfig(gen_length=8, block_length=4)
+    with pytest.raises(ValueError, match="trained with block_length 4"):
+        check(block_causal, rcd.DecodeConfig(gen_length=8, block_length=8))
+    with pytest.raises(ValueError, match="exceed the model's context"):
+        check(block_causal, config, prompt_length=10**6)
+    with pytest.raises(ValueError, match="needs reference="):
+        check(block_causal, config, residual=rcd.ResidualConfig(init="reference"))
+    assert check(block_causal, config) == "exact"

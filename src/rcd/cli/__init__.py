@@ -8,7 +8,7 @@ import sys
 
 from ..config import options_file_arguments, split_config_flag
 from ..errors import UsageError
-from . import data, demo, eval, generate, lm_eval, score, sweep, train
+from . import data, demo, eval, generate, lm_eval, score, serve, sweep, train
 
 COMMANDS = {
     "demo": demo,
@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": eval,
     "score": score,
     "lm-eval": lm_eval,
+    "serve": serve,
 }
 
 

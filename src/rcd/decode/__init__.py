@@ -1,7 +1,7 @@
 """Decoding: the block loop, commit policies, residual state and what a generation returns."""
 
 from .config import DecodeConfig
-from .loop import generate
+from .loop import check_generation, generate
 from .output import GenerationOutput, TraceStep
 from .policy import CommitPolicy, FixedSchedule, Threshold
 from .state import INIT_STRATEGIES, InitRule, ResidualState
@@ -17,6 +17,7 @@ __all__ = [
     "ResidualState",
     "Threshold",
     "TraceStep",
+    "check_generation",
     "decode_completions",
     "encode_prompts",
     "generate",

@@ -40,6 +40,7 @@ def generate(
     generator: torch.Generator | None = None,
     policy: CommitPolicy | None = None,
     return_trace: bool = False,
+    on_step: Callable[[TraceStep], None] | None = None,
     progress: bool = False,
     **options,
 ) -> GenerationOutput:
@@ -59,15 +60,18 @@ def generate(
     policy: a commit rule object (default: `config.policy()`, the fixed schedule or the
         threshold the config names).
     return_trace: record a `TraceStep` per denoising step.
+    on_step: called with each step's `TraceStep` as soon as its commits are made (a live
+        view, e.g. a server streaming the denoising); not made at all when None. An
+        exception it raises ends the decode.
     """
     config = _decode_config(config, options)
     dm = DiffusionModel.wrap(model)
     ref = DiffusionModel.wrap(reference) if reference is not None else None
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, dm)
-    _check_context(dm, int(attention_mask.sum(1).max()) if attention_mask.numel() else 0, config.gen_length)
     eos_ids = _eos_list(eos_token_id)
-    _check_model(dm, ref, config, residual, eos_ids)
-    cache = check_cache(config.cache_mode, dm)
+    prompt_length = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
+    cache = check_generation(dm, config, residual=residual, reference=ref, eos_token_id=eos_ids,
+                             prompt_length=prompt_length)
     if policy is None:
         if config.order == "random" and generator is None:
             generator = torch.Generator(device=dm.device).manual_seed(0)
@@ -93,9 +97,11 @@ def generate(
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)
+    row_reference_passes = torch.zeros(batch, dtype=torch.long, device=device)
     generated = torch.zeros(batch, dtype=torch.long, device=device)
     nfe = reference_nfe = 0
     trace: list[TraceStep] | None = [] if return_trace else None
+    gen_starts = lay.gen_starts.cpu()
 
     def target_embeds(start: int, end: int) -> torch.Tensor:
         ids = seq.ids[:, start:end]
@@ -118,6 +124,8 @@ def generate(
                 reference_nfe += source == "reference"
                 if source:
                     row_passes += active.long()
+                if source == "reference":
+                    row_reference_passes += active.long()
 
             masked_in_block = (block_ids == mask_id) & active[:, None]
             # a fixed schedule counts the whole block, also where prompt tokens fill part of it (SDAR's grid)
@@ -132,9 +140,13 @@ def generate(
                     logits[:, bs - start : be - start], config.temperature, generator, banned=mask_id
                 )
                 commit = policy.commit(confidence, candidates)
-                if trace is not None:
-                    trace.append(_trace_step(block, step, bs, commit, confidence, candidates, state, tokens))
                 block_ids[commit] = tokens[commit]
+                if trace is not None or on_step is not None:
+                    record = _trace_step(block, step, bs, gen_starts, commit, confidence, candidates, state, tokens)
+                    if trace is not None:
+                        trace.append(record)
+                    if on_step is not None:
+                        on_step(record)
                 if state is not None:
                     still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                     if residual.feedback == "reference" and still.any():
@@ -142,6 +154,7 @@ def generate(
                         still = (seq.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                         reference_nfe += 1
                         row_passes += still.any(-1).long()
+                        row_reference_passes += still.any(-1).long()
                     state.update_from_logits(still, start, logits)
                 step += 1
 
@@ -160,6 +173,7 @@ def generate(
         reference_nfe=reference_nfe,
         row_forward_passes=row_passes,
         generated_tokens=generated,
+        row_reference_passes=row_reference_passes,
         trace=trace,
     )
 
@@ -187,7 +201,7 @@ def _decode_config(config: DecodeConfig | None, options: dict) -> DecodeConfig:
     return dataclasses.replace(config, **options) if options else config
 
 
-def _trace_step(block, step, start, commit, confidence, candidates, state, tokens) -> TraceStep:
+def _trace_step(block, step, start, gen_starts, commit, confidence, candidates, state, tokens) -> TraceStep:
     nan = torch.tensor(float("nan"), device=confidence.device)
     if state is None:
         alpha = torch.zeros_like(confidence)
@@ -197,6 +211,7 @@ def _trace_step(block, step, start, commit, confidence, candidates, state, token
         block=block,
         step=step,
         block_start=start,
+        gen_starts=gen_starts,
         committed=commit.cpu(),
         confidence=torch.where(candidates, confidence, nan).cpu(),
         alpha=torch.where(candidates, alpha, nan).cpu(),
@@ -240,6 +255,28 @@ def _check_prompt(
     if (valid & (input_ids == dm.mask_token_id)).any():
         raise ValueError(f"a prompt contains the mask token id {dm.mask_token_id}")
     return input_ids, attention_mask
+
+
+def check_generation(
+    model: nn.Module | DiffusionModel,
+    config: DecodeConfig,
+    *,
+    residual: ResidualConfig | None = None,
+    reference: nn.Module | DiffusionModel | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    prompt_length: int = 0,
+) -> str:
+    """Every check `generate` makes of its options against the model, without decoding: the
+    context, block size, stop ids, reference and cache. Returns the cache mode to use.
+
+    For callers that must refuse a request before it joins a batch (a server), so that one
+    bad request cannot fail the others.
+    """
+    dm = DiffusionModel.wrap(model)
+    ref = DiffusionModel.wrap(reference) if reference is not None else None
+    _check_context(dm, prompt_length, config.gen_length)
+    _check_model(dm, ref, config, residual, _eos_list(eos_token_id))
+    return check_cache(config.cache_mode, dm)
 
 
 def _check_context(dm: DiffusionModel, prompt_length: int, gen_length: int) -> None:

@@ -11,8 +11,9 @@ import torch
 class TraceStep:
     """One denoising step of the current block, for pictures and debugging.
 
-    Tensors are (B, block_length) on the CPU: `committed` positions took their token this
-    step; `confidence` is the chosen token's probability (NaN where not masked);
+    Tensors are (B, block_length) on the CPU (`gen_starts`: (B,)): column `block_start + j`
+    of row r is its generated position `block_start + j - gen_starts[r]`; `committed`
+    positions took their token this step; `confidence` is the chosen token's probability (NaN where not masked);
     `alpha` the residual weight fed into this step (NaN where not masked, 0 under SeqD);
     `tokens` the token predicted at every position of the block.
     """
@@ -20,6 +21,7 @@ class TraceStep:
     block: int
     step: int
     block_start: int
+    gen_starts: torch.Tensor
     committed: torch.Tensor
     confidence: torch.Tensor
     alpha: torch.Tensor
@@ -37,6 +39,7 @@ class GenerationOutput:
         stopped early or finished its block is idle in later passes of the batch).
     generated_tokens: per row, positions decoded by the model (an EOS-filled tail excluded; on
         SDAR's absolute block grid the last block is decoded whole, past gen_length).
+    row_reference_passes: per row, the reference passes among its `row_forward_passes`.
     """
 
     sequences: torch.Tensor
@@ -45,6 +48,7 @@ class GenerationOutput:
     reference_nfe: int
     row_forward_passes: torch.Tensor
     generated_tokens: torch.Tensor
+    row_reference_passes: torch.Tensor | None = None
     trace: list[TraceStep] | None = field(default=None, repr=False)
 
     @property

@@ -7,12 +7,12 @@ so all of them load models, pick stop ids and call `rcd.generate` the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..decode import DecodeConfig, GenerationOutput, decode_completions, encode_prompts, generate
+from ..decode import DecodeConfig, GenerationOutput, TraceStep, decode_completions, encode_prompts, generate
 from ..decode.text import stop_ids
 from ..models.loading import LoadConfig, check_reference_tokenizer, load
 from ..residual import ResidualConfig
@@ -48,9 +48,14 @@ class Decoder:
         return stop_ids(self.tokenizer, self.model.config)
 
     def complete(
-        self, prompts: Sequence[str], generator: torch.Generator | None = None, return_trace: bool = False
+        self,
+        prompts: Sequence[str],
+        generator: torch.Generator | None = None,
+        return_trace: bool = False,
+        on_step: Callable[[TraceStep], None] | None = None,
     ) -> tuple[list[str], GenerationOutput]:
-        """Completions (cut at the first stop token) of a batch of prompt strings."""
+        """Completions (cut at the first stop token) of a batch of prompt strings; `on_step`
+        sees each denoising step as it happens (see `rcd.generate`)."""
         input_ids, attention_mask = encode_prompts(self.tokenizer, prompts)
         stops = self.stops
         out = generate(
@@ -63,5 +68,6 @@ class Decoder:
             eos_token_id=stops or None,
             generator=generator,
             return_trace=return_trace,
+            on_step=on_step,
         )
         return decode_completions(self.tokenizer, out.generated, stops), out
