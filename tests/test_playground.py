@@ -7,8 +7,11 @@ rules exactly; a real `rcd serve` subprocess on tiny saved models checks the pag
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -24,6 +27,10 @@ from typing import ClassVar
 import pytest
 
 import rcd
+from rcd.cli import serve
+from rcd.cli.options import decode_config, residual_config
+from rcd.demo import DemoConfig, example_setting, playground_command
+from rcd.eval.sweep import rcd_methods
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "rcd" / "serve" / "static"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -43,8 +50,14 @@ def browser():
     assert not missing, f"{missing} missing: apt-get install chromium chromium-driver (.ci/run does)"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--force-device-scale-factor=1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(TIMEOUT)
@@ -57,8 +70,10 @@ def browser():
 
 GEN, BLOCK = 8, 4
 INFO = {
-    "models": [{"id": "tiny-rcd", "residual": True, "role": "rcd"},
-               {"id": "tiny-seqd", "residual": False, "role": "baseline"}],
+    "models": [
+        {"id": "tiny-rcd", "residual": True, "role": "rcd"},
+        {"id": "tiny-seqd", "residual": False, "role": "baseline"},
+    ],
     "defaults": {"gen_length": GEN, "block_length": BLOCK, "steps": 4, "threshold": None},
 }
 TEXT = "abcdefgh"
@@ -68,8 +83,16 @@ COMMITS = [[1, 0], [3, 2], [4, 6], [5, 7]]  # positions committed at each step, 
 def scripted_events(residual: bool) -> list[dict]:
     """A decode of 8 positions in 2 blocks of 4, 2 tokens per step; RCD's alpha fixed at 0.5, so the
     page must shade by confidence, which rises with the position."""
-    events = [{"type": "start", "model": "tiny", "residual": residual, "gen_length": GEN, "block_length": BLOCK,
-               "prompt": "1+2="}]
+    events = [
+        {
+            "type": "start",
+            "model": "tiny",
+            "residual": residual,
+            "gen_length": GEN,
+            "block_length": BLOCK,
+            "prompt": "1+2=",
+        }
+    ]
     order = [-1] * GEN
     for step, positions in enumerate(COMMITS):
         block = positions[0] // BLOCK
@@ -77,13 +100,22 @@ def scripted_events(residual: bool) -> list[dict]:
             order[p] = step
         canvas = [TEXT[p] if order[p] >= 0 else None for p in range(GEN)]
         masked = [order[p] < 0 and p // BLOCK == block for p in range(GEN)]
-        events.append({
-            "type": "step", "block": block, "step": step % 2, "nfe": step + 1, "canvas": canvas,
-            "committed": positions, "order": list(order),
-            "confidence": [0.1 + 0.1 * p if m else None for p, m in enumerate(masked)],
-            "alpha": [(0.5 if residual else 0.0) if m else None for m in masked],
-        })
-    events.append({"type": "done", "text": TEXT, "usage": {"nfe": 4, "reference_nfe": 0, "tokens_per_step": 2.0}})
+        events.append(
+            {
+                "type": "step",
+                "block": block,
+                "step": step % 2,
+                "nfe": step + 1,
+                "canvas": canvas,
+                "committed": positions,
+                "order": list(order),
+                "confidence": [0.1 + 0.1 * p if m else None for p, m in enumerate(masked)],
+                "alpha": [(0.5 if residual else 0.0) if m else None for m in masked],
+            }
+        )
+    events.append(
+        {"type": "done", "text": TEXT, "usage": {"nfe": 4, "reference_nfe": 0, "tokens_per_step": 2.0}}
+    )
     return events
 
 
@@ -116,11 +148,19 @@ class ScriptedServer(BaseHTTPRequestHandler):
         if self.path != "/v1/rcd/denoise":
             return self.reply(b"{}", "application/json", 404)
         if "empty" in body["prompt"]:
-            error = {"error": {"message": "prompt: must not be empty", "type": "invalid_request_error",
-                               "param": "prompt", "code": None}}
+            error = {
+                "error": {
+                    "message": "prompt: must not be empty",
+                    "type": "invalid_request_error",
+                    "param": "prompt",
+                    "code": None,
+                }
+            }
             return self.reply(json.dumps(error).encode(), "application/json", 400)
         residual = body["model"] == "tiny-rcd"
-        stream = "".join(f"data: {json.dumps(e)}\r\n\r\n" for e in scripted_events(residual)) + "data: [DONE]\n\n"
+        stream = (
+            "".join(f"data: {json.dumps(e)}\r\n\r\n" for e in scripted_events(residual)) + "data: [DONE]\n\n"
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -141,6 +181,7 @@ def scripted():
 
 # ---- the page --------------------------------------------------------------------------------
 
+
 def wait_for(driver, condition: str, what: str):
     """Poll a JS expression until true (bounded)."""
     deadline = time.monotonic() + TIMEOUT
@@ -148,8 +189,10 @@ def wait_for(driver, condition: str, what: str):
         if driver.execute_script(f"return Boolean({condition})"):
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {TIMEOUT}s waiting for {what}; status: "
-                         + str(driver.execute_script("return document.querySelector('#server-status').textContent")))
+    raise AssertionError(
+        f"timed out after {TIMEOUT}s waiting for {what}; status: "
+        + str(driver.execute_script("return document.querySelector('#server-status').textContent"))
+    )
 
 
 def run_decode(driver, url: str, side: str, prompt: str, rule: dict):
@@ -162,11 +205,17 @@ def run_decode(driver, url: str, side: str, prompt: str, rule: dict):
         document.querySelector(`input[name=rule][value=${rule.kind}]`).checked = true;
         if (rule.kind === 'threshold') document.querySelector('#threshold').value = rule.value;
         else document.querySelector('#tokens-per-step').value = String(rule.value);""",
-        side, prompt, rule,
+        side,
+        prompt,
+        rule,
     )
     driver.find_element("id", "run").click()
-    wait_for(driver, "document.querySelector('.panel') && [...document.querySelectorAll('.panel')]"
-             ".every(p => p.dataset.state !== 'running')", "the decode to finish")
+    wait_for(
+        driver,
+        "document.querySelector('.panel') && [...document.querySelectorAll('.panel')]"
+        ".every(p => p.dataset.state !== 'running')",
+        "the decode to finish",
+    )
 
 
 def panels(driver) -> list[dict]:
@@ -194,7 +243,8 @@ def replay(driver, side: str, step: int):
     driver.execute_script(
         """const slider = document.querySelector(`.panel[data-side=${arguments[0]}] .replay-slider`);
         slider.value = arguments[1]; slider.dispatchEvent(new Event('input'));""",
-        side, step,
+        side,
+        step,
     )
 
 
@@ -203,7 +253,9 @@ def test_page_draws_a_scripted_stream_and_replays_it(browser, scripted):
     run_decode(browser, scripted, "both", "1+2=", {"kind": "steps", "value": 2})
     sent = {r["model"]: r for r in ScriptedServer.requests}
     assert set(sent) == {"tiny-rcd", "tiny-seqd"}  # one stream per side
-    assert sent["tiny-rcd"]["rcd"] == {"steps": 4, "threshold": None} and sent["tiny-rcd"]["max_tokens"] == GEN
+    assert (
+        sent["tiny-rcd"]["rcd"] == {"steps": 4, "threshold": None} and sent["tiny-rcd"]["max_tokens"] == GEN
+    )
     seqd, rcd = panels(browser)
     for panel in (seqd, rcd):
         assert panel["state"] == "done" and panel["error"] is None
@@ -218,7 +270,9 @@ def test_page_draws_a_scripted_stream_and_replays_it(browser, scripted):
     cells = panels(browser)[1]["cells"]
     assert [c["kind"] for c in cells] == ["committed"] * 2 + ["masked"] * 2 + ["waiting"] * 4
     assert all(c["fresh"] for c in cells[:2])
-    assert cells[2]["background"] != cells[3]["background"]  # shaded by confidence (0.3 vs 0.4), not flat alpha
+    assert (
+        cells[2]["background"] != cells[3]["background"]
+    )  # shaded by confidence (0.3 vs 0.4), not flat alpha
     assert panels(browser)[1]["step"] == "1 / 4"
 
 
@@ -257,8 +311,15 @@ SERVE_GEN, SERVE_BLOCK = 16, 8
 
 def save_tiny(path: Path, seed: int) -> str:
     tok = rcd.char_tokenizer()
-    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id, seed=seed,
-                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    model = rcd.tiny_model(
+        len(tok),
+        mask_token_id=tok.mask_token_id,
+        eos_token_id=tok.eos_token_id,
+        seed=seed,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+    )
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
@@ -273,9 +334,16 @@ def free_port() -> int:
 def start_server(args: list[str], log: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """`rcd serve ARGS` on a free loopback port; returns once /health answers 200 (bounded)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STATIC.parents[2]), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, "-m", "rcd", "serve", *args, "--port", str(port)],
-                               stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(STATIC.parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rcd", "serve", *args, "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -304,8 +372,19 @@ def stop_server(process: subprocess.Popen) -> None:
 def served(tmp_path_factory):
     """`rcd serve` of two tiny saved models: RCD (entropy alpha, the default residual) and a SeqD baseline."""
     base = tmp_path_factory.mktemp("served")
-    args = ["--model", save_tiny(base / "tiny-rcd", 0), "--baseline", save_tiny(base / "tiny-seqd", 1), "--rcd",
-            "--gen-length", str(SERVE_GEN), "--block-length", str(SERVE_BLOCK), "--steps", str(SERVE_GEN // 2)]
+    args = [
+        "--model",
+        save_tiny(base / "tiny-rcd", 0),
+        "--baseline",
+        save_tiny(base / "tiny-seqd", 1),
+        "--rcd",
+        "--gen-length",
+        str(SERVE_GEN),
+        "--block-length",
+        str(SERVE_BLOCK),
+        "--steps",
+        str(SERVE_GEN // 2),
+    ]
     process, url = start_server(args, base / "serve.log")
     yield url
     stop_server(process)
@@ -329,7 +408,9 @@ def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
     seqd, rcd_panel = panels(browser)
     for panel in (seqd, rcd_panel):
         check_finished(panel, steps=SERVE_GEN // 2)
-        assert sorted(c["order"] for c in panel["cells"]) == sorted(list(range(1, 9)) * 2)  # 2 tokens per step
+        assert sorted(c["order"] for c in panel["cells"]) == sorted(
+            list(range(1, 9)) * 2
+        )  # 2 tokens per step
     assert seqd["shade"] == "confidence" and rcd_panel["shade"] == "alpha fed back"  # entropy alpha varies
 
     replay(browser, "rcd", 3)  # mid-decode: block 0 part committed, part shaded, block 1 waiting
@@ -337,7 +418,9 @@ def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
     kinds = [c["kind"] for c in cells]
     assert sorted(kinds[:SERVE_BLOCK]) == ["committed"] * 6 + ["masked"] * 2
     assert kinds[SERVE_BLOCK:] == ["waiting"] * SERVE_BLOCK
-    assert sum(c["fresh"] for c in cells) == 2 and all(c["background"] for c in cells if c["kind"] == "masked")
+    assert sum(c["fresh"] for c in cells) == 2 and all(
+        c["background"] for c in cells if c["kind"] == "masked"
+    )
     path = save_screenshot(browser, tmp_path / "playground.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     if os.environ.get("RCD_PLAYGROUND_SHOT"):
@@ -348,3 +431,25 @@ def test_page_decodes_by_threshold_with_rcd_serve(browser, served):
     run_decode(browser, served, "rcd", "12+3=", {"kind": "threshold", "value": 0.2})
     (panel,) = panels(browser)
     assert panel["side"] == "rcd" and check_finished(panel) <= SERVE_GEN
+
+
+def test_the_demo_prints_an_rcd_serve_command_that_parses(tmp_path):
+    """The command `rcd demo` prints, read by the real `rcd serve` parser, decodes as the demo's `rcd` method."""
+    config = DemoConfig()
+    seqd, rcd_model, reference = object(), object(), object()  # stand-ins: the command names directories
+    methods = rcd_methods(rcd_model, config.residual.residual, reference, baseline=seqd, cold_start=False)
+    setting = example_setting(config.settings(40, 40))
+    line = shlex.join(playground_command(tmp_path / "demo dir", methods[1], setting))
+    assert line.startswith("rcd serve ")
+    parser = argparse.ArgumentParser()
+    serve.register(parser)
+    args = parser.parse_args(shlex.split(line)[2:])
+    assert (args.model, args.reference, args.baseline) == tuple(
+        str(tmp_path / "demo dir" / d) for d in ("rcd", "ref", "seqd")
+    )
+    assert decode_config(args) == setting and setting.tokens_per_step == 4
+    assert (
+        residual_config(args)
+        == methods[1].residual
+        == dataclasses.replace(config.residual.residual, init="reference")
+    )

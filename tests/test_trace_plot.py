@@ -10,8 +10,15 @@ from rcd.eval.report import shaded_quantity, trace_plot
 
 
 def decode_trace(model, residual):
-    out = rcd.generate(model, random_prompts(1, 4), gen_length=8, block_length=8, steps=4,
-                       residual=residual, return_trace=True)
+    out = rcd.generate(
+        model,
+        random_prompts(1, 4),
+        gen_length=8,
+        block_length=8,
+        steps=4,
+        residual=residual,
+        return_trace=True,
+    )
     return out.trace
 
 

@@ -132,8 +132,9 @@ def dataclass_flags(config: Any, *, prefix: str = "", base: Any = None) -> list[
             inner_prefix = prefix + f.metadata.get("prefix", "")
             inner = dataclass_flags(value, prefix=inner_prefix, base=_default(f) or kind())
             # at its class default, it must still be named once, or the parser keeps `assumed`
-            argv += inner or next(_flag(inner_prefix, g, k, getattr(value, g.name)) for g, k, _ in _fields(kind)
-                                  if getattr(value, g.name) is not None and not dataclasses.is_dataclass(k))
+            named = (_flag(inner_prefix, g, k, getattr(value, g.name)) for g, k, _ in _fields(kind)
+                     if getattr(value, g.name) is not None and not dataclasses.is_dataclass(k))
+            argv += inner or next(named)
         elif value is None:
             raise ValueError(f"{_flag(prefix, f, kind, assumed)[0]}: no flag sets it back to none")
         else:

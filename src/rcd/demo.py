@@ -210,6 +210,7 @@ def playground_command(out: Path, rcd: Method, config: DecodeConfig) -> list[str
     """`rcd serve` of the demo's models: the RCD model decoded as the sweep's `rcd` method (its
     residual, warm-started by the reference) and SeqD as the baseline, at `config`."""
     return [
-        "rcd", "serve", "--model", str(out / "rcd"), "--reference", str(out / "ref"), "--baseline", str(out / "seqd"),
-        *dataclass_flags(config), "--rcd", *dataclass_flags(rcd.residual, prefix=RES_PREFIX),
+        "rcd", "serve", "--model", str(out / "rcd"), "--reference", str(out / "ref"),
+        "--baseline", str(out / "seqd"), *dataclass_flags(config),
+        "--rcd", *dataclass_flags(rcd.residual, prefix=RES_PREFIX),
     ]

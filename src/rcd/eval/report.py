@@ -79,7 +79,7 @@ def shaded_quantity(trace: Sequence[TraceStep], row: int = 0) -> str:
 def trace_plot(
     traces: Mapping[str, Sequence[TraceStep]], path: str | Path, row: int = 0, title: str = ""
 ) -> None:
-    """Per method: the shade of every still-masked position per step, and where each position was committed (x).
+    """Per method: the shade of each still-masked position at every step, and the step that committed it (x).
 
     The picture of the method at a glance: RCD feeds uncertain positions back with high alpha
     until they are committed; where alpha is the same everywhere (SeqD, a fixed alpha) the
@@ -105,7 +105,7 @@ def trace_plot(
         ax.set_ylabel("denoising step (forward pass)")
         ax.set_title(f"{name}: {len(trace)} steps")
         fig.colorbar(image, ax=ax, label=label)
-    fig.suptitle(title or "red x: committed at this step; colour: alpha fed back, or confidence where alpha is constant")
+    fig.suptitle(title or "red x: committed at this step; colour: alpha fed back (confidence where alpha is flat)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
