@@ -403,6 +403,7 @@ def check_finished(panel: dict, steps: int | None = None) -> int:
     return total
 
 
+@pytest.mark.slow  # the server subprocess starts in 10-30 s
 def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
     run_decode(browser, served, "both", "1+2=", {"kind": "steps", "value": 2})
     seqd, rcd_panel = panels(browser)
@@ -427,6 +428,7 @@ def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
         shutil.copy(path, os.environ["RCD_PLAYGROUND_SHOT"])
 
 
+@pytest.mark.slow  # the server subprocess starts in 10-30 s
 def test_page_decodes_by_threshold_with_rcd_serve(browser, served):
     run_decode(browser, served, "rcd", "12+3=", {"kind": "threshold", "value": 0.2})
     (panel,) = panels(browser)
