@@ -224,6 +224,7 @@ def panels(driver) -> list[dict]:
         """return [...document.querySelectorAll('.panel')].map(p => ({
             side: p.dataset.side, state: p.dataset.state,
             step: p.querySelector('.stat-step').textContent, nfe: p.querySelector('.stat-nfe').textContent,
+            parallelism: p.querySelector('.stat-parallelism').textContent,
             shade: p.querySelector('.stat-shade').textContent,
             error: p.querySelector('.error').hidden ? null : p.querySelector('.error').textContent,
             slider: {min: +p.querySelector('.replay-slider').min, max: +p.querySelector('.replay-slider').max,
@@ -259,12 +260,12 @@ def test_page_draws_a_scripted_stream_and_replays_it(browser, scripted):
     seqd, rcd = panels(browser)
     for panel in (seqd, rcd):
         assert panel["state"] == "done" and panel["error"] is None
-        assert panel["step"] == "4 / 4" and panel["nfe"] == "4"
+        assert panel["step"] == "4 / 4" and panel["nfe"] == "4" and panel["parallelism"] == "2.00"
         assert panel["slider"] == {"min": 1, "max": 4, "value": 4, "disabled": False}
         assert [c["text"] for c in panel["cells"]] == list(TEXT)
         orders = [c["order"] for c in panel["cells"]]
         assert orders == [1, 1, 2, 2, 3, 4, 3, 4]  # the step (1-based) of COMMITS that committed each
-    assert rcd["shade"] == "confidence (alpha constant)" and seqd["shade"] == "confidence"
+    assert seqd["shade"] == "confidence" and rcd["shade"] == "confidence (alpha fed back: 0.50 everywhere)"
 
     replay(browser, "rcd", 1)  # after step 1: two committed, two masked of block 0 shaded, block 1 waiting
     cells = panels(browser)[1]["cells"]
@@ -274,6 +275,7 @@ def test_page_draws_a_scripted_stream_and_replays_it(browser, scripted):
         cells[2]["background"] != cells[3]["background"]
     )  # shaded by confidence (0.3 vs 0.4), not flat alpha
     assert panels(browser)[1]["step"] == "1 / 4"
+    assert panels(browser)[1]["shade"] == "confidence (alpha fed back: 0.50 everywhere)"
 
 
 def test_page_shows_a_request_error(browser, scripted):
@@ -412,7 +414,7 @@ def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
         assert sorted(c["order"] for c in panel["cells"]) == sorted(
             list(range(1, 9)) * 2
         )  # 2 tokens per step
-    assert seqd["shade"] == "confidence" and rcd_panel["shade"] == "alpha fed back"  # entropy alpha varies
+    assert seqd["shade"] == "confidence" and rcd_panel["shade"] == "the alpha fed back"  # entropy alpha varies
 
     replay(browser, "rcd", 3)  # mid-decode: block 0 part committed, part shaded, block 1 waiting
     cells = panels(browser)[1]["cells"]

@@ -117,9 +117,16 @@ function decodeOptions() {
 
 // ---- one side: its canvas, live and replayed ---------------------------------------------------
 
-function visible(token) {
-  if (token === "") return "∅";
-  return token.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥");
+function showToken(cell, token) {
+  // the token's text, whitespace made visible; a special token (<eos>, [PAD]) by its name, small
+  const text = document.createElement("span");
+  text.className = "token";
+  const special = /^(<\|?|\[)([^<>\[\]|]+)(\|?>|\])$/.exec(token);
+  if (token === "") text.textContent = "∅";
+  else if (special) text.textContent = special[2];
+  else text.textContent = token.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥");
+  if (special || text.textContent.length > 2) cell.classList.add("long");
+  cell.append(text);
 }
 
 function shadeColour(quantity, value) {
@@ -128,9 +135,9 @@ function shadeColour(quantity, value) {
   return `hsl(${hue} ${saturation}% ${light - (light - dark) * value}%)`;
 }
 
-function alphaVaries(step) {
-  const fed = step.alpha.filter((a, i) => a !== null && step.canvas[i] === null);
-  return fed.length > 1 && Math.max(...fed) - Math.min(...fed) > FLAT;
+function fedAlpha(step) {
+  // the alpha fed back at the positions still masked after this step
+  return step.alpha.filter((a, i) => a !== null && step.canvas[i] === null);
 }
 
 class Panel {
@@ -183,7 +190,9 @@ class Panel {
 
   addStep(event) {
     this.steps.push(event);
-    if (this.shade === "confidence" && this.side === "rcd" && alphaVaries(event)) this.shade = "alpha";
+    const fed = fedAlpha(event);
+    if (fed.length) this.constantAlpha = fed[0];
+    if (this.side === "rcd" && fed.length > 1 && Math.max(...fed) - Math.min(...fed) > FLAT) this.shade = "alpha";
     const count = this.steps.length;
     this.slider.max = count;
     this.slider.value = count;
@@ -203,7 +212,7 @@ class Panel {
       if (token !== null) {
         committed += 1;
         cell.className = "cell committed" + (fresh.has(i) ? " fresh" : "");
-        cell.append(visible(token));
+        showToken(cell, token);
         const order = document.createElement("sub");
         order.className = "order";
         order.textContent = step.order[i] + 1;
@@ -228,15 +237,20 @@ class Panel {
     $(".stat-step", this.node).textContent = this.done ? `${index + 1} / ${total}` : String(index + 1);
     $(".stat-nfe", this.node).textContent = step.nfe;
     $(".stat-committed", this.node).textContent = `${committed} / ${this.genLength}`;
-    $(".stat-shade", this.node).textContent = this.shade === "alpha"
-      ? "alpha fed back"
-      : this.side === "rcd" ? "confidence (alpha constant)" : "confidence";
+    $(".stat-shade", this.node).textContent = this.shadeLabel(step);
     $(".replay-value", this.node).textContent = index + 1;
     $(".replay-total", this.node).textContent = total;
     $(".canvas", this.node).setAttribute(
       "aria-label",
       `${SIDES[this.side].title}, step ${index + 1} of ${total}: ${committed} of ${this.genLength} positions committed`,
     );
+  }
+
+  shadeLabel(step) {
+    if (this.shade === "alpha") return "the alpha fed back";
+    const alpha = fedAlpha(step)[0] ?? this.constantAlpha; // none masked after the last step: the run's
+    if (this.side !== "rcd" || alpha === undefined) return "confidence";
+    return `confidence (alpha fed back: ${alpha.toFixed(2)} everywhere)`;
   }
 
   finish(event) {
@@ -250,8 +264,10 @@ class Panel {
     this.slider.disabled = this.steps.length === 0;
     if (this.steps.length) this.draw(this.steps.length - 1);
     if (this.finalNfe) $(".stat-nfe", this.node).textContent = this.finalNfe;
-    const perStep = usage.tokens_per_step === undefined ? "" : ` · ${usage.tokens_per_step.toFixed(2)} tokens per step`;
-    $(".output", this.node).textContent = `→ ${JSON.stringify(event.text)}${perStep}`;
+    if (usage.tokens_per_step !== undefined) {
+      $(".stat-parallelism", this.node).textContent = usage.tokens_per_step.toFixed(2);
+    }
+    $(".output", this.node).textContent = `→ ${JSON.stringify(event.text)}`;
   }
 
   fail(message) {
