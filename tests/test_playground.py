@@ -1,8 +1,9 @@
 """The playground page (`GET /` of `rcd serve`) in a real headless browser: Debian's chromium driven by selenium.
 
 Two servers feed the page: a scripted step stream (a stdlib HTTP server in this file, sending the
-events of SERVE's step-stream format cut into odd pieces) checks the page's parsing and shading
-rules exactly; a real `rcd serve` subprocess on tiny saved models checks the page end to end.
+events of `POST /v1/rcd/denoise` cut into odd pieces) checks the page's parsing and shading rules
+exactly; a real `rcd serve` subprocess on tiny saved models checks the page end to end and leaves
+a screenshot (RCD_PLAYGROUND_SHOT=PATH: copied there too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from conftest import require_extra
 
 import rcd
 from rcd.cli import serve
@@ -37,31 +39,27 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TIMEOUT = 30  # seconds any wait on the page may take
 
 
+def chromium(webdriver):
+    """Debian's chromium, headless, driven by its chromedriver, in a 1280 px wide window."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(TIMEOUT)
+    driver.set_script_timeout(TIMEOUT)
+    return driver
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless chromium; missing, the test skips, except under CI (CI=1), where it fails."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
     if missing and not os.environ.get("CI"):
-        pytest.skip(f"no browser ({', '.join(missing)}): apt-get install chromium chromium-driver")
-    if os.environ.get("CI"):
-        from selenium import webdriver
-    else:
-        webdriver = pytest.importorskip("selenium.webdriver", reason="optional: pip install 'rcd[dev]'")
-    assert not missing, f"{missing} missing: apt-get install chromium chromium-driver (.ci/run does)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,900",
-        "--force-device-scale-factor=1",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(TIMEOUT)
-    driver.set_script_timeout(TIMEOUT)
+        pytest.skip(f"no browser ({', '.join(missing)}): apt-get install chromium chromium-driver (make browser)")
+    assert not missing, f"{missing} missing: apt-get install chromium chromium-driver (make browser does)"
+    driver = chromium(require_extra("selenium.webdriver", "dev"))
     yield driver
     driver.quit()
 
@@ -295,15 +293,6 @@ def save_screenshot(driver, path: Path) -> Path:
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     return path
-
-
-def test_screenshot_of_the_scripted_stream(browser, scripted, tmp_path):
-    run_decode(browser, scripted, "both", "1+2=", {"kind": "steps", "value": 2})
-    replay(browser, "rcd", 2)
-    path = save_screenshot(browser, tmp_path / "scripted.png")
-    assert path.read_bytes()[:4] == b"\x89PNG"
-    if os.environ.get("RCD_PLAYGROUND_SHOT"):
-        shutil.copy(path, os.environ["RCD_PLAYGROUND_SHOT"])
 
 
 # ---- a real `rcd serve` ------------------------------------------------------------------------
