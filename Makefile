@@ -70,10 +70,11 @@ $(PY):
 		$(PYTHON) -m venv $(VENV); \
 	fi
 
-# the demo needs the package alone; the tests also the dev extra (lm-eval, peft, trackers, mutmut)
+# the demo needs the package and its server (the playground); the tests also the dev extra
+# (lm-eval, peft, trackers, mutmut, the openai client, hypothesis, selenium)
 $(CORE): pyproject.toml scripts/install_torch.py | $(PY)
 	$(PY) scripts/install_torch.py
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[serve]"
 	touch $@
 
 $(STAMP): $(CORE)

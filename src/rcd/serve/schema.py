@@ -29,6 +29,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Stop = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | Annotated[str, Field(min_length=1)]
 
 
@@ -40,7 +41,7 @@ class Sampling(BaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0)] | None = None
     top_p: Literal[1, 1.0] | None = Field(None, description="only 1 (rcd samples from the full distribution)")
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop | None = None
     n: Annotated[int, Field(ge=1, le=64)] = 1
     stream: bool = False
@@ -76,5 +77,5 @@ class DenoiseRequest(BaseModel):
     model: str
     prompt: str
     max_tokens: Annotated[int, Field(ge=1)] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     rcd: RcdOptions | None = None
