@@ -7,7 +7,7 @@ saves the page:
     python scripts/playground_screenshot.py runs/demo docs/playground.png --step 5
 
 Needs chromium + chromedriver (`make browser`) and selenium (the dev extra); run from the
-repository root (it drives the page with the browser test's helpers).
+repository root (it reuses the browser and serve tests' helpers).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 def main() -> None:
     sys.path.insert(0, str(TESTS))
     from selenium import webdriver
-    from test_playground import chromium, replay, run_decode, save_screenshot, start_server, stop_server
+    from serving import Server
+    from test_playground import chromium, replay, run_decode, save_screenshot
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo", type=Path, help="a finished `rcd demo` output directory")
@@ -37,17 +38,17 @@ def main() -> None:
     rows = (args.demo / "data" / "test.jsonl").read_text().splitlines()
     prompt = json.loads(rows[args.problem])["prompt"]
     with tempfile.TemporaryDirectory() as scratch:  # the server's log (its tail is shown if it fails)
-        process, url = start_server(command[2:], Path(scratch) / "serve.log")
+        server = Server(command[2:], Path(scratch) / "serve.log")
         driver = chromium(webdriver)
         try:
-            run_decode(driver, url, "both", prompt, {"kind": "steps", "value": 4})
+            run_decode(driver, server.url, "both", prompt, {"kind": "steps", "value": 4})
             if args.step:
                 for side in ("seqd", "rcd"):
                     replay(driver, side, args.step)
             save_screenshot(driver, args.png)
         finally:
             driver.quit()
-            stop_server(process)
+            server.stop()
 
 
 if __name__ == "__main__":

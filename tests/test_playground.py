@@ -14,21 +14,16 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from conftest import require_extra
+from serving import Server, save_tiny
 
-import rcd
 from rcd.cli import serve
 from rcd.cli.options import decode_config, residual_config
 from rcd.demo import DemoConfig, example_setting, playground_command
@@ -300,85 +295,15 @@ def save_screenshot(driver, path: Path) -> Path:
 SERVE_GEN, SERVE_BLOCK = 16, 8
 
 
-def save_tiny(path: Path, seed: int) -> str:
-    tok = rcd.char_tokenizer()
-    model = rcd.tiny_model(
-        len(tok),
-        mask_token_id=tok.mask_token_id,
-        eos_token_id=tok.eos_token_id,
-        seed=seed,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-    )
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(args: list[str], log: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """`rcd serve ARGS` on a free loopback port; returns once /health answers 200 (bounded)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(STATIC.parents[2]), os.environ.get("PYTHONPATH", "")]),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rcd", "serve", *args, "--port", str(port)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"rcd serve exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise AssertionError(f"rcd serve not healthy after {timeout}s: {log.read_text()[-2000:]}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`rcd serve` of two tiny saved models: RCD (entropy alpha, the default residual) and a SeqD baseline."""
     base = tmp_path_factory.mktemp("served")
-    args = [
-        "--model",
-        save_tiny(base / "tiny-rcd", 0),
-        "--baseline",
-        save_tiny(base / "tiny-seqd", 1),
-        "--rcd",
-        "--gen-length",
-        str(SERVE_GEN),
-        "--block-length",
-        str(SERVE_BLOCK),
-        "--steps",
-        str(SERVE_GEN // 2),
-    ]
-    process, url = start_server(args, base / "serve.log")
-    yield url
-    stop_server(process)
+    args = ["--model", str(save_tiny(base / "tiny-rcd", 0)), "--baseline", str(save_tiny(base / "tiny-seqd", 1)),
+            "--rcd", "--gen-length", str(SERVE_GEN), "--block-length", str(SERVE_BLOCK), "--steps", str(SERVE_GEN // 2)]
+    server = Server(args, base / "serve.log")
+    yield server.url
+    server.stop()
 
 
 def check_finished(panel: dict, steps: int | None = None) -> int:
