@@ -114,6 +114,7 @@ def scripted_events(residual: bool) -> list[dict]:
 
 class ScriptedServer(BaseHTTPRequestHandler):
     requests: ClassVar[list[dict]] = []
+    api_key: ClassVar[str | None] = None  # when set, /v1 routes answer 401 without `Authorization: Bearer KEY`
 
     def log_message(self, *args):  # quiet
         pass
@@ -125,7 +126,15 @@ class ScriptedServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def refused(self) -> bool:
+        if self.path.startswith("/v1") and self.api_key and self.headers["Authorization"] != f"Bearer {self.api_key}":
+            self.reply(b'{"error": {"message": "missing or wrong API key"}}', "application/json", 401)
+            return True
+        return False
+
     def do_GET(self):
+        if self.refused():
+            return None
         if self.path == "/v1/rcd/info":
             return self.reply(json.dumps(INFO).encode(), "application/json")
         name = "index.html" if self.path == "/" else self.path.removeprefix("/static/")
@@ -137,6 +146,8 @@ class ScriptedServer(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.refused():
+            return None
         ScriptedServer.requests.append(body)
         if self.path != "/v1/rcd/denoise":
             return self.reply(b"{}", "application/json", 404)
@@ -276,6 +287,20 @@ def test_page_shows_a_request_error(browser, scripted):
     (panel,) = panels(browser)
     assert panel["state"] == "error" and panel["error"] == "prompt: must not be empty"
     assert ScriptedServer.requests[-1]["rcd"] == {"threshold": 0.8, "steps": None}
+
+
+def test_page_asks_for_the_api_key_of_a_guarded_server(browser, scripted, monkeypatch):
+    monkeypatch.setattr(ScriptedServer, "api_key", "sesame")
+    browser.get(scripted + "/")
+    wait_for(browser, "!document.querySelector('#key-field').hidden", "the API key field")
+    assert browser.find_element("id", "run").get_attribute("disabled")  # no models known yet
+    key = browser.find_element("id", "api-key")
+    key.send_keys("sesame")
+    key.send_keys("\t")  # change event: the page reads the models with the key
+    wait_for(browser, "!document.querySelector('#run').disabled", "the model list")
+    browser.find_element("id", "run").click()
+    wait_for(browser, "[...document.querySelectorAll('.panel')].every(p => p.dataset.state === 'done')", "the decode")
+    assert [p["step"] for p in panels(browser)] == ["4 / 4", "4 / 4"]
 
 
 def save_screenshot(driver, path: Path) -> Path:

@@ -6,10 +6,7 @@
 // does not (SeqD's 0, a fixed alpha) by the confidence, so the picture still says something. The demo's
 // trace.png follows the same rule (rcd.eval.report.shaded_quantity).
 const FLAT = 1e-6;
-const SIDES = {
-  seqd: { title: "SeqD", residual: false },
-  rcd: { title: "RCD", residual: true },
-};
+const SIDES = { seqd: { title: "SeqD" }, rcd: { title: "RCD" } };
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const form = $("#controls");
@@ -42,6 +39,12 @@ async function* readEvents(response) {
       yield JSON.parse(data);
     }
   }
+}
+
+function headers(extra = {}) {
+  // a server started with --api-key wants it on every /v1 route
+  const key = $("#api-key").value;
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
 async function errorMessage(response) {
@@ -191,7 +194,7 @@ class Panel {
   addStep(event) {
     this.steps.push(event);
     const fed = fedAlpha(event);
-    if (fed.length) this.constantAlpha = fed[0];
+    if (fed.length) this.lastAlpha = fed[0];
     if (this.side === "rcd" && fed.length > 1 && Math.max(...fed) - Math.min(...fed) > FLAT) this.shade = "alpha";
     const count = this.steps.length;
     this.slider.max = count;
@@ -220,7 +223,7 @@ class Panel {
         cell.title = `position ${i}: ${JSON.stringify(token)}, committed at step ${step.order[i] + 1}`;
       } else if (confidence !== null) {
         const value = this.shade === "alpha" ? alpha : confidence;
-        cell.className = "cell masked" + (value > 0.55 ? " dark" : "");
+        cell.className = "cell masked" + (value > 0.6 ? " dark" : "");
         cell.style.background = shadeColour(this.shade, value);
         const label = document.createElement("span");
         label.className = "value";
@@ -248,7 +251,7 @@ class Panel {
 
   shadeLabel(step) {
     if (this.shade === "alpha") return "the alpha fed back";
-    const alpha = fedAlpha(step)[0] ?? this.constantAlpha; // none masked after the last step: the run's
+    const alpha = fedAlpha(step)[0] ?? this.lastAlpha; // none masked after the last step: the run's
     if (this.side !== "rcd" || alpha === undefined) return "confidence";
     return `confidence (alpha fed back: ${alpha.toFixed(2)} everywhere)`;
   }
@@ -281,7 +284,7 @@ class Panel {
     try {
       const response = await fetch("/v1/rcd/denoise", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
         body: JSON.stringify(body),
         signal,
       });
@@ -326,10 +329,14 @@ async function run(event) {
   }
 }
 
-async function init() {
-  form.addEventListener("submit", run);
+async function loadInfo() {
   try {
-    const response = await fetch("/v1/rcd/info");
+    const response = await fetch("/v1/rcd/info", { headers: headers() });
+    if (response.status === 401) {
+      $("#key-field").hidden = false;
+      statusLine.textContent = "this server needs its API key: type it below";
+      return;
+    }
     if (!response.ok) throw new Error(await errorMessage(response));
     info = await response.json();
     fillControls();
@@ -338,4 +345,6 @@ async function init() {
   }
 }
 
-init();
+form.addEventListener("submit", run);
+$("#api-key").addEventListener("change", loadInfo);
+loadInfo();
