@@ -7,7 +7,8 @@ Results go to OUT/<device>[-quick].json and .md (default OUT: benchmarks/results
 Sections: training (also trains the small models other sections decode), memory (peak
 training memory of seqd vs rcd, with and without activation checkpointing), decode (SeqD vs
 RCD per step on tiny demo models), shapes (the residual at real vocabulary/width),
-kv-cache (block-causal), approx-cache (prefix/dual on bidirectional), top-k; with --demo DIR,
+kv-cache (block-causal), approx-cache (prefix/dual on bidirectional), top-k, serving (`rcd serve`
+under 1/4/16 concurrent clients, overhead vs offline decoding; CPU); with --demo DIR,
 demo-accuracy (top-k and caches on the trained `rcd demo` models, see benchmarks.demo_accuracy).
 """
 
@@ -24,11 +25,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import bidir_cache, demo_accuracy, kv_cache, memory, real_shapes, tiny_decode, topk, training
+from . import bidir_cache, demo_accuracy, kv_cache, memory, real_shapes, serving, tiny_decode, topk, training
 from .measure import machine, pick_device
 from .report import markdown
 
-SECTIONS = ("training", "memory", "decode", "shapes", "kv-cache", "approx-cache", "top-k")
+SECTIONS = ("training", "memory", "decode", "shapes", "kv-cache", "approx-cache", "top-k", "serving")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 sections[section] = bidir_cache.run(device, args.quick, trained)
             elif section == "top-k":
                 sections[section] = topk.run(device, args.quick, trained)
+            elif section == "serving":
+                sections[section] = serving.run(args.quick, args.threads)
             elif section == "demo-accuracy":
                 sections[section] = demo_accuracy.run(args.demo, device, args.quick)
             results["section_seconds"][section] = time.perf_counter() - section_start

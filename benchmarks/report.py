@@ -241,6 +241,27 @@ def markdown(results: dict) -> str:
             for stage in ("seqd", "rcd")
         ]
         out += [f"rcd / seqd memory (checkpointing off): **{_f(mem.get('rcd_over_seqd_memory'), 3)}**", ""]
+    if "serving" in sections:
+        serving = sections["serving"]
+        d, o = serving["decoding"], serving["overhead_vs_offline"]
+        out += [
+            "## `rcd serve` under load (tiny model, CPU)",
+            "",
+            (f"RCD, gen_length {d['gen_length']}, block {d['block_length']}, {d['steps']} steps; clients are "
+             "threads posting /v1/completions one request after another."),
+            "",
+        ]
+        out += _table(
+            ["clients", "requests", "requests/s", "tokens/s (generated)", "p50 s", "p99 s"],
+            [[r["clients"], r["requests"], r["requests_per_s"], r["generated_tokens_per_s"], r["p50_s"], r["p99_s"]]
+             for r in serving["load"]],
+        )
+        one = o["overhead_one_batch_waves"]
+        out += [(f"16 concurrent requests vs offline `rcd.generate` on the same 16 prompts: "
+                 f"{_f(o['served_s'], 3)} s vs {_f(o['offline_s'], 3)} s, overhead **{100 * o['overhead']:.0f}%** "
+                 f"({_f(o['server_batches_per_wave'])} server batches per wave of 16; over the "
+                 f"{o['one_batch_waves']} waves decoded as one batch: "
+                 f"{'n/a' if one is None else f'{100 * one:.0f}%'})"), ""]
     if "demo-accuracy" in sections:
         out += [demo_accuracy_markdown(sections["demo-accuracy"]), ""]
     return "\n".join(out)

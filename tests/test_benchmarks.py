@@ -80,3 +80,21 @@ def test_agreement_rows_measure_their_variant():
         agreement = (ids == exact).float().mean().item()
         assert agreement < 1 and row["token_agreement_with_exact"] == pytest.approx(agreement)
         assert row["n"] == 4 and row["tokens_per_step"] == pytest.approx(2.0)  # 8 tokens in 4 passes
+
+
+@pytest.mark.slow
+def test_serving_benchmark_measures_load_and_overhead():
+    pytest.importorskip("fastapi")
+    from benchmarks import serving
+    from benchmarks.report import markdown
+
+    result = serving.run(quick=True)
+    assert [r["clients"] for r in result["load"]] == [1, 4, 16]
+    for row in result["load"]:
+        assert row["requests_per_s"] > 0 and 0 < row["p50_s"] <= row["p99_s"]
+    overhead = result["overhead_vs_offline"]
+    assert overhead["served_s"] > 0 and overhead["offline_s"] > 0 and overhead["server_batches_per_wave"] >= 1
+    machine = {"cpu": "x", "cpu_cores": 2, "torch_threads": 1, "torch": "t", "load_average_at_start": [0.0]}
+    text = markdown({"quick": True, "device": "cpu", "command": "c", "machine": machine, "seconds": 1.0,
+                     "sections": {"serving": result}})
+    assert "`rcd serve` under load" in text and "| 16 |" in text

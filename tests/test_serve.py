@@ -207,6 +207,9 @@ def test_denoise_step_stream(server, decoders):
 BAD = [
     ("malformed JSON", b'{"model": "rcd", "prompt": ', 400, "malformed JSON"),
     ("unknown model", {"model": "gpt-4", "prompt": "1"}, 404, "'gpt-4' is not served"),
+    ("a model path", {"model": "/tmp", "prompt": "1"}, 404, "is not served"),
+    ("remote code", {"model": "rcd", "prompt": "1", "rcd": {"trust_remote_code": True}}, 400,
+     "unknown field 'rcd.trust_remote_code'"),
     ("unknown option", {"model": "rcd", "prompt": "1", "rcd": {"stepz": 4}}, 400, "unknown field 'rcd.stepz'"),
     ("unknown field", {"model": "rcd", "prompt": "1", "best_of": 2}, 400, "unknown field 'best_of'"),
     ("missing prompt", {"model": "rcd"}, 400, "missing field 'prompt'"),

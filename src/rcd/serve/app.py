@@ -28,7 +28,7 @@ from .backend import LocalBackend, ServedModel
 from .config import ServeConfig
 from .errors import ApiError, error_body, install
 from .metrics import Metrics
-from .middleware import Guard, Measure
+from .middleware import Arrivals, Guard, Measure
 from .options import RES, SWITCH, needs_own_batch, resolve
 from .scheduler import Job, QueueFull, RowResult, Scheduler, Ticket
 from .schema import ChatRequest, CompletionRequest, DenoiseRequest, Sampling
@@ -106,10 +106,13 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
         return await api.answer(body, [prompt], "chat.completion", request)
 
     @app.post("/v1/rcd/denoise")
-    async def denoise(body: DenoiseRequest):
+    async def denoise(body: DenoiseRequest, request: Request):
         model = api.model(body.model)
-        job = api.job(model, body, [body.prompt], seed=body.seed)
-        ticket = api.submit(job, "all")
+        try:
+            job = api.job(model, body, [body.prompt], seed=body.seed)
+            ticket = api.submit(job, "all")
+        finally:
+            scheduler.checked(request.scope)
         return StreamingResponse(api.steps(model, job, ticket, body.prompt), media_type="text/event-stream",
                                  headers=SSE)
 
@@ -123,7 +126,7 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.scheduler, app.state.metrics = scheduler, metrics
-    return Measure(Guard(app, config.api_key, config.max_body_bytes), metrics, ROUTES)
+    return Measure(Arrivals(Guard(app, config.api_key, config.max_body_bytes), scheduler), metrics, ROUTES)
 
 
 class _Api:
@@ -177,10 +180,13 @@ class _Api:
 
     async def answer(self, body: Sampling, prompts: list[str], kind: str, request: Request):
         model = self.model(body.model)
-        job = self.job(model, body, prompts, seed=body.seed, n=body.n, temperature=body.temperature)
+        try:
+            job = self.job(model, body, prompts, seed=body.seed, n=body.n, temperature=body.temperature)
+            ticket = self.submit(job, "blocks" if body.stream else None)
+        finally:
+            self.scheduler.checked(request.scope)
         cutter = Cutter(model.tokenizer, frozenset(model.decoder.stops), body.stops(), job.options.max_tokens)
         prompt_tokens = job.prompt_tokens
-        ticket = self.submit(job, "blocks" if body.stream else None)
         head = {"id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
                 "created": int(time.time()), "model": model.name}
         if body.stream:

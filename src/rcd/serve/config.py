@@ -18,7 +18,9 @@ class ServeConfig:
         default=256, metadata={"help": "requests waiting for a batch at most; more are answered 429 at once"}
     )
     batch_wait_ms: float = field(
-        default=5.0, metadata={"help": "how long a batch waits for more requests with the same options"}
+        default=10.0,
+        metadata={"help": "a batch waits this long after the latest request for more with the same options "
+                  "(at most 10 times as long in all)"},
     )
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body accepted (413 above)"})
 

@@ -1,5 +1,6 @@
-"""ASGI layers in front of the routes: API-key check and body size limit (`Guard`), and the
-request metrics (`Measure`: status and latency to the end of the answer, streams included)."""
+"""ASGI layers in front of the routes: API-key check and body size limit (`Guard`), the
+request metrics (`Measure`: status and latency to the end of the answer, streams included),
+and `Arrivals`, which tells the scheduler a decoding request is on its way."""
 
 from __future__ import annotations
 
@@ -84,3 +85,24 @@ class Measure:
                 self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
         await self.app(scope, receive, measured)
+
+
+DECODING_ROUTES = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/rcd/denoise"})
+
+
+class Arrivals:
+    """Counts a decoding request from the moment it arrives until its route has submitted or
+    refused it, so that a batch being gathered waits for requests of a burst whose bodies are
+    still being read and checked (see `Scheduler.arrived`)."""
+
+    def __init__(self, app, scheduler):
+        self.app, self.scheduler = app, scheduler
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in DECODING_ROUTES:
+            return await self.app(scope, receive, send)
+        self.scheduler.arrived(scope)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.scheduler.checked(scope)  # refused before its route ran (auth, size, schema)

@@ -1,11 +1,13 @@
 """Batching in front of one decoding thread.
 
-Requests wait in one queue; the decoding thread takes the oldest, waits up to `batch_wait`
-for more with the same batch key (same model and decoding options; a request that draws
-random numbers has a key of its own) and decodes them together, up to `max_batch_size`
-rows. rcd's decoding of left-padded prompts is batch-invariant, so an answer does not
-depend on its batch. A full queue refuses at once (`QueueFull`), a cancelled request leaves
-the queue, and a batch whose every request was cancelled stops at its next step.
+Requests wait in one queue; the decoding thread takes the oldest and gathers more with the
+same batch key (same model and decoding options; a request that draws random numbers has a
+key of its own) until `max_batch_size` rows, or `batch_wait` passes without a new one, or
+`GATHER` x `batch_wait` after the oldest arrived (while requests the server has received are
+still being checked, it waits for them too); then it decodes them together. rcd's decoding
+of left-padded prompts is batch-invariant, so an answer does not depend on its batch. A full
+queue refuses at once (`QueueFull`), a cancelled request leaves the queue, and a batch whose
+every request was cancelled stops at its next step.
 Results and live steps go back to each request's event loop through its `Ticket`.
 """
 
@@ -23,6 +25,9 @@ from .backend import LocalBackend
 from .metrics import Metrics
 from .options import Options
 from .steps import BatchCanvas
+
+GATHER = 10  # a batch waits at most this many batch_waits for more requests
+ARRIVAL = "rcd.arrival"  # ASGI scope key: the request counts in `Scheduler.arriving`
 
 
 class QueueFull(Exception):
@@ -87,6 +92,7 @@ class Scheduler:
         self.running: list[Ticket] = []
         self.condition = threading.Condition()
         self.stopping = False
+        self.arriving, self.last_arrival = 0, 0.0  # requests received, not yet submitted or refused
         self.thread = threading.Thread(target=self._work, name="rcd-decode", daemon=True)
 
     def start(self) -> None:
@@ -98,6 +104,20 @@ class Scheduler:
             self.stopping = True
             self.condition.notify_all()
         self.thread.join()
+
+    def arrived(self, scope: dict) -> None:
+        """A decoding request reached the server: a gathering batch waits for it until `checked`."""
+        with self.condition:
+            scope[ARRIVAL] = True
+            self.arriving += 1
+            self.last_arrival = time.monotonic()
+
+    def checked(self, scope: dict) -> None:
+        """The request was submitted or refused (once per request; later calls do nothing)."""
+        with self.condition:
+            if scope.pop(ARRIVAL, False):
+                self.arriving -= 1
+                self.condition.notify_all()
 
     def submit(self, job: Job, steps: str | None = None) -> Ticket:
         if len(job.prompts) > self.max_batch_size:
@@ -135,9 +155,14 @@ class Scheduler:
                     return None
                 self.condition.wait()
             first = self.pending[0]
-            deadline = first.arrived + self.batch_wait  # a request that waited out a batch goes at once
-            while (left := deadline - time.monotonic()) > 0 and self.pending and first in self.pending:
-                if self._rows(self._same(first)) >= self.max_batch_size:
+            while self.pending and first in self.pending:
+                same = self._same(first)
+                # gather while requests of this key keep coming (a burst's stragglers), at most GATHER waits
+                # (and while requests the server has received are still being checked)
+                last = max(same[-1].arrived, self.last_arrival if self.arriving else 0.0)
+                deadline = min(last + self.batch_wait, first.arrived + GATHER * self.batch_wait)
+                left = deadline - time.monotonic()
+                if left <= 0 or self._rows(same) >= self.max_batch_size:
                     break
                 self.condition.wait(left)
             if not self.pending:
@@ -170,10 +195,13 @@ class Scheduler:
         prompts = [p for t in batch for p in t.job.prompts]
         starts = list(itertools.accumulate([0] + [len(t.job.prompts) for t in batch]))
         canvas = BatchCanvas(len(prompts), job.options.decode.gen_length)
+        watched = any(t.steps is not None for t in batch)
 
         def on_step(step: TraceStep) -> None:
             if all(t.cancelled for t in batch):
                 raise Cancelled
+            if not watched:
+                return
             canvas.update(step)
             for ticket, start in zip(batch, starts):
                 if ticket.steps is None or ticket.cancelled:
