@@ -19,11 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    sys.path.insert(0, str(TESTS))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # as pytest's pythonpath (tests/serving.py uses benchmarks/)
     from selenium import webdriver
     from serving import Server
     from test_playground import chromium, replay, run_decode, save_screenshot

@@ -286,6 +286,7 @@ def test_page_shows_a_request_error(browser, scripted):
     run_decode(browser, scripted, "seqd", "empty", {"kind": "threshold", "value": 0.8})
     (panel,) = panels(browser)
     assert panel["state"] == "error" and panel["error"] == "prompt: must not be empty"
+    assert not browser.find_element("css selector", ".panel .replay").is_displayed()  # no empty replay
     assert ScriptedServer.requests[-1]["rcd"] == {"threshold": 0.8, "steps": None}
 
 
@@ -298,6 +299,7 @@ def test_page_asks_for_the_api_key_of_a_guarded_server(browser, scripted, monkey
     key.send_keys("sesame")
     key.send_keys("\t")  # change event: the page reads the models with the key
     wait_for(browser, "!document.querySelector('#run').disabled", "the model list")
+    browser.find_element("id", "prompt").send_keys("1+2=")
     browser.find_element("id", "run").click()
     wait_for(browser, "[...document.querySelectorAll('.panel')].every(p => p.dataset.state === 'done')", "the decode")
     assert [p["step"] for p in panels(browser)] == ["4 / 4", "4 / 4"]

@@ -275,6 +275,7 @@ class Panel {
 
   fail(message) {
     this.node.dataset.state = "error";
+    if (!this.steps.length) this.node.classList.add("empty"); // nothing decoded: the message alone
     const error = $(".error", this.node);
     error.textContent = message;
     error.hidden = false;
