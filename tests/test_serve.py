@@ -115,11 +115,12 @@ def test_rcd_object_sets_decoding_options(server, decoders):
     options = {"threshold": 0.3, "steps": None, "res_temperature": 0.8}
     wanted = Decoder(decoder.model, decoder.tokenizer, DecodeConfig(gen_length=24, block_length=8, threshold=0.3),
                      ResidualConfig(init="reference", temperature=0.8), decoder.reference)
-    texts, out = wanted.complete([PROMPTS[0]])
+    _, out = wanted.complete([PROMPTS[0]])
     answer = completion(server, "rcd", PROMPTS[0], max_tokens=20, rcd=options)  # 20 tokens: 3 blocks, cut at 20
-    kept = wanted.tokenizer.decode(out.generated[0, :20].tolist(), skip_special_tokens=True)
-    assert answer["choices"][0]["text"] == (texts[0] if len(texts[0]) < len(kept) else kept)
-    assert answer["usage"]["nfe"] == out.nfe
+    ids = out.generated[0, :20].tolist()
+    ids = ids[: next((k for k, t in enumerate(ids) if t in wanted.stops), len(ids))]
+    assert answer["choices"][0]["text"] == wanted.tokenizer.decode(ids, skip_special_tokens=True)
+    assert answer["usage"]["completion_tokens"] == len(ids) and answer["usage"]["nfe"] == out.nfe
 
 
 def test_openai_client_completions_chat_and_streams(server, decoders):

@@ -125,7 +125,6 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
 
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.state.scheduler, app.state.metrics = scheduler, metrics
     return Measure(Arrivals(Guard(app, config.api_key, config.max_body_bytes), scheduler), metrics, ROUTES)
 
 
