@@ -15,7 +15,7 @@ TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggi
 TF4_DIR     ?= .venv-tf4
 TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
 
-.PHONY: demo test test-fast test-tf4 lint install clean mutate
+.PHONY: demo test test-fast test-tf4 lint install clean mutate browser
 
 demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
@@ -25,12 +25,26 @@ demo: $(CORE)
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PYTEST)
 
 # the inner loop: everything but the tests marked slow (under a minute on an idle 2-core machine)
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(PYTEST) -m "not slow"
+
+# The playground's browser test (tests/test_playground.py) drives Debian's chromium with its
+# chromedriver: installed with apt-get as root (or sudo without a password), nothing done when present.
+BROWSER_PACKAGES = chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "no apt-get: install chromium and chromedriver at /usr/bin for the playground test"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then root=; elif sudo -n true 2>/dev/null; then root=sudo; else \
+			echo "the playground test needs: apt-get install $(BROWSER_PACKAGES) (as root)"; exit 0; fi; \
+		$$root apt-get update -qq && \
+		$$root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	fi
 
 test-tf4: $(STAMP) $(TF4_DIR)/.installed
 	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)

@@ -46,6 +46,7 @@ def test_quick_demo_writes_the_report(demo_dir):
     assert report["training"]["seqd"]["steps"] == report["training"]["rcd"]["steps"]  # same budget
     assert report["total_seconds"] > 0
     assert is_png(demo_dir / "pareto.png") and is_png(demo_dir / "trace.png")
+    assert report["playground"].startswith(f"rcd serve --model {demo_dir / 'rcd'} --reference {demo_dir / 'ref'}")
     table = (demo_dir / "report.md").read_text()
     assert "| setting |" in table and "seqd" in table and "rcd" in table
 

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from rcd.cli import main
-from rcd.config import dataclass_from_args, dataclass_from_dict
+from rcd.config import dataclass_flags, dataclass_from_args, dataclass_from_dict
 from rcd.demo import DemoConfig
 from rcd.residual import ResidualConfig
 
@@ -38,6 +38,23 @@ def test_demo_options_are_the_configs_it_holds():
     assert config.residual.residual.temperature == 0.9 and config.residual.source == "self"  # demo default kept
     assert config.sweep.thresholds == (0.8, 0.9) and config.sweep.tokens_per_step == (1, 2, 4, 8)
     assert dataclass_from_dict(DemoConfig, dataclasses.asdict(config)) == config  # as read back from report.json
+
+
+def test_the_flags_of_a_config_read_back_into_it():
+    from rcd.cli import demo
+
+    config = DemoConfig(quick=True, block_length=8, sweep=dataclasses.replace(DemoConfig().sweep, thresholds=(0.7,)),
+                        residual=dataclasses.replace(DemoConfig().residual,
+                                                     residual=ResidualConfig(alpha="fixed", temperature=0.9)))
+    flags = dataclass_flags(config)
+    assert flags[:3] == ["--quick", "--block-length", "8"] and "--sweep-thresholds" in flags
+    parser = argparse.ArgumentParser()
+    demo.register(parser)
+    assert dataclass_from_args(DemoConfig, parser.parse_args(flags)) == config
+    inner_default = dataclasses.replace(DemoConfig().residual, residual=ResidualConfig(), dropout=0.1)
+    config = DemoConfig(residual=inner_default)  # a nested config at its class default, the demo's differs
+    assert dataclass_from_args(DemoConfig, parser.parse_args(dataclass_flags(config))) == config
+    assert dataclass_flags(DemoConfig()) == []  # defaults need no flag
 
 
 def test_a_config_file_stands_for_flags_and_the_command_line_overrides_it(tmp_path, monkeypatch, capsys):

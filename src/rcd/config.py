@@ -113,6 +113,40 @@ def add_dataclass_arguments(
             )
 
 
+def dataclass_flags(config: Any, *, prefix: str = "", base: Any = None) -> list[str]:
+    """The flags that `add_dataclass_arguments` reads back into `config` (e.g. a command line to
+    print for the user): one per field that differs from what the parser would assume.
+
+    base: the instance the parser starts from at this level (None: the fields' defaults); a
+    nested config that was given starts from its own class's field default (`_given`).
+    """
+    argv: list[str] = []
+    for f, kind, _ in _fields(type(config)):
+        value = getattr(config, f.name)
+        assumed = _default(f) if base is None else getattr(base, f.name)
+        if value == assumed:
+            continue
+        if dataclasses.is_dataclass(kind):
+            inner_prefix = prefix + f.metadata.get("prefix", "")
+            inner = dataclass_flags(value, prefix=inner_prefix, base=_default(f) or kind())
+            # at its class default, it must still be named once, or the parser keeps `assumed`
+            named = (_flag(inner_prefix, g, k, getattr(value, g.name)) for g, k, _ in _fields(kind)
+                     if getattr(value, g.name) is not None and not dataclasses.is_dataclass(k))
+            argv += inner or next(named)
+        elif value is None:
+            raise ValueError(f"{_flag(prefix, f, kind, assumed)[0]}: no flag sets it back to none")
+        else:
+            argv += _flag(prefix, f, kind, value)
+    return argv
+
+
+def _flag(prefix: str, f: dataclasses.Field, kind: Any, value: Any) -> list[str]:
+    flag = "--" + (prefix + f.name).replace("_", "-")
+    if kind is bool:
+        return [flag if value else "--no-" + flag[2:]]
+    return [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+
+
 def dataclass_from_args(
     cls: type[T], namespace: argparse.Namespace, *, prefix: str = "", **overrides: Any
 ) -> T:

@@ -5,17 +5,20 @@ resumes; OUT's run record (rcd.rundir) keeps the demo's options, and a rerun wit
   data -> ref (plain objective from scratch) -> seqd (ref trained further, plain objective)
                                              -> rcd  (ref as init and frozen reference)
   -> sweep: accuracy vs tokens per forward pass for SeqD and RCD (warm-started by the reference)
-  -> report.json, report.md, pareto.png, trace.png
+  -> report.json, report.md, pareto.png, trace.png, and the `rcd serve` command that opens the
+     three models in the playground (report["playground"])
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .app import lengths, load_models, sweep_methods, sweep_report
+from .config import RES_PREFIX, dataclass_flags
 from .data import SYNTHETIC_TASKS, get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from .decode import DecodeConfig
 from .eval.report import trace_plot, write_report
@@ -168,7 +171,8 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     settings = config.settings(gen_length, block)
     curves = sweep(methods, settings, test_rows, models.tokenizer, checker=get_synthetic_task(config.task).is_correct,
                    batch_size=config.sweep.batch_size)
-    trace_example(methods[:2], test_rows[0]["prompt"], models.tokenizer, settings, out / "trace.png")
+    shown = example_setting(settings)
+    trace_example(methods[:2], test_rows[0]["prompt"], models.tokenizer, shown, out / "trace.png")
     training = {
         name: {k: s[k] for k in ("steps", "train_seconds", "tokens_per_second", "final_loss", "eval_loss")}
         for name, s in summaries.items()
@@ -177,12 +181,27 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
         config.task, curves, models.device, started, training=training, config=asdict(config),
         decoding={"gen_length": gen_length, "block_length": block, "attention": config.attention},
     )
+    report["playground"] = shlex.join(playground_command(out, methods[1], shown))
     write_report(report, out)
     return report
 
 
-def trace_example(methods: list[Method], prompt: str, tokenizer, settings: list[DecodeConfig], path: Path) -> None:
-    """Denoising trace of one test problem for SeqD and RCD at 4 tokens per step."""
-    config = next((s for s in settings if s.tokens_per_step == 4), settings[0])
+def example_setting(settings: list[DecodeConfig]) -> DecodeConfig:
+    """The setting of the trace picture and of the playground command: 4 tokens per step (else the first)."""
+    return next((s for s in settings if s.tokens_per_step == 4), settings[0])
+
+
+def trace_example(methods: list[Method], prompt: str, tokenizer, config: DecodeConfig, path: Path) -> None:
+    """Denoising trace of one test problem for SeqD and RCD."""
     traces = {m.name: m.decoder(tokenizer, config).complete([prompt], return_trace=True)[1].trace for m in methods}
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
+
+
+def playground_command(out: Path, rcd: Method, config: DecodeConfig) -> list[str]:
+    """`rcd serve` of the demo's models: the RCD model decoded as the sweep's `rcd` method (its
+    residual, warm-started by the reference) and SeqD as the baseline, at `config`."""
+    return [
+        "rcd", "serve", "--model", str(out / "rcd"), "--reference", str(out / "ref"),
+        "--baseline", str(out / "seqd"), *dataclass_flags(config),
+        "--rcd", *dataclass_flags(rcd.residual, prefix=RES_PREFIX),
+    ]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from ..data import get_synthetic_task
 from ..data.jsonl import DataError, iter_jsonl
 from ..data.sft import check_string_fields

@@ -59,33 +59,53 @@ def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: s
     plt.close(fig)
 
 
+# what a trace picture (and the playground page) shades a still-masked position by: the alpha fed
+# back where it varies across positions; where it does not (SeqD's 0, a fixed alpha) the colour
+# would be flat, so the model's confidence instead
+SHADES = {"alpha": ("Oranges", "alpha fed into this step"), "confidence": ("Blues", "confidence (alpha constant)")}
+FLAT = 1e-6
+
+
+def shaded_quantity(trace: Sequence[TraceStep], row: int = 0) -> str:
+    """'alpha' if the alpha fed back differs between the masked positions of some step, else 'confidence'."""
+    for step in trace:
+        alpha = step.alpha[row]
+        alpha = alpha[~alpha.isnan()]
+        if alpha.numel() > 1 and float(alpha.max() - alpha.min()) > FLAT:
+            return "alpha"
+    return "confidence"
+
+
 def trace_plot(
     traces: Mapping[str, Sequence[TraceStep]], path: str | Path, row: int = 0, title: str = ""
 ) -> None:
-    """Per method: alpha per position per step (colour), and where each position was committed (x).
+    """Per method: the shade of each still-masked position at every step, and the step that committed it (x).
 
-    The picture of the method at a glance: SeqD feeds plain masks (alpha = 0) while RCD
-    feeds uncertain positions back with high alpha until they are committed.
+    The picture of the method at a glance: RCD feeds uncertain positions back with high alpha
+    until they are committed; where alpha is the same everywhere (SeqD, a fixed alpha) the
+    colour is the confidence of the prediction instead (`shaded_quantity`).
     """
     fig, axes = plt.subplots(1, len(traces), figsize=(5 * len(traces), 4), squeeze=False)
     for ax, (name, trace) in zip(axes[0], traces.items()):
+        quantity = shaded_quantity(trace, row)
+        cmap, label = SHADES[quantity]
         starts = sorted({s.block_start for s in trace})
         width = trace[0].alpha.shape[1]
         offset = {start: i * width for i, start in enumerate(starts)}
         length = width * len(starts)
-        alpha = np.full((len(trace), length), np.nan)
+        shade = np.full((len(trace), length), np.nan)
         for t, step in enumerate(trace):
             cols = slice(offset[step.block_start], offset[step.block_start] + width)
-            alpha[t, cols] = step.alpha[row].numpy()
-        image = ax.imshow(alpha, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            shade[t, cols] = getattr(step, quantity)[row].numpy()
+        image = ax.imshow(shade, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         for t, step in enumerate(trace):
             cols = np.nonzero(step.committed[row].numpy())[0] + offset[step.block_start]
             ax.plot(cols, [t] * len(cols), "x", color="red", markersize=5)
         ax.set_xlabel("generated position")
         ax.set_ylabel("denoising step (forward pass)")
         ax.set_title(f"{name}: {len(trace)} steps")
-        fig.colorbar(image, ax=ax, label="alpha fed into this step")
-    fig.suptitle(title or "red x: committed at this step; colour: residual weight alpha (blank: decoded)")
+        fig.colorbar(image, ax=ax, label=label)
+    fig.suptitle(title or "red x: committed at this step; colour: alpha fed back (confidence where alpha is flat)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
