@@ -89,7 +89,7 @@ def generate(
     if uses_ref:
         init_passes["reference"] = ModelPass(ref, seq, "exact")
     ref_pass = init_passes.get("reference")
-    state = ResidualState(batch, seq.length, dm, residual) if residual is not None else None
+    state = ResidualState(batch, seq.length, dm, residual, sequence=seq) if residual is not None else None
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)
