@@ -25,6 +25,7 @@ from rcd.residual_rules import (
     residual_rule,
     rule_residual_from_logits,
     save_rule_parameters,
+    slerp_mix,
     without_rule_parameters,
 )
 from rcd.train import ResidualTrainingConfig, TrainConfig
@@ -85,6 +86,27 @@ def test_soft_mask_formula_by_hand():
     assert alpha.item() == pytest.approx(lam)
     expect = [(1 - lam) * 0.5 + lam * 2 / 3, (1 - lam) * -0.5 + lam / 3]
     assert mixed.tolist() == pytest.approx(expect)
+
+
+def test_soft_mask_slerp_formula_by_hand():
+    config = ResidualConfig(rule="soft-mask-slerp", top_k=2)
+    weight = residual_rule(config).build_parameters(2).double()
+    _, alpha, mixed = rule_output(config, weight)
+    lam = 0.5 / (1 + math.exp(H_NATS))  # the default weight: omega_s 0.5, slope 1, shift 0
+    assert alpha.item() == pytest.approx(lam)
+    mask, soft = [0.5, -0.5], [2 / 3, 1 / 3]
+    cosine = (0.5 * 2 / 3 - 0.5 / 3) / (math.hypot(*mask) * math.hypot(*soft))
+    theta = math.acos(cosine)
+    low, high = math.sin((1 - lam) * theta) / math.sin(theta), math.sin(lam * theta) / math.sin(theta)
+    assert mixed.tolist() == pytest.approx([low * m + high * d for m, d in zip(mask, soft)])
+    linear = rule_output(ResidualConfig(rule="soft-mask", top_k=2), weight)[2]
+    assert not torch.allclose(mixed, linear)
+    parallel = slerp_mix(
+        torch.zeros(1, 2), E_MASK, 3 * E_MASK.view(1, 2), torch.tensor([0.25]), torch.tensor([True])
+    )
+    assert parallel.view(2).tolist() == pytest.approx(
+        (0.75 * E_MASK + 0.25 * 3 * E_MASK).tolist()
+    )  # the line
 
 
 def test_itersmooth_formula_by_hand():
@@ -154,7 +176,7 @@ def decode(model, config, trace=True):
 @pytest.mark.parametrize("rule", [r for r in RESIDUAL_RULES if r != "rcd"])
 def test_decoding_with_each_rule(rule):
     model = make_model(seed=3)
-    config = ResidualConfig(rule=rule, top_k=3 if rule == "soft-mask" else None)
+    config = ResidualConfig(rule=rule, top_k=3 if rule.startswith("soft-mask") else None)
     plain = decode(model, None)
     if residual_rule(config).learned:
         with pytest.raises(ValueError, match="holds none"):
@@ -211,7 +233,7 @@ def test_one_stage_rcd_step_trains_the_rule(rule, source):
     target, reference = make_model(seed=0), make_model(seed=7)
     target.train()
     options = ResidualTrainingConfig(
-        residual=ResidualConfig(rule=rule, top_k=3 if rule == "soft-mask" else None), source=source
+        residual=ResidualConfig(rule=rule, top_k=3 if rule.startswith("soft-mask") else None), source=source
     )
     module = StageModule(target, residual=options)
     noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
@@ -246,11 +268,11 @@ def test_cache_reference_is_refused_with_another_rule(tmp_path):
         )
 
 
-@pytest.mark.parametrize("rule", ["soft-mask", "selfcond-proj", "learned-alpha"])
+@pytest.mark.parametrize("rule", ["soft-mask", "soft-mask-slerp", "selfcond-proj", "learned-alpha"])
 def test_learned_parameters_round_trip_through_a_saved_model(tmp_path, rule, capsys):
     tok = rcd.char_tokenizer()
     model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=0)
-    config = ResidualConfig(rule=rule, top_k=3 if rule == "soft-mask" else None)
+    config = ResidualConfig(rule=rule, top_k=3 if rule.startswith("soft-mask") else None)
     parameters = attach_rule_parameters(model, config, model.get_input_embeddings().weight.shape[1])
     with torch.no_grad():
         for value in parameters.parameters():
@@ -279,7 +301,7 @@ def test_learned_parameters_round_trip_through_a_saved_model(tmp_path, rule, cap
         "--rcd",
         "--res-rule",
         rule,
-    ] + (["--res-top-k", "3"] if rule == "soft-mask" else [])
+    ] + (["--res-top-k", "3"] if rule.startswith("soft-mask") else [])
     assert main(args) == 0 and "'1+1=' ->" in capsys.readouterr().out
     (tmp_path / PARAMETERS_FILE).unlink()
     bare = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=0)

@@ -123,6 +123,16 @@ class SoftMaskRule(ResidualRule):
         return delta, parameters(entropy * math.log(probs.shape[-1]))
 
 
+class SoftMaskSlerpRule(SoftMaskRule):
+    """Soft-masking's spherical variant: the same weight, E[M] and Delta joined along the great
+    circle between their directions (sin-weighted) instead of the straight line."""
+
+    name = "soft-mask-slerp"
+
+    def mix(self, token_embeds, mask_embedding, delta, alpha, masked, parameters) -> torch.Tensor:
+        return slerp_mix(token_embeds, mask_embedding, at_least_fp32(delta), alpha, masked)
+
+
 class IterSmoothRule(ResidualRule):
     """dInfer's iteration smoothing, training-free: E[M] + w softmax(z / T_res)^T E, with w
     ramping linearly from `smooth_start` to `smooth_end` as the block is decoded."""
@@ -198,9 +208,33 @@ def additive_mix(token_embeds, mask_embedding, delta, alpha, masked) -> torch.Te
     return torch.where(masked.unsqueeze(-1), mixed.to(token_embeds.dtype), token_embeds)
 
 
+def slerp_mix(token_embeds, mask_embedding, delta, alpha, masked) -> torch.Tensor:
+    """sin((1 - a) theta) / sin(theta) E[M] + sin(a theta) / sin(theta) Delta at masked positions,
+    theta the angle between E[M] and Delta (the straight-line mix where they are parallel)."""
+    a = at_least_fp32(alpha).unsqueeze(-1)
+    mask = at_least_fp32(mask_embedding).to(a.dtype).expand_as(delta)
+    delta = delta.to(a.dtype)
+    cosine = nn.functional.cosine_similarity(mask, delta, dim=-1, eps=1e-12).unsqueeze(-1)
+    theta = torch.acos(cosine.clamp(-1.0, 1.0))
+    sine = torch.sin(theta)
+    parallel = sine < 1e-6
+    safe = torch.where(parallel, torch.ones_like(sine), sine)
+    low = torch.where(parallel, 1.0 - a, torch.sin((1.0 - a) * theta) / safe)
+    high = torch.where(parallel, a, torch.sin(a * theta) / safe)
+    mixed = low * mask + high * delta
+    return torch.where(masked.unsqueeze(-1), mixed.to(token_embeds.dtype), token_embeds)
+
+
 RULES: dict[str, ResidualRule] = {
     rule.name: rule
-    for rule in (RcdRule(), SoftMaskRule(), IterSmoothRule(), SelfConditioningRule(), LearnedAlphaRule())
+    for rule in (
+        RcdRule(),
+        SoftMaskRule(),
+        SoftMaskSlerpRule(),
+        IterSmoothRule(),
+        SelfConditioningRule(),
+        LearnedAlphaRule(),
+    )
 }
 assert tuple(RULES) == RESIDUAL_RULES, "rcd.residual.RESIDUAL_RULES names the rules of this registry"
 
