@@ -306,3 +306,38 @@ def test_learned_parameters_round_trip_through_a_saved_model(tmp_path, rule, cap
     (tmp_path / PARAMETERS_FILE).unlink()
     bare = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=0)
     assert load_rule_parameters(bare, tmp_path) is None and not hasattr(bare, PARAMETERS_ATTRIBUTE)
+
+
+@pytest.mark.slow
+def test_trained_rule_is_saved_by_the_trainer_and_decodes_after_load(tmp_path):
+    """`rcd train --stage rcd --res-rule learned-alpha`: the MLP trains, lands in
+    residual_rule.safetensors (not in model.safetensors) and decodes after `rcd.load`."""
+    from safetensors.torch import load_file
+
+    from rcd.train import train
+
+    rows = "".join(f'{{"prompt": "{a}+{b}=", "response": "{a + b}"}}\n' for a in range(12) for b in range(12))
+    (tmp_path / "train.jsonl").write_text(rows)
+    common = {
+        "model": "tiny-xs",
+        "data": str(tmp_path / "train.jsonl"),
+        "batch_size": 16,
+        "lr": 3e-3,
+        "progress": False,
+    }
+    train(TrainConfig(**common, out=str(tmp_path / "ref"), stage="ref", max_steps=4))
+    residual = ResidualTrainingConfig(residual=ResidualConfig(rule="learned-alpha"))
+    common.update(model=str(tmp_path / "ref"), reference=str(tmp_path / "ref"))
+    train(TrainConfig(**common, out=str(tmp_path / "rcd"), stage="rcd", max_steps=4), residual)
+    saved = load_file(tmp_path / "rcd" / PARAMETERS_FILE)
+    assert saved["layers.2.weight"].abs().sum() > 0  # trained away from its zero start
+    assert not any(
+        k.startswith(PARAMETERS_ATTRIBUTE) for k in load_file(tmp_path / "rcd" / "model.safetensors")
+    )
+    model, tok = rcd.load(tmp_path / "rcd")
+    assert torch.equal(
+        getattr(model, PARAMETERS_ATTRIBUTE).state_dict()["layers.2.weight"], saved["layers.2.weight"]
+    )
+    ids = tok(["1+2="], return_tensors="pt").input_ids
+    out = rcd.generate(model, ids, gen_length=4, block_length=4, steps=4, residual=residual.residual)
+    assert not (out.generated == tok.mask_token_id).any()
