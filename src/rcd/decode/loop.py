@@ -25,7 +25,7 @@ from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import CommitPolicy, choose_tokens
-from .state import ResidualState
+from .state import ResidualObserver, ResidualState
 
 
 def generate(
@@ -41,6 +41,7 @@ def generate(
     policy: CommitPolicy | None = None,
     return_trace: bool = False,
     progress: bool = False,
+    residual_observer: ResidualObserver | None = None,
     **options,
 ) -> GenerationOutput:
     """Decode `config.gen_length` tokens after each (left-padded) prompt, block by block.
@@ -59,6 +60,8 @@ def generate(
     policy: a commit rule object (default: `config.policy()`, the fixed schedule or the
         threshold the config names).
     return_trace: record a `TraceStep` per denoising step.
+    residual_observer: called at every residual update from a step's logits (an instrument's
+        hook, `rcd.eval.alignment`): it sees the logits and the sequence and changes nothing.
     """
     config = _decode_config(config, options)
     dm = DiffusionModel.wrap(model)
@@ -89,7 +92,9 @@ def generate(
     if uses_ref:
         init_passes["reference"] = ModelPass(ref, seq, "exact")
     ref_pass = init_passes.get("reference")
-    state = ResidualState(batch, seq.length, dm, residual, sequence=seq) if residual is not None else None
+    state = None
+    if residual is not None:
+        state = ResidualState(batch, seq.length, dm, residual, sequence=seq, observer=residual_observer)
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)

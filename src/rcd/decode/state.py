@@ -27,19 +27,28 @@ from ..residual_rules import block_features, residual_rule, rule_parameters
 from .passes import DecodeSequence
 
 Residual = tuple[torch.Tensor, torch.Tensor]  # (Delta (n, D), alpha (n,)) of n positions
+# observer(where (B, n), window start, logits (B, n, V), sequence after the step's commits)
+ResidualObserver = Callable[[torch.Tensor, int, torch.Tensor, DecodeSequence], None]
 
 
 class ResidualState:
     """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
 
     def __init__(
-        self, batch: int, length: int, dm: DiffusionModel, config: ResidualConfig, sequence: DecodeSequence | None = None
+        self,
+        batch: int,
+        length: int,
+        dm: DiffusionModel,
+        config: ResidualConfig,
+        sequence: DecodeSequence | None = None,
+        observer: ResidualObserver | None = None,
     ):
         self.config = config
         self.init_rule = init_rule(config)
         self.rule = residual_rule(config)  # rcd.residual_rules: how p becomes (Delta, alpha) and enters inputs
         self.rule_parameters = rule_parameters(dm.model, config)
         self.sequence, self.mask_token_id = sequence, dm.mask_token_id  # block features of the rules
+        self.observer = observer
         self.weight = dm.embedding_weight
         self.mask_embedding = dm.mask_embedding()
         dim = self.weight.shape[1]
@@ -63,6 +72,8 @@ class ResidualState:
     def update_from_logits(self, where: torch.Tensor, lo: int, logits: torch.Tensor) -> None:
         """Residuals of positions `where` from their logits (window starting at lo)."""
         if where.any():
+            if self.observer is not None:
+                self.observer(where, lo, logits, self.sequence)
             self.set(where, lo, *self.residual_of(where, lo, logits[where]))
 
     def residual_of(self, where: torch.Tensor, lo: int, logits: torch.Tensor | None = None,
