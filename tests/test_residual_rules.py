@@ -341,3 +341,27 @@ def test_trained_rule_is_saved_by_the_trainer_and_decodes_after_load(tmp_path):
     ids = tok(["1+2="], return_tensors="pt").input_ids
     out = rcd.generate(model, ids, gen_length=4, block_length=4, steps=4, residual=residual.residual)
     assert not (out.generated == tok.mask_token_id).any()
+
+
+def test_stage_rcd_feeds_itersmooth_by_hand():
+    """Training's input under a rule is the rule's formula with the batch's own block features:
+    E[M] + (0.15 + 0.15 progress) p_ref @ E, progress = the unmasked share of the response."""
+    target, reference = make_model(seed=0), make_model(seed=7)
+    options = ResidualTrainingConfig(residual=ResidualConfig(rule="itersmooth"))
+    noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
+    seen = []
+    handle = target.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["inputs_embeds"]), with_kwargs=True
+    )
+    StageModule(target, residual=options)(
+        noisy, reference_signal(DiffusionModel.wrap(reference), noisy, None, options)
+    )
+    handle.remove()
+    E_target = target.get_input_embeddings().weight.detach()
+    with torch.no_grad():
+        p = torch.softmax(reference(noisy.noisy).logits.double(), -1)
+    progress = 1 - noisy.masked[:, 4:].double().mean(1, keepdim=True).expand(-1, noisy.masked.shape[1])
+    w = 0.15 + 0.15 * progress
+    expect = E_target[MASK] + w[..., None] * (p @ E_target)
+    assert torch.allclose(seen[0][noisy.masked].detach(), expect[noisy.masked], atol=1e-10)
+    assert len(set(progress[:, 0].tolist())) > 1  # rows at other noise levels: the ramp is per row
