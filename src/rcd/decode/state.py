@@ -23,10 +23,9 @@ from ..residual import (
     probs_and_entropy,
     residual_from_logits,
 )
-from ..residual_rules import block_features, residual_rule, rule_parameters
+from ..residual_rules import Residual, block_features, residual_rule, rule_parameters
 from .passes import DecodeSequence
 
-Residual = tuple[torch.Tensor, torch.Tensor]  # (Delta (n, D), alpha (n,)) of n positions
 # observer(where (B, n), window start, logits (B, n, V), sequence after the step's commits)
 ResidualObserver = Callable[[torch.Tensor, int, torch.Tensor, DecodeSequence], None]
 
