@@ -33,6 +33,8 @@ ALPHA_STRATEGIES = (
 )
 INIT_RULES = ("zero", "reference", "dirichlet", "self")
 FEEDBACK_SOURCES = ("self", "reference")
+# the feedback rules of rcd.residual_rules (its registry is checked against this list)
+RESIDUAL_RULES = ("rcd", "soft-mask", "soft-mask-slerp", "itersmooth", "selfcond-proj", "learned-alpha")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,13 @@ class ResidualConfig:
         embedding rows instead of the dense V x D product, the residual's main cost at
         real vocabularies); alpha (entropy, confidence) still uses the full distribution.
         Opt-in: `python -m benchmarks` measures its speed, `python -m benchmarks.agreement`
-        its effect on a trained model's tokens and accuracy.
+        its effect on a trained model's tokens and accuracy. Rule soft-mask: its top-k.
+    rule: the feedback rule (`rcd.residual_rules`, docs/method.md section 2.5). `rcd` (Eq. 1-3);
+        `soft-mask` (learned confidence weight, top-k of p; `soft-mask-slerp`: its spherical
+        mix); `itersmooth` (dInfer, training-free: E[M] + w p^T E); `selfcond-proj`
+        (E[M] + W p^T E, W learned); `learned-alpha` (an MLP's alpha). `alpha` strategies
+        other than entropy apply to rule rcd only.
+    smooth_start, smooth_end: rule itersmooth's w at a block's start and end.
     """
 
     alpha: str = field(default="entropy", metadata={"help": "alpha strategy", "choices": ALPHA_STRATEGIES})
@@ -73,7 +81,25 @@ class ResidualConfig:
         default="self", metadata={"help": "next step's residual: own prediction or the reference's", "choices": FEEDBACK_SOURCES}
     )
 
+    rule: str = field(default="rcd", metadata={"help": "feedback rule", "choices": RESIDUAL_RULES})
+    smooth_start: float = field(default=0.15, metadata={"help": "rule itersmooth: w at a block's start"})
+    smooth_end: float = field(default=0.3, metadata={"help": "rule itersmooth: w at a block's end"})
+
     def __post_init__(self) -> None:
+        if self.rule not in RESIDUAL_RULES:
+            raise ValueError(f"rule must be one of {RESIDUAL_RULES}, got {self.rule!r}")
+        if self.rule != "rcd" and self.alpha != "entropy":
+            raise ValueError(
+                f"alpha {self.alpha!r} is a strategy of rule rcd; rule {self.rule!r} sets its own weight"
+            )
+        if self.rule.startswith("soft-mask") and self.top_k is None:
+            raise ValueError(
+                f"rule {self.rule} mixes the top-k of p: set top_k (--res-top-k; the paper uses 3)"
+            )
+        if not 0.0 <= self.smooth_start <= 1.0 or not 0.0 <= self.smooth_end <= 1.0:
+            raise ValueError(
+                f"smooth_start and smooth_end must lie in [0, 1], got {self.smooth_start}, {self.smooth_end}"
+            )
         if self.alpha not in ALPHA_STRATEGIES:
             raise ValueError(f"alpha must be one of {ALPHA_STRATEGIES}, got {self.alpha!r}")
         if self.feedback not in FEEDBACK_SOURCES:

@@ -25,7 +25,7 @@ from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
 from .policy import CommitPolicy, choose_tokens
-from .state import ResidualState
+from .state import ResidualObserver, ResidualState
 
 
 def generate(
@@ -42,6 +42,7 @@ def generate(
     return_trace: bool = False,
     on_step: Callable[[TraceStep], None] | None = None,
     progress: bool = False,
+    residual_observer: ResidualObserver | None = None,
     **options,
 ) -> GenerationOutput:
     """Decode `config.gen_length` tokens after each (left-padded) prompt, block by block.
@@ -63,6 +64,8 @@ def generate(
     on_step: called with each step's `TraceStep` as soon as its commits are made (a live
         view, e.g. a server streaming the denoising); not made at all when None. An
         exception it raises ends the decode.
+    residual_observer: called at every residual update from a step's logits (an instrument's
+        hook, `rcd.eval.alignment`): it sees the logits and the sequence and changes nothing.
     """
     config = _decode_config(config, options)
     model = DiffusionModel.wrap(model)
@@ -96,7 +99,9 @@ def generate(
     if uses_reference:
         init_passes["reference"] = ModelPass(reference, sequence, "exact")
     reference_pass = init_passes.get("reference")
-    state = ResidualState(batch, sequence.length, model, residual) if residual is not None else None
+    state = None
+    if residual is not None:
+        state = ResidualState(batch, sequence.length, model, residual, sequence=sequence, observer=residual_observer)
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)

@@ -19,20 +19,35 @@ from ..models.adapter import DiffusionModel
 from ..residual import (
     ResidualConfig,
     dirichlet_probs,
-    mix_masked_embeddings,
+    normalized_entropy,
+    probs_and_entropy,
     residual_from_logits,
-    residual_from_probs,
 )
+from ..residual_rules import Residual, block_features, residual_rule, rule_parameters
+from .passes import DecodeSequence
 
-Residual = tuple[torch.Tensor, torch.Tensor]  # (Delta (n, D), alpha (n,)) of n positions
+# observer(where (B, n), window start, logits (B, n, V), sequence after the step's commits)
+ResidualObserver = Callable[[torch.Tensor, int, torch.Tensor, DecodeSequence], None]
 
 
 class ResidualState:
     """Per-position residual (Delta, alpha) of the last prediction; `known` once predicted."""
 
-    def __init__(self, batch: int, length: int, model: DiffusionModel, config: ResidualConfig):
+    def __init__(
+        self,
+        batch: int,
+        length: int,
+        model: DiffusionModel,
+        config: ResidualConfig,
+        sequence: DecodeSequence | None = None,
+        observer: ResidualObserver | None = None,
+    ):
         self.config = config
         self.init_rule = init_rule(config)
+        self.rule = residual_rule(config)  # rcd.residual_rules: how p becomes (Delta, alpha) and enters inputs
+        self.rule_parameters = rule_parameters(model.model, config)
+        self.sequence, self.mask_token_id = sequence, model.mask_token_id  # block features of the rules
+        self.observer = observer
         self.weight = model.embedding_weight
         self.mask_embedding = model.mask_embedding()
         dim = self.weight.shape[1]
@@ -43,9 +58,8 @@ class ResidualState:
 
     def mix(self, embeds: torch.Tensor, masked: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Eq. 2 for positions [start, end): masked ones take (1 - alpha) E[M] + alpha Delta."""
-        return mix_masked_embeddings(
-            embeds, self.mask_embedding, self.delta[:, start:end], self.alpha[:, start:end], masked
-        )
+        delta, alpha = self.delta[:, start:end], self.alpha[:, start:end]
+        return self.rule.mix(embeds, self.mask_embedding, delta, alpha, masked, self.rule_parameters)
 
     def set(self, where: torch.Tensor, start: int, delta: torch.Tensor, alpha: torch.Tensor) -> None:
         """Store residuals for positions `where` (B, n) of the window starting at start."""
@@ -57,7 +71,30 @@ class ResidualState:
     def update_from_logits(self, where: torch.Tensor, start: int, logits: torch.Tensor) -> None:
         """Residuals of positions `where` from their logits (window starting at start)."""
         if where.any():
-            self.set(where, start, *residual_from_logits(logits[where], self.weight, self.config))
+            if self.observer is not None:
+                self.observer(where, start, logits, self.sequence)
+            self.set(where, start, *self.residual_of(where, start, logits[where]))
+
+    def residual_of(self, where: torch.Tensor, start: int, logits: torch.Tensor | None = None,
+                    probs: torch.Tensor | None = None) -> Residual:
+        """(Delta, alpha) of positions `where` (window at start) from their logits (at T_res) or p."""
+        if self.config.rule == "rcd" and probs is None:  # needs no block features
+            return residual_from_logits(logits, self.weight, self.config)
+        if probs is None:
+            probs, entropy = probs_and_entropy(logits, self.config.temperature)
+        else:
+            entropy = normalized_entropy(probs)
+        features = self.block_features(where, start) if self.config.rule != "rcd" else None
+        return self.rule.residual(probs, entropy, self.weight, self.config, features, self.rule_parameters)
+
+    def block_features(self, where: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(progress, place in block) of positions `where` (window at start), from the live sequence."""
+        sequence = self.sequence
+        if sequence is None:
+            raise ValueError(f"residual rule {self.config.rule!r} reads the block layout: build ResidualState with sequence=")
+        progress, place = block_features(sequence.ids == self.mask_token_id, sequence.gen_start, sequence.block_length)
+        end = start + where.shape[1]
+        return progress[:, start:end][where], place[:, start:end][where]
 
     def initialize(
         self,
@@ -75,7 +112,7 @@ class ResidualState:
             return None
         rule = self.init_rule
         logits = predict(rule.source) if rule.source is not None else None
-        self.set(need, start, *rule.residuals(self, need, logits, generator))
+        self.set(need, start, *rule.residuals(self, need, start, logits, generator))
         return rule.source
 
 
@@ -89,6 +126,7 @@ class InitRule:
         self,
         state: ResidualState,
         need: torch.Tensor,
+        start: int,
         logits: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> Residual:
@@ -100,7 +138,7 @@ class ZeroInit(InitRule):
 
     name = "zero"
 
-    def residuals(self, state, need, logits, generator) -> Residual:
+    def residuals(self, state, need, start, logits, generator) -> Residual:
         n = int(need.sum())
         return state.delta.new_zeros(n, state.delta.shape[-1]), state.alpha.new_zeros(n)
 
@@ -112,11 +150,11 @@ class DirichletInit(InitRule):
     concentration: float = 1.0
     name = "dirichlet"
 
-    def residuals(self, state, need, logits, generator) -> Residual:
+    def residuals(self, state, need, start, logits, generator) -> Residual:
         probs = dirichlet_probs(
             (int(need.sum()),), state.weight.shape[0], self.concentration, generator, state.alpha.device
         )
-        return residual_from_probs(probs, state.weight, state.config)
+        return state.residual_of(need, start, probs=probs)
 
 
 class ReferenceInit(InitRule):
@@ -125,8 +163,8 @@ class ReferenceInit(InitRule):
     name = "reference"
     source = "reference"
 
-    def residuals(self, state, need, logits, generator) -> Residual:
-        return residual_from_logits(logits[need], state.weight, state.config)
+    def residuals(self, state, need, start, logits, generator) -> Residual:
+        return state.residual_of(need, start, logits[need])
 
 
 class SelfInit(ReferenceInit):

@@ -28,6 +28,7 @@ from .flash_fallback import install_sdpa_fallback
 from .hub import resolve_hub_name
 from .lora import adapter_base, is_adapter_dir, load_adapter
 from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
+from ..residual_rules import load_rule_parameters
 from ..rundir import looks_like_path
 from ..tokenizer import tokenizer_from_pretrained
 from .presets import PRESETS, Preset, detect_preset, get_preset
@@ -124,6 +125,8 @@ def load(
     tokenizer = tokenizer_from_pretrained(source, trust_remote_code=trust_remote_code)
     _configure(model, tokenizer, chosen, mask_token_id, attention, block_length)
     DiffusionModel.wrap(model)  # refuse now what decoding would refuse later
+    if Path(source).is_dir():
+        load_rule_parameters(model, source)  # a learned feedback rule's module (rcd.residual_rules)
     if chosen.remote_code:
         install_sdpa_fallback(model)
     if device is not None:

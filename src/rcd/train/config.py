@@ -210,6 +210,8 @@ class TrainConfig:
                 raise ValueError(f"--report-to {self.report_to} needs the package: pip install {self.report_to}")
         if self.cache_reference and self.stage != "rcd":
             raise ValueError("cache_reference applies to stage rcd only")
+        if self.cache_reference and self.residual.residual.rule != "rcd":
+            raise ValueError("--cache-reference keeps rule rcd's alpha: not with another --res-rule; drop --cache-reference")
         if self.cache_reference and not SOURCES[self.residual.source].cacheable:
             raise ValueError(
                 "--cache-reference caches the reference at the batch's masks: not with a --res-source that the target makes (self, selfcond)"

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from ..models.adapter import DiffusionModel
-from ..residual import ResidualConfig, mix_masked_embeddings, residual_from_logits, residual_from_top_k
+from ..residual import ResidualConfig, residual_from_logits, residual_from_top_k
+from ..residual_rules import (
+    attach_rule_parameters,
+    block_features,
+    residual_rule,
+    rule_parameters,
+    rule_residual_from_logits,
+)
 from .noise import NoisyBatch, dropped_residuals, with_extra_masks
 from .objectives import diffusion_loss, noisy_logits
 
@@ -204,6 +211,8 @@ class StageModule(nn.Module):
         self.attention = attention
         self.block_length = block_length
         self.residual = residual
+        if residual is not None:  # a learned feedback rule's module lives on the model (rcd.residual_rules)
+            attach_rule_parameters(model, residual.residual, self.diffusion_model.embedding_weight.shape[1])
 
     @property
     def diffusion_model(self) -> DiffusionModel:
@@ -229,8 +238,14 @@ class StageModule(nn.Module):
         """Eq. 2 at masked positions, with Delta over the target's own embedding table."""
         options = self.residual or ResidualTrainingConfig()
         weight = target.embedding_weight
-        if signal.logits is not None:
-            delta, alpha = residual_from_logits(signal.logits, weight, options.residual)
+        config = options.residual
+        parameters = rule_parameters(target.model, config)
+        if config.rule != "rcd":
+            progress, place = block_features(batch.masked, batch.gen_start, self.block_length)
+            features = (progress[batch.masked], place[batch.masked])
+            delta, alpha = rule_residual_from_logits(signal.logits, weight, config, features, parameters)
+        elif signal.logits is not None:
+            delta, alpha = residual_from_logits(signal.logits, weight, config)
         else:
             delta = residual_from_top_k(signal.top_probs, signal.top_index, weight, options.residual)
             alpha = signal.alpha
@@ -240,4 +255,4 @@ class StageModule(nn.Module):
         full_alpha[batch.masked] = alpha
         if dropout and self.training and options.dropout > 0:  # held-out loss: residual always on
             full_alpha = full_alpha.masked_fill(dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0)
-        return mix_masked_embeddings(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked)
+        return residual_rule(config).mix(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked, parameters)

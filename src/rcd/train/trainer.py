@@ -24,15 +24,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from ..data.jsonl import append_jsonl, cut_torn_tail, read_rows
 from ..data.batching import LengthGroupedSampler
 from ..data.datasets import DataOptions, StreamingExamples, default_cache_dir, load_examples
+from ..data.jsonl import append_jsonl, cut_torn_tail, read_rows
 from ..data.sft import SftCollator
 from ..errors import UsageError
 from ..models.adapter import DiffusionModel, check_reference, context_length
 from ..models.hub import resolve_hub_name
 from ..models.loading import DTYPES, check_shared_vocabulary, check_source, load
 from ..models.tiny import TINY_PRESETS, tiny_model
+from ..residual_rules import PARAMETERS_ATTRIBUTE, save_rule_parameters, without_rule_parameters
 from ..rundir import RunDir, fingerprint, normal_mode, write_json
 from ..tokenizer import char_tokenizer, tokenizer_from_pretrained
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -421,22 +422,27 @@ class Trainer:
         if self.cache is not None:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
         model = acc.unwrap_model(self.module).model
+        rule_module = getattr(model, PARAMETERS_ATTRIBUTE, None)  # a learned feedback rule's (kept past a merge)
         if self.config.lora_rank:
             if acc.is_main_process:
                 self._save_adapter(model)
             model = model.merge_and_unload()
         if acc.is_main_process:
-            summary["files"] = self._save_final(model)
+            summary["files"] = self._save_final(model, rule_module)
             write_json(self.out / SUMMARY_FILE, summary)  # written last: marks the run complete
         acc.wait_for_everyone()
         acc.end_training()  # flushes and closes the trackers (none: nothing to do)
         return summary
 
-    def _save_final(self, model: torch.nn.Module) -> list[str]:
-        """Model + tokenizer into a temporary folder, then each whole file renamed into OUT."""
+    def _save_final(self, model: torch.nn.Module, rule_module: torch.nn.Module | None = None) -> list[str]:
+        """Model + tokenizer (+ a learned feedback rule's module, in its own file) into a temporary
+        folder, then each whole file renamed into OUT."""
         tmp = self.out / ".final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        with without_rule_parameters(model):
+            model.save_pretrained(tmp, safe_serialization=True)
+        if rule_module is not None:
+            save_rule_parameters(rule_module, tmp)
         self.tokenizer.save_pretrained(tmp)
         names = sorted(f.name for f in tmp.iterdir())
         for name in names:
