@@ -28,19 +28,50 @@ def no_space():
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
-    return write_jsonl(root / "train.jsonl", [{"prompt": f"{a}+{a}=", "response": str(2 * a)} for a in range(32)])
+    return write_jsonl(
+        root / "train.jsonl", [{"prompt": f"{a}+{a}=", "response": str(2 * a)} for a in range(32)]
+    )
 
 
 def config(out, rows, **kw):
-    base = {"model": "tiny-xs", "data": rows, "out": str(out), "batch_size": 8, "lr": 3e-3, "log_every": 1,
-            "progress": False, "max_steps": STEPS, "save_every": SAVE_EVERY, "keep_checkpoints": 3}
+    base = {
+        "model": "tiny-xs",
+        "data": rows,
+        "out": str(out),
+        "batch_size": 8,
+        "lr": 3e-3,
+        "log_every": 1,
+        "progress": False,
+        "max_steps": STEPS,
+        "save_every": SAVE_EVERY,
+        "keep_checkpoints": 3,
+    }
     return TrainConfig(**{**base, **kw})
 
 
 def cli_args(out, rows):
-    return ["train", "--model", "tiny-xs", "--data", rows, "--out", str(out), "--batch-size", "8", "--lr", "3e-3",
-            "--log-every", "1", "--no-progress", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY),
-            "--keep-checkpoints", "3"]
+    return [
+        "train",
+        "--model",
+        "tiny-xs",
+        "--data",
+        rows,
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--max-steps",
+        str(STEPS),
+        "--save-every",
+        str(SAVE_EVERY),
+        "--keep-checkpoints",
+        "3",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +115,10 @@ def interrupted(tmp_path_factory, rows):
         kill_after_checkpoint(monkeypatch, 4)
         with pytest.raises(Killed):
             train(config(out, rows))
-    assert sorted(p.name for p in checkpoint.checkpoints_dir(out).iterdir()) == ["step-00000002", "step-00000004"]
+    assert sorted(p.name for p in checkpoint.checkpoints_dir(out).iterdir()) == [
+        "step-00000002",
+        "step-00000004",
+    ]
     return out
 
 
@@ -108,13 +142,17 @@ def truncate(path):
     os.truncate(path, path.stat().st_size // 2)
 
 
-@pytest.mark.parametrize(("name", "damage"), [
-    ("model.safetensors", truncate),
-    ("optimizer.bin", truncate),
-    ("trainer_state.json", lambda p: p.write_text('{"step": 4, "epo')),
-])
-def test_a_damaged_checkpoint_is_passed_over_for_the_one_before(interrupted, straight, tmp_path, rows, capsys,
-                                                                name, damage):
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("model.safetensors", truncate),
+        ("optimizer.bin", truncate),
+        ("trainer_state.json", lambda p: p.write_text('{"step": 4, "epo')),
+    ],
+)
+def test_a_damaged_checkpoint_is_passed_over_for_the_one_before(
+    interrupted, straight, tmp_path, rows, capsys, name, damage
+):
     out = copy_of(interrupted, tmp_path)
     damage(out / "checkpoints" / "step-00000004" / name)
     path, notices = latest_checkpoint(out)
@@ -158,9 +196,15 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, rows, st
     assert main(cli_args(out, rows)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert "could not write checkpoint step-00000004 (No space left on device); step-00000002 is intact" in err[0]
+    assert (
+        "could not write checkpoint step-00000004 (No space left on device); step-00000002 is intact"
+        in err[0]
+    )
     checkpoints = sorted(p.name for p in checkpoint.checkpoints_dir(out).iterdir())
-    assert checkpoints == ["step-00000002"] and checkpoint_damage(checkpoint.checkpoints_dir(out) / checkpoints[0]) is None
+    assert (
+        checkpoints == ["step-00000002"]
+        and checkpoint_damage(checkpoint.checkpoints_dir(out) / checkpoints[0]) is None
+    )
     monkeypatch.undo()
     assert main(cli_args(out, rows)) == 0  # space freed: the same command resumes
     assert_same_run(out, straight)
@@ -182,8 +226,11 @@ def test_full_disk_during_a_prediction_row_keeps_every_earlier_row(tmp_path, mon
             raise no_space()
 
         monkeypatch.setattr(os, "write", fill_the_disk)
-        with pytest.raises(OSError, match="could not append a row to .*predictions.jsonl \\(No space left on "
-                                          "device\\); its earlier rows are intact"):
+        with pytest.raises(
+            OSError,
+            match="could not append a row to .*predictions.jsonl \\(No space left on "
+            "device\\); its earlier rows are intact",
+        ):
             writer.write(rows[3])
         monkeypatch.undo()
         assert path.read_bytes() == before and read_rows(path) == rows[:3]
@@ -195,7 +242,9 @@ def test_a_short_write_is_completed(tmp_path, monkeypatch):
     path = tmp_path / "predictions.jsonl"
     real_write = os.write
     with RowWriter(path) as writer:
-        monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:7] if fd == writer.fd else data))
+        monkeypatch.setattr(
+            os, "write", lambda fd, data: real_write(fd, data[:7] if fd == writer.fd else data)
+        )
         writer.write({"index": 0, "sample": 0, "completion": "a longer completion"})
     monkeypatch.undo()
     assert read_rows(path) == [{"index": 0, "sample": 0, "completion": "a longer completion"}]
@@ -203,10 +252,29 @@ def test_a_short_write_is_completed(tmp_path, monkeypatch):
 
 def test_full_disk_during_eval_ends_with_one_line_and_resumes(tmp_path, monkeypatch, capsys):
     model = save_tiny(tmp_path / "model")
-    data = write_jsonl(tmp_path / "gsm.jsonl", [{"question": f"{a}+{a}=?", "answer": f"#### {2 * a}"} for a in range(5)])
+    data = write_jsonl(
+        tmp_path / "gsm.jsonl", [{"question": f"{a}+{a}=?", "answer": f"#### {2 * a}"} for a in range(5)]
+    )
     out = tmp_path / "eval"
-    argv = ["eval", "--model", str(model), "--data", data, "--out", str(out), "--task", "gsm8k", "--shots", "0",
-            "--gen-length", "8", "--block-length", "8", "--batch-size", "1"]
+    argv = [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--task",
+        "gsm8k",
+        "--shots",
+        "0",
+        "--gen-length",
+        "8",
+        "--block-length",
+        "8",
+        "--batch-size",
+        "1",
+    ]
     real_init, real_write, writers, calls = RowWriter.__init__, os.write, [], []
 
     def remember(self, path):
@@ -225,7 +293,9 @@ def test_full_disk_during_eval_ends_with_one_line_and_resumes(tmp_path, monkeypa
     monkeypatch.setattr(os, "write", fill_the_disk)
     assert main(argv) == 1
     monkeypatch.undo()
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rcd:")]  # (and eval's bar)
+    err = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("rcd:")
+    ]  # (and eval's bar)
     assert len(err) == 1 and "No space left on device" in err[0] and "earlier rows are intact" in err[0], err
     first = read_rows(out / "predictions.jsonl")
     assert [r["index"] for r in first] == [0, 1]

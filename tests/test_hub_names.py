@@ -50,7 +50,11 @@ def test_a_hub_id_without_network_fails_at_once_with_one_line(no_network, capsys
     seconds = time.perf_counter() - started
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err
-    assert "rcd-test/no-such-model" in err and "cannot be reached" in err and "nor is the model in its cache" in err
+    assert (
+        "rcd-test/no-such-model" in err
+        and "cannot be reached" in err
+        and "nor is the model in its cache" in err
+    )
     assert not [r for r in caplog.records if "Retry" in r.getMessage()]
     assert seconds < 5, seconds  # the Hub's own retries take ~30 s
 

@@ -7,6 +7,7 @@ from transformers import AutoTokenizer
 
 import rcd
 import rcd.tokenizer
+from rcd.tokenizer import DEFAULT_ALPHABET
 
 WORDS = ["sort", ":", "3", "12", "100"]
 
@@ -41,10 +42,12 @@ def test_word_tokenizer_refuses_words_with_whitespace(bad):
 
 CHAR = rcd.char_tokenizer()
 WHITESPACE_RUNS = st.text(alphabet=" \n\t", min_size=1, max_size=6)
+CHAR_TEXTS = st.lists(st.one_of(st.text(alphabet=DEFAULT_ALPHABET, max_size=8), WHITESPACE_RUNS))
+OLD_PATTERN = "<pad>|<eos>|<unk>|<mask>|."
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.text(alphabet=rcd.tokenizer.DEFAULT_ALPHABET, max_size=8), WHITESPACE_RUNS)).map("".join))
+@given(CHAR_TEXTS.map("".join))
 def test_char_tokenizer_round_trips_every_text_over_its_alphabet(text):
     ids = CHAR(text, add_special_tokens=False).input_ids
     assert CHAR.unk_token_id not in ids
@@ -64,33 +67,37 @@ def test_char_tokenizer_saved_before_the_newline_fix_loads_repaired(tmp_path):
     saved = tmp_path / "tokenizer.json"
     content = json.loads(saved.read_text())
     assert content["pre_tokenizer"]["pattern"] == {"Regex": rcd.tokenizer.CHAR_SPLIT_PATTERN}
-    content["pre_tokenizer"]["pattern"] = {"Regex": "<pad>|<eos>|<unk>|<mask>|."}
+    content["pre_tokenizer"]["pattern"] = {"Regex": OLD_PATTERN}
     saved.write_text(json.dumps(content))
-    assert AutoTokenizer.from_pretrained(tmp_path)("a\n\nb", add_special_tokens=False).input_ids[1] == 2  # the bug
+    old = AutoTokenizer.from_pretrained(tmp_path)
+    assert old("a\n\nb", add_special_tokens=False).input_ids[1] == CHAR.unk_token_id  # the bug
     loaded = rcd.tokenizer.tokenizer_from_pretrained(tmp_path)
     assert loaded.get_vocab() == CHAR.get_vocab()
-    assert loaded("a\n\nb", add_special_tokens=False).input_ids == CHAR("a\n\nb", add_special_tokens=False).input_ids
+    ids = loaded("a\n\nb", add_special_tokens=False).input_ids
+    assert ids == CHAR("a\n\nb", add_special_tokens=False).input_ids
 
 
 def test_loading_a_model_dir_repairs_its_old_char_tokenizer(tmp_path):
     from rcd.models.loading import load_tokenizer
 
-    rcd.tiny_model(vocab_size=len(CHAR), hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
-        tmp_path
-    )
+    model = rcd.tiny_model(vocab_size=len(CHAR), hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    model.save_pretrained(tmp_path)
     CHAR.save_pretrained(tmp_path)
     saved = tmp_path / "tokenizer.json"
-    old = saved.read_text().replace(json.dumps(rcd.tokenizer.CHAR_SPLIT_PATTERN)[1:-1], "<pad>|<eos>|<unk>|<mask>|.")
-    assert '"<pad>|<eos>|<unk>|<mask>|."' in old
+    old = saved.read_text().replace(json.dumps(rcd.tokenizer.CHAR_SPLIT_PATTERN)[1:-1], OLD_PATTERN)
+    assert f'"{OLD_PATTERN}"' in old
     saved.write_text(old)
     tokenizer, _ = load_tokenizer(tmp_path)
     assert tokenizer("\n\n", add_special_tokens=False).input_ids == [CHAR.convert_tokens_to_ids("\n")] * 2
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=10), st.lists(WHITESPACE_RUNS, min_size=10, max_size=10))
+@given(
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=10),
+    st.lists(WHITESPACE_RUNS, min_size=10, max_size=10),
+)
 def test_word_tokenizer_round_trips_its_words_and_separators(words, separators):
-    """Single-spaced words come back exactly; any run of whitespace between words reads as the one separator."""
+    """Single-spaced words come back exactly; any whitespace run between words reads as the one separator."""
     tokenizer = rcd.word_tokenizer(WORDS)
     single = " ".join(words)
     ids = tokenizer(single, add_special_tokens=False).input_ids

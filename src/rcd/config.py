@@ -43,7 +43,12 @@ def _parser_of(kind: Any) -> Any:
     """argparse `type=` of a field: `tuple[int, ...]` reads a comma-separated list ("1,2,4")."""
     if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
-        return lambda text: tuple(item(x) for x in text.split(",") if x.strip())
+
+        def comma_list(text: str) -> tuple:
+            return tuple(item(x) for x in text.split(",") if x.strip())
+
+        comma_list.__name__ = f"{item.__name__} list"  # argparse's error: "invalid int list value: '1,a'"
+        return comma_list
     return kind
 
 

@@ -89,6 +89,10 @@ class DemoConfig:
             raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")
         if self.block_length is not None and self.block_length < 1:
             raise ValueError("block_length must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.seed < 2**32:  # the training stages' seed (numpy's range)
+            raise ValueError(f"seed must lie in [0, 2**32), not {self.seed}")
 
     def scaled(self) -> DemoConfig:
         """The --quick variant: the same pipeline at a size that runs in a couple of minutes."""
@@ -134,6 +138,8 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     (out / "data").mkdir(parents=True, exist_ok=True)
     train_file, test_file, tokenizer_dir, gen_length = prepare_data(config, out / "data")
     block = config.block_length or gen_length
+    # a tokens-per-step the blocks refuse is refused now, not after training
+    settings = config.settings(gen_length, block)
     common = dict(
         data=str(train_file),
         eval_data=str(test_file),
@@ -168,7 +174,6 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     models = load_models(str(rcd_dir), reference=str(ref_dir), baseline=str(seqd_dir))
     methods = sweep_methods(models, config.residual.residual, cold_start=False, no_residual=False)
     test_rows = read_jsonl(test_file)
-    settings = config.settings(gen_length, block)
     curves = sweep(methods, settings, test_rows, models.tokenizer, checker=get_synthetic_task(config.task).is_correct,
                    batch_size=config.sweep.batch_size)
     shown = example_setting(settings)

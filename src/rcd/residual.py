@@ -108,10 +108,12 @@ class ResidualConfig:
             raise ValueError(f"init must be one of {INIT_RULES}, got {self.init!r}")
         if not 0.0 <= self.fixed_alpha <= 1.0:
             raise ValueError(f"fixed_alpha must lie in [0, 1], got {self.fixed_alpha}")
-        if not self.temperature > 0:
-            raise ValueError(f"residual temperature must be > 0, got {self.temperature}")
-        if not self.dirichlet_concentration > 0:
-            raise ValueError("dirichlet_concentration must be > 0")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"residual temperature must be a finite number > 0, got {self.temperature}")
+        if not (self.dirichlet_concentration > 0 and math.isfinite(self.dirichlet_concentration)):
+            raise ValueError(
+                f"dirichlet_concentration must be a finite number > 0, got {self.dirichlet_concentration}"
+            )
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
 

@@ -190,6 +190,10 @@ class RunDir:
 
     def lock(self) -> RunDir:
         """Take the directory's lock (creating `out`); refuse if a live process holds it."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(
+                f"--out {self.out} is a file, not a directory; give a directory for the run's results"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "kind": self.kind}
         for _ in range(3):

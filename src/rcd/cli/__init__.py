@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 
 from ..config import options_file_arguments, split_config_flag
 from ..errors import UsageError
@@ -57,10 +58,16 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def _run(argv: list[str]) -> int:
-    if argv[:1] == ["lm-eval"]:  # lm-eval parses its own arguments
-        return lm_eval.run_lm_eval(argv[1:])
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as UsageError: one line (`rcd: error: ...`, exit 2), no usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (lm-eval's lists it only: lm-eval parses its own arguments)."""
+    parser = _Parser(
         prog="rcd",
         description="Residual Context Diffusion for block-wise diffusion language models.",
         epilog="Errors are reported on one line; --debug (or RCD_DEBUG=1) shows the traceback. Other "
@@ -72,11 +79,24 @@ def _run(argv: list[str]) -> int:
         module.register(command)
         command.add_argument("--config", metavar="FILE", help="YAML/JSON file of this command's options "
                              "(keys: flag names, e.g. `res-dropout: 0.3`); flags given here override it")
+    return parser
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """{command name: its parser} of `build_parser()`."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["lm-eval"]:  # lm-eval parses its own arguments
+        return lm_eval.run_lm_eval(argv[1:])
+    parser = build_parser()
+    sub = command_parsers(parser)
     path, argv = split_config_flag(argv)
     if path is not None:
-        if not argv or argv[0] not in sub.choices:
+        if not argv or argv[0] not in sub:
             raise UsageError("--config follows the command: rcd COMMAND --config FILE")
-        argv = [argv[0], *options_file_arguments(path, sub.choices[argv[0]]), *argv[1:]]
+        argv = [argv[0], *options_file_arguments(path, sub[argv[0]]), *argv[1:]]
     args = parser.parse_args(argv)
     args.argv = ["rcd", *argv]  # recorded by commands whose results must be reproducible
     return int(args.run(args) or 0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..app import SweepJob, run_sweep
 from ..app.sweep import SWEPT
 from ..config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args
+from ..data import SYNTHETIC_TASKS
 from ..decode import DecodeConfig
 from ..eval.sweep import SweepConfig
 from ..residual import ResidualConfig
@@ -31,7 +32,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference model for the warm start (else cold start only)")
     parser.add_argument("--baseline", help="SeqD baseline model, decoded without residuals")
     parser.add_argument("--data", required=True, help="JSONL eval set with prompt and answer fields")
-    parser.add_argument("--task", help="grade with this synthetic task's checker instead of exact match")
+    parser.add_argument("--task", choices=tuple(SYNTHETIC_TASKS),
+                        help="grade with this synthetic task's checker instead of exact match")
     parser.add_argument("--out", default="runs/sweep", help="output directory (default: runs/sweep)")
     parser.add_argument("--limit", type=int, help="evaluate the first N problems only")
     add_dataclass_arguments(parser.add_argument_group("settings"), SweepConfig)

@@ -7,6 +7,7 @@ trained block size, whether its forward has a KV cache) stay in `generate`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
@@ -80,8 +81,8 @@ class DecodeConfig:
             raise ValueError(
                 f"gen_length ({self.gen_length}) must be a multiple of block_length ({self.block_length})"
             )
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):  # nan, inf: garbage tokens
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if not self.use_cache and self.cache != "exact":

@@ -45,8 +45,8 @@ class LikelihoodConfig:
     def __post_init__(self) -> None:
         if self.mc_num < 1 or self.mc_batch_size < 1 or self.mc_num % self.mc_batch_size:
             raise ValueError("mc_num and mc_batch_size must be >= 1, and mc_batch_size must divide mc_num")
-        if self.cfg < 0:
-            raise ValueError("cfg must be >= 0")
+        if not (self.cfg >= 0 and math.isfinite(self.cfg)):
+            raise ValueError(f"cfg must be a finite number >= 0, got {self.cfg}")
 
 
 def stratified_mask_counts(length: int, draws: int, generator: torch.Generator) -> torch.Tensor:

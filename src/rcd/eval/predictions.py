@@ -39,8 +39,8 @@ class RowWriter:
         except OSError as err:
             os.ftruncate(self.fd, end)
             raise OSError(
-                f"could not append a row to {self.path} ({err.strerror or err}); its earlier rows are intact: "
-                "free space and rerun the same command to continue"
+                f"could not append a row to {self.path} ({err.strerror or err}); its earlier rows are "
+                "intact: free space and rerun the same command to continue"
             ) from err
 
     def close(self) -> None:

@@ -73,10 +73,7 @@ class LoadConfig:
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
         if self.device is not None:
-            try:
-                torch.device(self.device)
-            except RuntimeError:
-                raise ValueError(f"device {self.device!r} is not a device name; use e.g. cpu, cuda or cuda:1") from None
+            check_device(self.device, here=False)  # a config may be built for another machine
         if self.mask_token_id is not None and self.mask_token_id < 0:
             raise ValueError(f"mask_token_id must be >= 0, got {self.mask_token_id}")
         if self.attention is not None and self.attention not in ATTENTION_MODES:
@@ -86,6 +83,24 @@ class LoadConfig:
 
     def kwargs(self) -> dict:
         return asdict(self)
+
+
+def check_device(device: str | torch.device, *, here: bool = True) -> torch.device:
+    """A device name torch knows and, if `here`, this machine has (cuda without a GPU is refused
+    before the weights load, not after)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from err
+    if not here:
+        return parsed
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: no CUDA GPU is available here; use --device cpu or leave it out"
+        )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use --device cpu or leave it out")
+    return parsed
 
 
 def load(
@@ -112,6 +127,8 @@ def load(
         return load_adapter(path_or_id, load, preset=preset, trust_remote_code=trust_remote_code, dtype=dtype,
                             device=device, mask_token_id=mask_token_id, attention=attention,
                             block_length=block_length, attn_implementation=attn_implementation)
+    if device is not None:
+        check_device(device)
     source = check_source(path_or_id)
     config = _load_config(source, trust_remote_code)
     chosen = _choose_preset(source, config, preset)
@@ -309,6 +326,7 @@ def load_tokenizer(path_or_id: str | Path, trust_remote_code: bool = False) -> t
 def check_reference_tokenizer(model: str, reference: str, trust_remote_code: bool = False) -> None:
     """The shared-vocabulary check from the two tokenizers alone, before any model loads."""
     first, second = (
-        tokenizer_from_pretrained(check_source(p), trust_remote_code=trust_remote_code) for p in (model, reference)
+        tokenizer_from_pretrained(check_source(path), trust_remote_code=trust_remote_code)
+        for path in (model, reference)
     )
     check_shared_vocabulary(first, second, str(reference))

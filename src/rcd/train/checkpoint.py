@@ -49,7 +49,8 @@ def latest_checkpoint(out: str | Path) -> tuple[Path | None, list[str]]:
     for path in found:
         reason = checkpoint_damage(path)
         if reason is None:
-            return path, [f"checkpoint {bad} is damaged ({why}); resuming from {path.name}" for bad, why in damaged]
+            resuming = f"resuming from {path.name}"
+            return path, [f"checkpoint {bad} is damaged ({why}); {resuming}" for bad, why in damaged]
         damaged.append((path, reason))
     if damaged:
         bad, why = damaged[0]

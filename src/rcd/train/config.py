@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 from ..data.sft import OVERFLOW_RULES
 from ..models.attention import ATTENTION_MODES
@@ -161,6 +162,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise ValueError("a training run needs data and out")
+        for f in fields(self):  # choices are the flags' (argparse's); a config built in code is checked here
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{f.name} must be one of {tuple(choices)}, not {value!r}")
         if (self.stage == "rcd") != (self.reference is not None):
             raise ValueError("stage rcd needs a reference model, and only stage rcd takes one")
         if self.stage != "rcd" and self.residual is not None:
@@ -169,6 +174,18 @@ class TrainConfig:
             self.residual = ResidualTrainingConfig()
         if min(self.batch_size, self.grad_accum, self.epochs, self.max_prompt_length, self.max_response_length) < 1:
             raise ValueError("batch_size, grad_accum, epochs and the max lengths must be >= 1")
+        if not (self.prompt_field and self.response_field and self.messages_field):
+            raise ValueError(
+                "--prompt-field, --response-field and --messages-field must name a column (not empty)"
+            )
+        if self.block_length is not None and self.block_length < 1:
+            raise ValueError(f"--block-length must be >= 1, not {self.block_length}")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds (Accelerate's set_seed seeds numpy too)
+            raise ValueError(f"--seed must lie in [0, 2**32), not {self.seed}")
+        if self.model in TINY_PRESETS and self.attention == "block-causal" and self.block_length is None:
+            raise ValueError(
+                "--attention block-causal builds a block-causal tiny model: give its --block-length"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be >= 1 (or left out for --epochs), not {self.max_steps}")
         if min(self.save_every, self.log_every - 1, self.eval_every, self.keep_checkpoints, self.warmup_steps) < 0:
@@ -178,8 +195,13 @@ class TrainConfig:
             raise ValueError("--warmup-ratio must lie in [0, 1), and be given instead of --warmup-steps, not with it")
         if self.lr is None:
             self.lr = 1e-3 if self.model in TINY_PRESETS else 1e-5
-        if not self.lr > 0 or self.weight_decay < 0 or self.max_grad_norm < 0 or not 0 < self.eps < 1:
-            raise ValueError("--lr must be > 0, --weight-decay and --max-grad-norm >= 0, --eps in (0, 1)")
+        # nan or inf would train nan weights without an error
+        finite = all(map(math.isfinite, (self.lr, self.weight_decay, self.max_grad_norm)))
+        positive = self.lr > 0 and self.weight_decay >= 0 and self.max_grad_norm >= 0
+        if not (finite and positive and 0 < self.eps < 1):
+            raise ValueError(
+                "--lr must be > 0, --weight-decay and --max-grad-norm >= 0 (all finite), --eps in (0, 1)"
+            )
         if self.response_padding not in ("batch", "max"):
             raise ValueError(f"response_padding must be 'batch' or 'max', not {self.response_padding!r}")
         for name in ("dtype", "reference_dtype"):
