@@ -38,7 +38,7 @@ from rcd.models.loading import LoadConfig
 from rcd.residual import ResidualConfig
 from rcd.train import TrainConfig, train
 
-FUZZED = ("train", "generate", "eval", "sweep", "score", "data", "demo")  # lm-eval parses its own arguments
+FUZZED = ("train", "generate", "eval", "sweep", "score", "data", "demo", "serve")  # lm-eval parses its own arguments
 INPUTS = (
     "model",
     "reference",
@@ -577,14 +577,15 @@ def test_loading_onto_a_missing_gpu_is_refused_before_the_weights(workdir, monke
 
 
 def test_demo_refuses_a_sweep_its_blocks_cannot_take_before_training(tmp_path, monkeypatch):
-    """Found: `rcd demo --sweep-tokens-per-step 5` trained three models, then failed at the sweep."""
+    """Found: `rcd demo --sweep-tokens-per-step 5` trained three models, then failed at the sweep
+    (the generation length now grows to fit every setting; a block length set by hand still can't)."""
 
     def started(*args, **kwargs):
         raise Started
 
     monkeypatch.setattr(rcd.demo, "train", started)
     config = DemoConfig(
-        task="mul", out=str(tmp_path / "demo"), n_train=8, n_test=2, sweep=SweepConfig((5,), ())
+        task="mul", out=str(tmp_path / "demo"), n_train=8, n_test=2, block_length=4, sweep=SweepConfig((5,), ())
     )
     with pytest.raises(ValueError, match=r"tokens per step \[5\] must divide the block length"):
         rcd.demo.run_demo(config)

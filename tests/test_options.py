@@ -81,7 +81,7 @@ def test_a_config_file_stands_for_flags_and_the_command_line_overrides_it(tmp_pa
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--device", "gpu"], "not a device name"),
+    (["--device", "gpu"], "is not a torch device"),
     (["--model-block-length", "0"], "block_length must be >= 1"),
     (["--mask-token-id", "-1"], "mask_token_id must be >= 0"),
 ])

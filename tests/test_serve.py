@@ -219,7 +219,7 @@ BAD = [
      "threshold must lie in [0, 1]"),
     ("entropy threshold", {"model": "rcd", "prompt": "1", "rcd": {"threshold": 0.5, "confidence": "entropy"}}, 400,
      "no [0, 1] scale for a threshold"),
-    ("res range", {"model": "rcd", "prompt": "1", "rcd": {"res_temperature": 0.0}}, 400, "must be > 0"),
+    ("res range", {"model": "rcd", "prompt": "1", "rcd": {"res_temperature": 0.0}}, 400, "must be a finite number > 0"),
     ("res alpha", {"model": "rcd", "prompt": "1", "rcd": {"res_alpha": "magic"}}, 400, "alpha must be one of"),
     ("block length", {"model": "rcd", "prompt": "1", "rcd": {"block_length": 5}}, 400, "multiple of block_length"),
     ("temperature", {"model": "rcd", "prompt": "1", "temperature": -1}, 400, "temperature"),

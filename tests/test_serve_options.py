@@ -50,7 +50,7 @@ def test_residual_options_layer_over_the_server_defaults():
     assert switched.residual == ResidualConfig(top_k=4)
     for given, baseline, message in [({"res_top_k": 4}, False, "add \"rcd\": true"),
                                      ({"rcd": True}, True, "plain SeqD"),
-                                     ({"res_temperature": 0.0, "rcd": True}, False, "must be > 0"),
+                                     ({"res_temperature": 0.0, "rcd": True}, False, "must be a finite number > 0"),
                                      ({"temperature": 0.5}, False, "differ")]:
         with pytest.raises(ValueError, match=message):
             resolve(DEFAULT, None, given, max_tokens=None, temperature=0.0 if "temperature" in given else None,

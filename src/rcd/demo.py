@@ -11,6 +11,7 @@ resumes; OUT's run record (rcd.rundir) keeps the demo's options, and a rerun wit
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from dataclasses import asdict, dataclass, field, replace
