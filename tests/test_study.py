@@ -103,6 +103,8 @@ def test_the_interval_widens_with_t_quantiles_and_is_undefined_with_one_seed():
     row = {"base": "seqd", "new": "rcd", "setting": "steps=12", "at": "equal steps", "tokens_per_step": [4, 3.69],
            "correct": one_seed, "cells": one_seed, "why": "w"}
     assert "undefined: 1 seed" in comparison_line(row) and "**" not in comparison_line(row)
+    agreeing = {"diff": -0.007, "lo": -0.009, "hi": -0.005, "boot_lo": -0.017, "boot_hi": 0.002}
+    assert not beyond_ci(agreeing) and beyond_ci(agreeing | {"boot_hi": -0.001})  # the problem noise counts too
 
 
 def test_the_table_says_how_many_comparisons_and_that_none_is_corrected():
@@ -266,3 +268,19 @@ def test_the_demos_held_out_puzzles_are_none_of_the_studys_test_or_validation_pu
     studied = {r["prompt"] for split in ("test", "val") for r in read_jsonl(study[split])}
     assert len(demo) == DemoConfig().n_test and len(studied) == 1300
     assert not demo & studied
+
+
+def test_another_data_seed_draws_fresh_problems_and_is_never_mixed_with_the_first(tmp_path):
+    """The replication's fresh test problems: `--data-seed` draws another stream; an --out holding
+    the data of another seed is refused."""
+    from dataclasses import replace
+
+    from benchmarks.study import prepare
+    from rcd.data import read_jsonl
+
+    config = StudyConfig(out=str(tmp_path / "a"), task="sort", n_train=20, n_test=30, n_val=10)
+    first = {r["prompt"] for r in read_jsonl(prepare(config)["test"])}
+    fresh = {r["prompt"] for r in read_jsonl(prepare(replace(config, out=str(tmp_path / "b"), data_seed=1))["test"])}
+    assert len(first) == len(fresh) == 30 and first != fresh
+    with pytest.raises(SystemExit, match="holds data made with"):
+        prepare(replace(config, data_seed=1))
