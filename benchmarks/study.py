@@ -1,4 +1,4 @@
-"""A study that can tell RCD's gain from noise: seeds x arms x decodings, paired bootstrap CIs.
+"""A study that can tell RCD's gain from noise: seeds x arms x decodings, paired CIs over seeds.
 
     python -m benchmarks.study --out runs/study                    # train, decode, report
     python -m benchmarks.study --out runs/study --phases report    # tables from what is there
@@ -14,8 +14,10 @@ Every run writes its own file and is skipped when the file exists: a restart los
 The report (`study.md`, `study.json`):
 - accuracy @ tokens per forward pass (every pass counted: warm-start and reference passes)
   per method and setting, mean over seeds, exact match and cells right;
-- paired differences against SeqD with a 95% bootstrap CI that resamples seeds and problems
-  (`paired_bootstrap`), and the per-seed differences;
+- paired differences against SeqD with a 95% t-interval over the per-seed differences
+  (`seed_t_interval`; the bootstrap over seeds and problems, `paired_bootstrap`, next to it),
+  the per-seed differences, and the number of comparisons made (no multiplicity correction);
+  at equal steps, and for SeqD baselines also at equal forward passes (`at_tokens_per_pass`);
 - thresholds chosen on a validation split by one rule for every method (`calibrated_tau`);
 - the reliability of commits under tau 0.9 (share right per confidence bin);
 - the issue's two bars: passes RCD needs to reach SeqD's peak accuracy, and RCD - SeqD at
@@ -25,6 +27,7 @@ The report (`study.md`, `study.json`):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import tempfile
@@ -60,9 +63,10 @@ def paired_bootstrap(
 
     Both arms are scored on the same problems by models of the same seeds, so each
     replicate draws seeds and problems with replacement once and applies the same draw to
-    both arms (paired): the CI covers training-seed noise and problem-sampling noise. With
-    few seeds the seed part is rough (3 seeds resampled underestimate their spread by
-    about sqrt(2/3)); the per-seed differences are reported next to it for that reason.
+    both arms (paired). Too narrow with few seeds: resampling S seeds shrinks their spread by
+    sqrt((S-1)/S) and its quantiles are normal ones where a t with S-1 degrees of freedom is
+    due (95% intervals exclude a true 0 in 11-16% of 5-seed studies). Kept as a second
+    column; the reported CI is `seed_t_interval`.
     """
     a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
     if a.shape != b.shape:
@@ -78,6 +82,38 @@ def paired_bootstrap(
     lo, hi = np.quantile(replicates, [tail, 1 - tail])
     return {"diff": float(diff.mean()), "lo": float(lo), "hi": float(hi),
             "per_seed": [float(d) for d in diff.mean(axis=1)]}
+
+
+def seed_t_interval(per_seed: Sequence[float], level: float = 0.95) -> tuple[float | None, float | None]:
+    """The reported CI: a t-interval over the per-seed paired differences (S-1 degrees of
+    freedom), the unit that varies most (training seeds); each seed's difference already
+    averages its problems. None, None with one seed: a single seed gives no spread to
+    size an interval with, and none is invented."""
+    from scipy import stats
+
+    diffs = np.asarray(per_seed, float)
+    if diffs.size < 2:
+        return None, None
+    half = stats.t.ppf((1 + level) / 2, diffs.size - 1) * diffs.std(ddof=1) / np.sqrt(diffs.size)
+    return float(diffs.mean() - half), float(diffs.mean() + half)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95) -> dict[str, Any]:
+    """b - a for (seeds, problems) scores: the mean, the per-seed differences, the t-interval
+    over seeds (`lo`, `hi`: the reported CI) and the hierarchical bootstrap (`boot_lo`, `boot_hi`)."""
+    boot = paired_bootstrap(a, b, n_boot, level=level)
+    lo, hi = seed_t_interval(boot["per_seed"], level)
+    return {"diff": boot["diff"], "lo": lo, "hi": hi, "df": len(boot["per_seed"]) - 1,
+            "boot_lo": boot["lo"], "boot_hi": boot["hi"], "per_seed": boot["per_seed"]}
+
+
+def beyond_ci(ci: dict) -> bool:
+    """The t-interval is defined and excludes 0, and so does the bootstrap where there is one: the
+    t-interval carries the seed spread, the bootstrap the problem-sampling noise that every seed
+    shares (with seeds that happen to agree, -0.6 / -0.8 / -0.7, the t-interval alone is too tight)."""
+    if ci["lo"] is None or not (ci["lo"] > 0 or ci["hi"] < 0):
+        return False
+    return ci.get("boot_lo") is None or ci["boot_lo"] > 0 or ci["boot_hi"] < 0
 
 
 def cells_right(example: dict, completion: str) -> float:
@@ -190,6 +226,9 @@ METHODS: dict[str, MethodSpec] = {
 RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
 RELIABILITY_TAU = 0.9
 BARRED = ("rcd", "rcd-fixedalpha")  # the RCD recipes the issue's bars are checked for
+# baselines that also get a row at equal forward passes: interpolated on their fixed schedules
+# to the challenger's measured tokens per pass (RCD's warm start adds a pass)
+EQUAL_PASS_BASELINES = ("seqd", "seqd-long", "seqd-fresh")
 # the curves of the report's plot, when decoded (the others only in its tables)
 PLOTTED = ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res", "rcd-fixedalpha",
            "ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned")
@@ -242,9 +281,10 @@ class StudyConfig:
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
     phases: list[str] = field(default_factory=lambda: ["train", "decode", "report"], metadata={"help": "train decode report"})
+    data_seed: int = field(default=0, metadata={"help": "seed of the data draw (train, test, validation): another gives fresh problems"})
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=1000, metadata={"help": "held-out test problems"})
-    n_val: int = field(default=300, metadata={"help": "validation problems (threshold calibration)"})
+    n_val: int = field(default=300, metadata={"help": "validation problems: thresholds, recipes and settings are chosen on them"})
     ref_steps: int = field(default=1200, metadata={"help": "reference steps (the demo: 3600)"})
     stage_steps: int = field(default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"})
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
@@ -256,6 +296,7 @@ class StudyConfig:
     min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
     tokens_per_step: list[int] = field(default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"})
     taus: list[float] = field(default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"})
+    select_on_val: bool = field(default=True, metadata={"help": "decode the fixed schedules on the validation split too (the report's choices)"})
     decode_limit: int = field(default=0, metadata={"help": "decode only the first N test problems (0: all)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"})
     quick: bool = field(default=False, metadata={"help": "toy size: the pipeline in well under a minute"})
@@ -281,8 +322,9 @@ class StudyConfig:
                        batch_size=16, n_boot=200, eval_batch_size=64)
 
     def demo(self, seed: int) -> DemoConfig:
-        """The demo's settings at this size (data seed 0 for every training seed)."""
-        return DemoConfig(task=self.task, tokenizer=self.tokenizer, model=self.model, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=0,
+        """The demo's settings at this size (one data seed for every training seed; the test and
+        validation problems are the first of the stream, those the demo leaves out)."""
+        return DemoConfig(task=self.task, tokenizer=self.tokenizer, model=self.model, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=self.data_seed, held_out_offset=0,
                           ref_steps=self.ref_steps, stage_steps=self.stage_steps, batch_size=self.batch_size,
                           lr=self.lr, sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size))
 
@@ -298,6 +340,7 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
     """
     root = Path(config.out) / "data"
     made_by = {k: getattr(config, k) for k in ("task", "tokenizer", "n_train", "n_test", "n_val")}
+    made_by |= {"data_seed": config.data_seed} if config.data_seed else {}  # the records of data seed 0 predate it
     if not (root / "meta.json").exists():
         root.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=root.parent, prefix=".data-"))
@@ -346,13 +389,19 @@ def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[
     if spec.sweep == "orders":
         return [("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")]
     if spec.sweep == "fixed":
-        return [("test", s) for k, s in fixed.items() if k > 1]
+        return [(split, s) for split in splits_of(config) for k, s in fixed.items() if k > 1]
     out = [("test", s) for s in fixed.values()]
+    out += [("val", s) for s in fixed.values()] if config.select_on_val else []
     if spec.sweep == "core":
         return out + [("test", replace(base, threshold=0.9))]
     for split in ("val", "test") if len(config.taus) > 1 else ("test",):
         out += [(split, replace(base, threshold=t)) for t in config.taus]
     return out
+
+
+def splits_of(config: StudyConfig) -> tuple[str, ...]:
+    """Where fixed schedules are decoded: the test split, and the validation split that choices use."""
+    return ("test", "val") if config.select_on_val else ("test",)
 
 
 def record_path(config: StudyConfig, seed: int, method: str, split: str, setting: DecodeConfig) -> Path:
@@ -461,7 +510,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
         per_seed = {}
         for seed in config.seeds:
             val = {float(s.split("=")[1]): r[seed] for (m, sp, s), r in records.items()
-                   if m == method and sp == "val" and seed in r}
+                   if m == method and sp == "val" and s.startswith("tau=") and seed in r}
             tau = calibrated_tau(val, config.min_tokens_per_pass)
             if tau is not None and (method, "test", f"tau={tau:g}") in records and seed in records[(method, "test", f"tau={tau:g}")]:
                 per_seed[seed] = records[(method, "test", f"tau={tau:g}")][seed]
@@ -476,7 +525,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
         for metric in ("correct", "cells"):
             a = np.array([base_by_seed[s][metric] for s in seeds])
             b = np.array([new_by_seed[s][metric] for s in seeds])
-            row[metric] = paired_bootstrap(a, b, config.n_boot)
+            row[metric] = paired_difference(a, b, config.n_boot)
         row["tokens_per_step"] = [float(np.mean([d[s]["tokens_per_step"] for s in seeds])) for d in (base_by_seed, new_by_seed)]
         return row
 
@@ -490,19 +539,74 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
                 continue
             row = compare(other, by_seed)
             if row:
-                comparisons.append({"base": base, "new": new, "why": why, "setting": setting, **row})
+                comparisons.append({"base": base, "new": new, "why": why, "setting": setting,
+                                    "at": compared_at(setting), **row})
+            if row and base in EQUAL_PASS_BASELINES and compared_at(setting) == "equal steps" \
+                    and abs(row["tokens_per_step"][0] / row["tokens_per_step"][1] - 1) > 0.01:
+                fixed = {s: r for (mb, sp, s), r in records.items()
+                         if mb == base and sp == "test" and compared_at(s) == "equal steps" and " " not in s}
+                interpolated = {seed: point for seed, r in by_seed.items()
+                                if (point := at_tokens_per_pass(fixed, seed, r["tokens_per_step"])) is not None}
+                row = compare(interpolated, by_seed)
+                if row:
+                    comparisons.append({"base": base, "new": new, "why": why, "at": "equal passes", **row,
+                                        "setting": f"{setting} vs {base} interpolated"})
         if base in calibrated and new in calibrated:
             row = compare(calibrated[base], calibrated[new])
             if row:
-                comparisons.append({"base": base, "new": new, "why": why,
+                comparisons.append({"base": base, "new": new, "why": why, "at": "calibrated tau",
                                     "setting": f"calibrated tau (val, >= {config.min_tokens_per_pass:g} tok/pass)",
                                     "taus": [[calibrated[x][s]["setting"] for s in row["seeds"]] for x in (base, new)],
                                     **row})
     # the same order / setting across method groups ("seqd order" vs "rcd order") pairs by setting name
+    # recipes and settings are chosen on the validation split, never on the test problems reported
+    validation: dict[str, dict[str, float]] = {}
+    for (m, split, s), by_seed in records.items():
+        if split == "val" and compared_at(s) == "equal steps":
+            validation.setdefault(m, {})[s] = float(np.mean([np.mean(r["correct"]) for r in by_seed.values()]))
+    choices = chosen_on_validation(validation, [m for m in validation if is_rcd_recipe(m)])
     bars = bars_of(curves, comparisons, config)
     reliability = load_reliability(config)
     return {"config": asdict(config), "curves": curves, "comparisons": comparisons, "bars": bars,
+            "validation": validation, "choices": choices,
             "reliability": reliability, "seeds_complete": seeds_everywhere(*records) if records else []}
+
+
+def is_rcd_recipe(method: str) -> bool:
+    """A decoding of a stage-rcd arm with its residual, commit order by confidence: the
+    candidates a recipe is chosen from."""
+    spec = METHODS[method]
+    return ARMS[spec.arm].stage == "rcd" and spec.residual is not None and spec.sweep != "orders"
+
+
+def chosen_on_validation(validation: dict[str, dict[str, float]], candidates: Sequence[str]) -> dict[str, dict]:
+    """Per fixed schedule, the candidate with the best mean validation accuracy (ties: the first
+    listed) and every candidate's score: choices never look at the test problems."""
+    out = {}
+    for setting in sorted({s for m in candidates for s in validation[m]}, key=lambda s: int(s.split("=")[1])):
+        scores = {m: validation[m][setting] for m in candidates if setting in validation[m]}
+        out[setting] = {"chosen": max(scores, key=scores.get), "validation": scores}
+    return out
+
+
+def compared_at(setting: str) -> str:
+    """What a comparison at one decode setting holds equal: the number of steps (fixed
+    schedules: RCD's warm start then costs one pass more) or the threshold."""
+    return "equal steps" if setting.startswith("steps=") else "equal tau" if setting.startswith("tau=") else setting
+
+
+def at_tokens_per_pass(fixed: dict[str, dict[int, dict]], seed: int, tokens_per_pass: float) -> dict | None:
+    """One seed's baseline record at `tokens_per_pass`, interpolated per problem between its two
+    fixed schedules that bracket it (linear in log tokens per pass: the schedules double);
+    None outside the measured range (no extrapolation). Each problem's score becomes a weighted
+    mean of its two scores, so the pairing with the challenger's problems is kept."""
+    points = sorted(((r[seed]["tokens_per_step"], r[seed]) for r in fixed.values() if seed in r), key=lambda p: p[0])
+    for (x0, r0), (x1, r1) in itertools.pairwise(points):
+        if x0 <= tokens_per_pass <= x1 and r0["n"] == r1["n"]:
+            w = float(np.log(tokens_per_pass / x0) / np.log(x1 / x0)) if x1 > x0 else 0.0
+            mix = {k: list((1 - w) * np.asarray(r0[k], float) + w * np.asarray(r1[k], float)) for k in ("correct", "cells")}
+            return {"n": r0["n"], "tokens_per_step": tokens_per_pass, **mix}
+    return None
 
 
 def bars_of(curves: dict, comparisons: list[dict], config: StudyConfig) -> dict[str, Any]:
@@ -519,7 +623,7 @@ def bars_of(curves: dict, comparisons: list[dict], config: StudyConfig) -> dict[
             "seqd_peak": {"setting": peak["setting"], "accuracy": peak["accuracy"], "passes": peak["passes_per_problem"]},
             "rcd_passes_to_seqd_peak": passes,
             "pass_ratio": peak["passes_per_problem"] / passes if passes else None,
-            "at_parallelism": [{"setting": c["setting"], "diff": c["correct"]["diff"], "lo": c["correct"]["lo"],
+            "at_parallelism": [{"setting": c["setting"], "at": c["at"], "diff": c["correct"]["diff"], "lo": c["correct"]["lo"],
                                 "hi": c["correct"]["hi"]} for c in parallel],
         }
     return bars
@@ -544,6 +648,51 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+COMPARISON_TITLE = "## Paired differences (challenger - baseline), 95% t-interval over the per-seed differences"
+COMPARISON_HEADER = (
+    ("| baseline | challenger | setting | compared at | tok/pass (base, new) | exact match diff [95% t CI] "
+     "| bootstrap CI (seeds x problems) | cells diff [95% t CI] | per-seed exact; cells diffs | question |"),
+    "|---|---|---|---|---|---|---|---|---|---|",
+)
+
+
+def ci_text(ci: dict) -> str:
+    """`+1.2 [-0.3, +2.7]`, or the mean and why there is no interval."""
+    if ci["lo"] is None:
+        return f"{pct(ci['diff'])} [undefined: 1 seed]"
+    return f"{pct(ci['diff'])} [{pct(ci['lo'])}, {pct(ci['hi'])}]"
+
+
+def comparison_line(row: dict) -> str:
+    """One comparison as a table row; exact match in bold when its t-interval excludes 0. A
+    row without per-problem cells (`cells` None) prints n/a there."""
+    exact, cells = row["correct"], row.get("cells")
+    text = f"**{ci_text(exact)}**" if beyond_ci(exact) else ci_text(exact)
+    boot = f"[{pct(exact['boot_lo'])}, {pct(exact['boot_hi'])}]" if exact.get("boot_lo") is not None else "n/a"
+    per_seed = " / ".join(pct(d) for d in exact["per_seed"])
+    if cells:
+        per_seed += "; " + " / ".join(pct(d) for d in cells["per_seed"])
+    return (f"| {row['base']} | {row['new']} | {row['setting']} | {row['at']} | {row['tokens_per_step'][0]:.2f}, "
+            f"{row['tokens_per_step'][1]:.2f} | {text} | {boot} | {ci_text(cells) if cells else 'n/a'} | "
+            f"{per_seed} | {row['why']} |")
+
+
+def multiplicity_note(rows: Sequence[dict]) -> str:
+    """How many comparisons the table makes and what that means without a correction."""
+    defined = [r for r in rows if r["correct"]["lo"] is not None]
+    steps = sum(r["at"] == "equal steps" for r in rows)
+    passes = sum(r["at"] == "equal passes" for r in rows)
+    return (f"{len(rows)} comparisons of exact match ({steps} at equal steps, {passes} at equal passes: the "
+            "baseline interpolated per problem on its fixed schedules, linear in log tokens per pass, to the "
+            "challenger's measured tokens per pass; the rest at equal tau or a tau calibrated on validation), "
+            f"{len(defined)} with an interval, {sum(beyond_ci(r['correct']) for r in rows)} beyond it (bold: the "
+            "t-interval and, where there is one, the bootstrap both exclude 0). "
+            "Each interval is 95% and no multiplicity correction is applied: with no true difference anywhere, "
+            f"about {len(defined) / 20:.0f} would be bold by chance. The CI is a t-interval over the per-seed "
+            "differences (S-1 degrees of freedom; undefined with 1 seed); the bootstrap over seeds and problems "
+            "understates the seed spread with few seeds but carries the problem noise the seeds share.")
+
+
 def markdown(summary: dict) -> str:
     c = summary["config"]
     lines = [f"# RCD study: {c['task']}", "",
@@ -553,6 +702,8 @@ def markdown(summary: dict) -> str:
              + "). Mean over seeds; "
              "every forward pass counted (warm-start and reference passes included).", "",
              "## Accuracy @ tokens per forward pass", "",
+             ("Each setting at its own measured tokens per pass (a fixed schedule is a number of steps: "
+              "RCD's warm start adds one pass to it)."), "",
              "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",
              "|---|---|---|---|---|---|---|"]
     for method, pts in summary["curves"].items():
@@ -560,16 +711,16 @@ def markdown(summary: dict) -> str:
             per_seed = " / ".join(f"{100 * a:.1f}" for a in p["accuracy_per_seed"])
             lines.append(f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
                          f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |")
-    lines += ["", "## Paired differences (challenger - baseline), 95% bootstrap CI over seeds and problems", "",
-              "| baseline | challenger | setting | tok/pass (base, new) | exact match diff [CI] | cells diff [CI] | per-seed exact; cells diffs | question |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in summary["comparisons"]:
-        e, k = r["correct"], r["cells"]
-        mark = " **" if e["lo"] > 0 or e["hi"] < 0 else ""
-        lines.append(
-            f"| {r['base']} | {r['new']} | {r['setting']} | {r['tokens_per_step'][0]:.2f}, {r['tokens_per_step'][1]:.2f} | "
-            f"{mark}{pct(e['diff'])} [{pct(e['lo'])}, {pct(e['hi'])}]{mark.strip() and '**'} | "
-            f"{pct(k['diff'])} [{pct(k['lo'])}, {pct(k['hi'])}] | {' / '.join(pct(d) for d in e['per_seed'])}; {' / '.join(pct(d) for d in k['per_seed'])} | {r['why']} |")
+    lines += ["", COMPARISON_TITLE, "", multiplicity_note(summary["comparisons"]), "", *COMPARISON_HEADER]
+    lines += [comparison_line(r) for r in summary["comparisons"]]
+    if summary.get("choices"):
+        lines += ["", f"## Recipes chosen on the validation split ({c['n_val']} problems, disjoint from the test problems)",
+                  "", ("Per fixed schedule, the RCD decoding with the best validation exact match (mean over seeds); "
+                       "its test difference from SeqD (equal steps) is in the table above."), "",
+                  "| setting | chosen | validation exact match of every candidate |", "|---|---|---|"]
+        for setting, choice in summary["choices"].items():
+            scores = ", ".join(f"{m} {100 * a:.1f}%" for m, a in sorted(choice["validation"].items(), key=lambda x: -x[1]))
+            lines.append(f"| {setting} | {choice['chosen']} | {scores} |")
     for name, b in summary["bars"].items():
         lines += ["", f"## The issue's bars (seqd vs {name})", "",
                   f"- SeqD's peak: {100 * b['seqd_peak']['accuracy']:.1f}% at {b['seqd_peak']['setting']} "
@@ -577,8 +728,7 @@ def markdown(summary: dict) -> str:
                   + (f"{b['rcd_passes_to_seqd_peak']:.1f} passes (ratio {b['pass_ratio']:.2f}x; bar: >= 2x)"
                      if b["rcd_passes_to_seqd_peak"] else "no measured setting (bar: >= 2x fewer passes): not met"),
                   f"- {name} - SeqD at >= {c['min_tokens_per_pass']:g} tokens per pass (bar: >= +5 points, CI above 0): "
-                  + ("; ".join(f"{p['setting']}: {pct(p['diff'])} [{pct(p['lo'])}, {pct(p['hi'])}]"
-                               for p in b["at_parallelism"]) or "no setting")]
+                  + ("; ".join(f"{p['setting']} ({p['at']}): {ci_text(p)}" for p in b["at_parallelism"]) or "no setting")]
     if summary["reliability"]:
         names = list(summary["reliability"])
         lines += ["", f"## Reliability of commits (tau {RELIABILITY_TAU}, all seeds): share right (tokens)", "",

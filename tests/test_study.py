@@ -7,7 +7,21 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.study import StudyConfig, calibrated_tau, cells_right, paired_bootstrap, passes_to_reach
+from benchmarks.study import (
+    StudyConfig,
+    at_tokens_per_pass,
+    beyond_ci,
+    calibrated_tau,
+    cells_right,
+    chosen_on_validation,
+    comparison_line,
+    is_rcd_recipe,
+    multiplicity_note,
+    paired_bootstrap,
+    paired_difference,
+    passes_to_reach,
+    seed_t_interval,
+)
 
 
 def test_identical_arms_give_a_zero_difference_inside_the_ci():
@@ -54,6 +68,67 @@ def test_seed_noise_widens_the_ci():
     assert ci["lo"] <= 0.01 and ci["hi"] >= 0.15
 
 
+def simulated_studies(n_studies: int, n_seeds: int, n_problems: int, seed_spread: float, rng) -> np.ndarray:
+    """(studies, 2 methods, seeds, problems) exact-match scores with no true difference: a
+    problem's latent difficulty is shared by both methods and every seed; each (seed, method)
+    gets its own skill offset (the seed x method spread); outcomes are probit draws. The two
+    methods are exchangeable, so the expected difference is exactly 0."""
+    difficulty = rng.normal(size=(n_studies, 1, 1, n_problems))
+    skill = rng.normal(scale=seed_spread, size=(n_studies, 2, n_seeds, 1))
+    noise = rng.normal(size=(n_studies, 2, n_seeds, n_problems))
+    return (difficulty + skill + noise > 0).astype(float)
+
+
+def test_the_reported_interval_covers_a_true_zero_with_five_seeds():
+    """At a true difference of 0 and a large seed x method spread (per-seed differences of
+    several points, problem noise ~2 points, as in the study), the reported 95% interval
+    excludes 0 in <= 7% of studies; the percentile bootstrap it replaced fails the same test
+    (so this test can fail)."""
+    rng = np.random.default_rng(32)
+    scores = simulated_studies(600, 5, 200, seed_spread=0.3, rng=rng)
+    per_seed = (scores[:, 1] - scores[:, 0]).mean(axis=2)  # (studies, seeds)
+    assert 0.05 < per_seed.std(axis=1, ddof=1).mean() < 0.2  # the spread the audit measured (SD 8.4 points)
+    excluded = [beyond_ci(dict(zip(("lo", "hi"), seed_t_interval(d)))) for d in per_seed]
+    assert np.mean(excluded) <= 0.07
+    bootstrap = [paired_bootstrap(a, b, n_boot=200, seed=i) for i, (a, b) in enumerate(scores)]
+    assert np.mean([ci["lo"] > 0 or ci["hi"] < 0 for ci in bootstrap]) > 0.07
+
+
+def test_the_interval_widens_with_t_quantiles_and_is_undefined_with_one_seed():
+    lo, hi = seed_t_interval([0.161, 0.197, 0.01, 0.021, 0.122])  # the fixed-alpha study's per-seed diffs at 4 tok/step
+    assert (round(100 * lo, 1), round(100 * hi, 1)) == (-0.2, 20.6)  # t(4) = 2.78; the bootstrap had [+3.4, +16.8]
+    assert seed_t_interval([0.05]) == (None, None)
+    one_seed = paired_difference(np.zeros((1, 50)), np.ones((1, 50)), n_boot=100)
+    assert one_seed["lo"] is None and not beyond_ci(one_seed) and one_seed["diff"] == 1.0
+    row = {"base": "seqd", "new": "rcd", "setting": "steps=12", "at": "equal steps", "tokens_per_step": [4, 3.69],
+           "correct": one_seed, "cells": one_seed, "why": "w"}
+    assert "undefined: 1 seed" in comparison_line(row) and "**" not in comparison_line(row)
+    agreeing = {"diff": -0.007, "lo": -0.009, "hi": -0.005, "boot_lo": -0.017, "boot_hi": 0.002}
+    assert not beyond_ci(agreeing) and beyond_ci(agreeing | {"boot_hi": -0.001})  # the problem noise counts too
+
+
+def test_the_table_says_how_many_comparisons_and_that_none_is_corrected():
+    ci = {"diff": 0.1, "lo": 0.05, "hi": 0.15, "per_seed": [0.1, 0.1]}
+    rows = [{"at": "equal steps", "correct": ci}, {"at": "equal passes", "correct": ci | {"lo": -0.1}},
+            {"at": "equal tau", "correct": ci | {"lo": None, "hi": None}}]
+    note = multiplicity_note(rows)
+    assert note.startswith("3 comparisons of exact match (1 at equal steps, 1 at equal passes")
+    assert "2 with an interval, 1 beyond it" in note and "no multiplicity correction" in note
+
+
+def test_the_baseline_is_interpolated_per_problem_to_the_challengers_passes():
+    """SeqD at 2 and 4 tokens per pass, RCD at 3.69 (its warm-start pass): per problem, a weighted
+    mean of SeqD's two scores, linear in log tokens per pass; none outside the measured range."""
+    two = {"n": 2, "tokens_per_step": 2.0, "correct": [1, 1], "cells": [1.0, 0.5]}
+    four = {"n": 2, "tokens_per_step": 4.0, "correct": [0, 1], "cells": [0.5, 0.5]}
+    fixed = {"steps=24": {0: two}, "steps=12": {0: four}}
+    point = at_tokens_per_pass(fixed, 0, 48 / 13)
+    w = np.log2(48 / 13 / 2)
+    assert point["correct"] == pytest.approx([1 - w, 1]) and point["cells"] == pytest.approx([1 - w / 2, 0.5])
+    assert at_tokens_per_pass(fixed, 0, 4.0)["correct"] == pytest.approx([0, 1])
+    assert at_tokens_per_pass(fixed, 0, 6.86) is None and at_tokens_per_pass(fixed, 1, 3.0) is None
+
+
 def test_shapes_must_pair():
     with pytest.raises(ValueError, match="same"):
         paired_bootstrap(np.zeros((3, 10)), np.zeros((2, 10)))
@@ -78,6 +153,16 @@ def test_calibration_picks_the_most_careful_threshold_that_is_parallel_enough():
     assert passes_to_reach(points, 0.55) == 12 and passes_to_reach(points, 0.7) is None
 
 
+def test_recipes_are_chosen_on_validation_scores_only():
+    validation = {"rcd": {"steps=12": 0.2, "steps=6": 0.1}, "rcd-fixedalpha": {"steps=12": 0.3, "steps=6": 0.05},
+                  "seqd": {"steps=12": 0.9}}
+    candidates = [m for m in validation if is_rcd_recipe(m)]
+    assert candidates == ["rcd", "rcd-fixedalpha"] and not is_rcd_recipe("rcd-off") and not is_rcd_recipe("rcd order")
+    choices = chosen_on_validation(validation, candidates)
+    assert list(choices) == ["steps=6", "steps=12"]
+    assert choices["steps=12"]["chosen"] == "rcd-fixedalpha" and choices["steps=6"]["chosen"] == "rcd"
+
+
 def test_bad_arm_fails_before_anything_runs():
     with pytest.raises(ValueError, match="unknown"):
         StudyConfig(arms=["nope"])
@@ -96,6 +181,11 @@ def test_quick_study_end_to_end(tmp_path):
     assert summary["curves"]["seqd"][0]["seeds"] == [0, 1]
     core = [c for c in summary["comparisons"] if (c["base"], c["new"]) == ("seqd", "rcd")]
     assert core and all(c["correct"]["lo"] <= c["correct"]["diff"] <= c["correct"]["hi"] for c in core)
+    assert all(c["correct"]["boot_lo"] <= c["correct"]["boot_hi"] for c in core)
+    assert {c["at"] for c in core} >= {"equal steps", "equal tau"}
+    assert list(out.glob("seed0/decode/rcd/val-steps*.json")) and list(out.glob("seed0/decode/rcd/test-steps*.json"))
+    assert summary["choices"] and all(ch["chosen"] == "rcd" for ch in summary["choices"].values())
+    assert "chosen on the validation split" in (out / "study.md").read_text()
     assert "reliability" in summary and "seqd" in summary["reliability"]
     before = sorted(p.stat().st_mtime_ns for p in out.glob("seed*/decode/*/*.json"))
     assert main(args + ["--phases", "train", "decode"]) == 0  # a rerun skips every finished run
@@ -148,3 +238,51 @@ def test_fresh_arms_are_new_target_models_trained_as_long_as_the_reference(tmp_p
     assert list((out / "seed0" / "decode" / "rcd-fresh").glob("test-*.json"))
     with pytest.raises(ValueError, match="choose a model"):
         StudyConfig(target_model="tiny-huge")
+
+
+def test_the_demo_holds_out_problems_after_the_ones_it_leaves_out(tmp_path):
+    from rcd.data import make_splits, read_jsonl
+    from rcd.demo import DemoConfig, prepare_data
+
+    config = DemoConfig(task="sort", n_train=50, n_test=20, held_out_offset=30)
+    train_file, test_file, *_ = prepare_data(config, tmp_path)
+    _, stream = make_splits("sort", 0, 50, 0)
+    prompts = [r["prompt"] for r in read_jsonl(test_file)]
+    assert prompts == [r["prompt"] for r in stream[30:50]]
+    left_out = {r["prompt"] for r in stream[:30]}
+    assert not left_out & {r["prompt"] for r in read_jsonl(train_file)}
+    with pytest.raises(ValueError, match="held_out_offset"):
+        DemoConfig(held_out_offset=-1)
+
+
+@pytest.mark.slow
+def test_the_demos_held_out_puzzles_are_none_of_the_studys_test_or_validation_puzzles(tmp_path):
+    """The demo's recipe was chosen on the study's test puzzles: its held-out ones must be others."""
+    from dataclasses import replace
+
+    from benchmarks.study import prepare
+    from rcd.data import read_jsonl
+    from rcd.demo import DemoConfig, prepare_data
+
+    study = prepare(StudyConfig(out=str(tmp_path / "study"), n_train=1))  # the held-out sets do not depend on n_train
+    _, demo_test, *_ = prepare_data(replace(DemoConfig(), n_train=1), tmp_path)
+    demo = {r["prompt"] for r in read_jsonl(demo_test)}
+    studied = {r["prompt"] for split in ("test", "val") for r in read_jsonl(study[split])}
+    assert len(demo) == DemoConfig().n_test and len(studied) == 1300
+    assert not demo & studied
+
+
+def test_another_data_seed_draws_fresh_problems_and_is_never_mixed_with_the_first(tmp_path):
+    """The replication's fresh test problems: `--data-seed` draws another stream; an --out holding
+    the data of another seed is refused."""
+    from dataclasses import replace
+
+    from benchmarks.study import prepare
+    from rcd.data import read_jsonl
+
+    config = StudyConfig(out=str(tmp_path / "a"), task="sort", n_train=20, n_test=30, n_val=10)
+    first = {r["prompt"] for r in read_jsonl(prepare(config)["test"])}
+    fresh = {r["prompt"] for r in read_jsonl(prepare(replace(config, out=str(tmp_path / "b"), data_seed=1))["test"])}
+    assert len(first) == len(fresh) == 30 and first != fresh
+    with pytest.raises(SystemExit, match="holds data made with"):
+        prepare(replace(config, data_seed=1))
