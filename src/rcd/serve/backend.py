@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..app import load_decoder
 from ..decode import DecodeConfig, GenerationOutput, TraceStep, check_generation, encode_prompts, generate
 from ..eval.decoder import Decoder
 from ..models.adapter import context_length
@@ -67,9 +68,9 @@ class LocalBackend:
         names = [served_name(model_path)] + ([served_name(baseline_path)] if baseline_path else [])
         if len(set(names)) != len(names):
             raise ValueError(f"--model and --baseline are both named {names[0]!r}: serve directories of distinct names")
-        served = [ServedModel(names[0], "rcd", Decoder.load(model_path, load_config, decode, residual, reference_path))]
+        served = [ServedModel(names[0], "rcd", load_decoder(model_path, load_config, decode, residual, reference_path))]
         if baseline_path:
-            served.append(ServedModel(names[1], "baseline", Decoder.load(baseline_path, load_config, decode, None)))
+            served.append(ServedModel(names[1], "baseline", load_decoder(baseline_path, load_config, decode, None)))
         backend = cls(served)
         for model in served:
             backend.check(model.name, model.decoder.decode, model.decoder.residual, prompt_length=0)
