@@ -55,11 +55,11 @@ $(TF4_DIR)/.installed: Makefile | $(STAMP)
 	touch $@
 
 # the rules of docs/architecture.md (import contracts in pyproject.toml) and ruff's lint rules.
-# `$(VENV)/bin/ruff format --check $(LINTED)` joins them once the tree has had its one formatting pass.
 LINTED := src tests benchmarks scripts
 lint: $(STAMP)
 	PYTHONPATH=src:. $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 install: $(STAMP)
 

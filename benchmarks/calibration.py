@@ -58,17 +58,34 @@ def run(demo_dir: Path, threshold: float, limit: int) -> dict:
     result = {"task": report["task"], "threshold": threshold, "n": len(rows), "methods": {}}
     for name, (model, residual, reference) in methods.items():
         out = rcd.generate(
-            model, ids, attention_mask=mask, gen_length=gen_length, block_length=block_length, threshold=threshold,
-            residual=residual, reference=reference, return_trace=True,
+            model,
+            ids,
+            attention_mask=mask,
+            gen_length=gen_length,
+            block_length=block_length,
+            threshold=threshold,
+            residual=residual,
+            reference=reference,
+            return_trace=True,
         )
         confidence, correct = committed_confidence(out, gold)
         bins = []
         for lo, hi in zip(BINS[:-1], BINS[1:]):
             inside = (confidence >= lo) & (confidence < hi)
             if inside.any():
-                bins.append({"from": lo, "to": min(hi, 1.0), "tokens": int(inside.sum()),
-                             "accuracy": float(correct[inside].mean())})
-        result["methods"][name] = {"token_accuracy": float(correct.mean()), "tokens": len(correct), "bins": bins}
+                bins.append(
+                    {
+                        "from": lo,
+                        "to": min(hi, 1.0),
+                        "tokens": int(inside.sum()),
+                        "accuracy": float(correct[inside].mean()),
+                    }
+                )
+        result["methods"][name] = {
+            "token_accuracy": float(correct.mean()),
+            "tokens": len(correct),
+            "bins": bins,
+        }
     return result
 
 
@@ -95,8 +112,11 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.calibration",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="output directory of `rcd demo`")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--limit", type=int, default=300, help="held-out problems decoded")

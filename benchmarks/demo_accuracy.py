@@ -56,7 +56,10 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
     temperature = demo.residual.residual.temperature
     warm = dataclasses.replace(demo.residual.residual, init="reference")
     caches = [Variant(cache=c) for c in CACHES] if decoding["attention"] == "bidirectional" else []
-    runs = {"seqd": (models["seqd"], None, caches), "rcd": (models["rcd"], warm, top_k_variants(models["rcd"]) + caches)}
+    runs = {
+        "seqd": (models["seqd"], None, caches),
+        "rcd": (models["rcd"], warm, top_k_variants(models["rcd"]) + caches),
+    }
     curves: dict[str, list[dict]] = {}
     for setting in tqdm(settings, desc="demo-accuracy settings"):
         for method, (model, residual, variants) in runs.items():
@@ -77,22 +80,29 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_accuracy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.demo_accuracy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="output directory of `rcd demo`")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="100 problems, two settings")
     args = parser.parse_args(argv)
     if not (args.demo / "report.json").exists():
-        parser.error(f"{args.demo}/report.json not found: run `make demo` (or `rcd demo --out {args.demo}`) first")
+        parser.error(
+            f"{args.demo}/report.json not found: run `make demo` (or `rcd demo --out {args.demo}`) first"
+        )
     device = pick_device(args.device)
     result = run(args.demo, device, args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"demo-accuracy-{device.type}{'-quick' if args.quick else ''}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(demo_accuracy_markdown(result))
-    pareto_plot(result["curves"], stem.with_suffix(".png"), title=f"{result['task']}: top-k residual and caches")
+    pareto_plot(
+        result["curves"], stem.with_suffix(".png"), title=f"{result['task']}: top-k residual and caches"
+    )
     print(demo_accuracy_markdown(result))
     print(f"wrote {stem}.json, .md and .png")
     return 0

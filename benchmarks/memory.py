@@ -36,8 +36,16 @@ def run(work_dir: Path, quick: bool, threads: int = 1) -> dict:
     batch, length, steps = (8, 128, 2) if quick else (16, 256, 4)
     data = work_dir / "memory.jsonl"
     write_jsonl(data, rows(batch * steps, length))
-    common = dict(data=str(data), batch_size=batch, max_prompt_length=16, max_response_length=length,
-                  max_steps=steps, log_every=steps, lr=1e-4, progress=False)
+    common = dict(
+        data=str(data),
+        batch_size=batch,
+        max_prompt_length=16,
+        max_response_length=length,
+        max_steps=steps,
+        log_every=steps,
+        lr=1e-4,
+        progress=False,
+    )
     reference = work_dir / "memory-ref"
     train(TrainConfig(stage="ref", model=MODEL, out=str(reference), **{**common, "max_steps": 1}))
     result = {"model": MODEL, "batch_size": batch, "response_length": length, "steps": steps, "rows": []}
@@ -52,7 +60,9 @@ def run(work_dir: Path, quick: bool, threads: int = 1) -> dict:
         )
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.memory", json.dumps({"config": options, "threads": threads})],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         measured = json.loads(out.strip().splitlines()[-1])
         result["rows"].append({"stage": stage, "gradient_checkpointing": checkpointing, **measured})
@@ -64,7 +74,9 @@ def run(work_dir: Path, quick: bool, threads: int = 1) -> dict:
             result[f"{stage}_checkpointing_memory_ratio"] = on["training_peak_mb"] / off["training_peak_mb"]
         result[f"{stage}_checkpointing_tokens_per_s_ratio"] = on["tokens_per_s"] / off["tokens_per_s"]
     if by[("seqd", False)]["training_peak_mb"] and by[("rcd", False)]["training_peak_mb"] is not None:
-        result["rcd_over_seqd_memory"] = by[("rcd", False)]["training_peak_mb"] / by[("seqd", False)]["training_peak_mb"]
+        result["rcd_over_seqd_memory"] = (
+            by[("rcd", False)]["training_peak_mb"] / by[("seqd", False)]["training_peak_mb"]
+        )
     result["device"] = by[("seqd", False)]["device"]
     return result
 

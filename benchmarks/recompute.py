@@ -33,11 +33,13 @@ from .study import (
     seed_t_interval,
 )
 
-NOTE = ("Recomputed by `python -m benchmarks.recompute` (issue #32) from the per-seed differences printed in "
-        "this report (rounded to 0.1 point; the per-problem records were not kept): the CI is a t-interval "
-        "over them, the bootstrap column is the report's original CI. Rows at equal passes interpolate the "
-        "baseline's per-seed accuracies of the table above; their bootstrap column is the equal-steps row's, "
-        "moved to their mean (an approximation: their own needs the per-problem records).")
+NOTE = (
+    "Recomputed by `python -m benchmarks.recompute` (issue #32) from the per-seed differences printed in "
+    "this report (rounded to 0.1 point; the per-problem records were not kept): the CI is a t-interval "
+    "over them, the bootstrap column is the report's original CI. Rows at equal passes interpolate the "
+    "baseline's per-seed accuracies of the table above; their bootstrap column is the equal-steps row's, "
+    "moved to their mean (an approximation: their own needs the per-problem records)."
+)
 NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
@@ -53,8 +55,14 @@ def interval(diff: float, per_seed: list[float], boot: list[float] | None) -> di
     """The study's interval centred on the printed mean (the per-seed figures are rounded)."""
     lo, hi = seed_t_interval(per_seed)
     shift = diff - float(np.mean(per_seed))
-    return {"diff": diff, "lo": None if lo is None else lo + shift, "hi": None if hi is None else hi + shift,
-            "boot_lo": boot[0] if boot else None, "boot_hi": boot[1] if boot else None, "per_seed": per_seed}
+    return {
+        "diff": diff,
+        "lo": None if lo is None else lo + shift,
+        "hi": None if hi is None else hi + shift,
+        "boot_lo": boot[0] if boot else None,
+        "boot_hi": boot[1] if boot else None,
+        "per_seed": per_seed,
+    }
 
 
 def parse_comparison(line: str) -> dict | None:
@@ -72,11 +80,20 @@ def parse_comparison(line: str) -> dict | None:
     if "calibrated" in setting:
         at = "calibrated tau"
     exact_seeds, _, cell_seeds = per_seed.partition(";")
-    row = {"base": base, "new": new, "setting": setting, "at": at, "why": why,
-           "tokens_per_step": [float(x) for x in tokens.split(",")],
-           "correct": interval(numbers(exact)[0], numbers(exact_seeds), boot)}
-    row["cells"] = interval(numbers(cells)[0], numbers(cell_seeds), numbers(cells)[1:3] if len(cols) == 8 else None) \
-        if cell_seeds.strip() else None
+    row = {
+        "base": base,
+        "new": new,
+        "setting": setting,
+        "at": at,
+        "why": why,
+        "tokens_per_step": [float(x) for x in tokens.split(",")],
+        "correct": interval(numbers(exact)[0], numbers(exact_seeds), boot),
+    }
+    row["cells"] = (
+        interval(numbers(cells)[0], numbers(cell_seeds), numbers(cells)[1:3] if len(cols) == 8 else None)
+        if cell_seeds.strip()
+        else None
+    )
     if row["cells"] and len(cols) == 10:  # the current format's cells column holds no bootstrap
         row["cells"]["boot_lo"] = row["cells"]["boot_hi"] = None
     return row
@@ -92,18 +109,30 @@ def equal_passes(row: dict, accuracy: dict[str, dict[str, dict]]) -> dict | None
     new = accuracy.get(row["new"], {}).get(row["setting"])
     if new is None or abs(base_tokens / new_tokens - 1) <= 0.01:
         return None
-    fixed = sorted((p["tokens"], p["per_seed"]) for s, p in accuracy.get(row["base"], {}).items()
-                   if s.startswith("steps=") and " " not in s)
+    fixed = sorted(
+        (p["tokens"], p["per_seed"])
+        for s, p in accuracy.get(row["base"], {}).items()
+        if s.startswith("steps=") and " " not in s
+    )
     for (x0, a0), (x1, a1) in itertools.pairwise(fixed):
         if x0 <= new_tokens <= x1:
             w = float(np.log(new_tokens / x0) / np.log(x1 / x0))
             n = min(len(a0), len(a1), len(new["per_seed"]))
             diffs = [new["per_seed"][i] - ((1 - w) * a0[i] + w * a1[i]) for i in range(n)]
             diff, steps = float(np.mean(diffs)), row["correct"]
-            boot = None if steps["boot_lo"] is None else [x + diff - steps["diff"] for x in (steps["boot_lo"], steps["boot_hi"])]
-            return {**row, "at": "equal passes", "setting": f"{row['setting']} vs {row['base']} interpolated",
-                    "tokens_per_step": [new_tokens, new_tokens], "cells": None,
-                    "correct": interval(diff, diffs, boot)}
+            boot = (
+                None
+                if steps["boot_lo"] is None
+                else [x + diff - steps["diff"] for x in (steps["boot_lo"], steps["boot_hi"])]
+            )
+            return {
+                **row,
+                "at": "equal passes",
+                "setting": f"{row['setting']} vs {row['base']} interpolated",
+                "tokens_per_step": [new_tokens, new_tokens],
+                "cells": None,
+                "correct": interval(diff, diffs, boot),
+            }
     return None
 
 
@@ -120,7 +149,10 @@ def recompute(text: str) -> str:
             i += 2
             while i < len(lines) and lines[i].startswith("|"):
                 method, setting, *_, tokens, per_seed = cells_of(lines[i])
-                accuracy.setdefault(method, {})[setting] = {"tokens": float(tokens), "per_seed": numbers(per_seed)}
+                accuracy.setdefault(method, {})[setting] = {
+                    "tokens": float(tokens),
+                    "per_seed": numbers(per_seed),
+                }
                 out.append(lines[i])
                 i += 1
             continue
@@ -137,24 +169,40 @@ def recompute(text: str) -> str:
                 if row:
                     rows += [row] + ([extra] if (extra := equal_passes(row, accuracy)) else [])
             sections.append(rows)
-            out += [level + COMPARISON_TITLE.lstrip("#"), "", NOTE + " " + multiplicity_note(rows), "",
-                    *COMPARISON_HEADER, *map(comparison_line, rows)]
+            out += [
+                level + COMPARISON_TITLE.lstrip("#"),
+                "",
+                NOTE + " " + multiplicity_note(rows),
+                "",
+                *COMPARISON_HEADER,
+                *map(comparison_line, rows),
+            ]
             continue
         bar = re.match(r"- (\S+) - SeqD at >= ([\d.]+) tokens per pass \(bar: [^)]*\): ", line)
         if bar and sections:
             name = {"RCD": "rcd"}.get(bar.group(1), bar.group(1))
-            parallel = [r for r in sections[-1] if r["base"] == "seqd" and r["new"] == name
-                        and min(r["tokens_per_step"]) >= float(bar.group(2))]
-            line = bar.group(0) + ("; ".join(f"{r['setting']} ({r['at']}): {ci_text(r['correct'])}"
-                                             for r in parallel) or "no setting")
+            parallel = [
+                r
+                for r in sections[-1]
+                if r["base"] == "seqd"
+                and r["new"] == name
+                and min(r["tokens_per_step"]) >= float(bar.group(2))
+            ]
+            line = bar.group(0) + (
+                "; ".join(f"{r['setting']} ({r['at']}): {ci_text(r['correct'])}" for r in parallel)
+                or "no setting"
+            )
         out.append(line)
         i += 1
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.recompute", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.recompute",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("reports", nargs="+", type=Path, help="study reports (markdown), rewritten in place")
     for path in parser.parse_args(argv).reports:
         path.write_text(recompute(path.read_text()))

@@ -6,7 +6,6 @@ import math
 
 from rcd.eval.report import markdown_table
 
-
 STAGES = ("seqd", "rcd", "rcd (source self)", "rcd, 2 epochs", "rcd, 2 epochs, cached reference")
 
 
@@ -232,8 +231,16 @@ def markdown(results: dict) -> str:
         ]
         out += _table(
             ["stage", "checkpointing", "training peak MiB", "tokens/s", "final loss"],
-            [[r["stage"], "on" if r["gradient_checkpointing"] else "off", r["training_peak_mb"], r["tokens_per_s"],
-              r["final_loss"]] for r in mem["rows"]],
+            [
+                [
+                    r["stage"],
+                    "on" if r["gradient_checkpointing"] else "off",
+                    r["training_peak_mb"],
+                    r["tokens_per_s"],
+                    r["final_loss"],
+                ]
+                for r in mem["rows"]
+            ],
         )
         out += [
             f"checkpointing on/off, {stage}: memory **{_f(mem.get(f'{stage}_checkpointing_memory_ratio'), 3)}**, "
@@ -247,21 +254,37 @@ def markdown(results: dict) -> str:
         out += [
             "## `rcd serve` under load (tiny model, CPU)",
             "",
-            (f"RCD, gen_length {d['gen_length']}, block {d['block_length']}, {d['steps']} steps; clients are "
-             "threads posting /v1/completions one request after another."),
+            (
+                f"RCD, gen_length {d['gen_length']}, block {d['block_length']}, {d['steps']} steps; clients are "
+                "threads posting /v1/completions one request after another."
+            ),
             "",
         ]
         out += _table(
             ["clients", "requests", "requests/s", "tokens/s (generated)", "p50 s", "p99 s"],
-            [[r["clients"], r["requests"], r["requests_per_s"], r["generated_tokens_per_s"], r["p50_s"], r["p99_s"]]
-             for r in serving["load"]],
+            [
+                [
+                    r["clients"],
+                    r["requests"],
+                    r["requests_per_s"],
+                    r["generated_tokens_per_s"],
+                    r["p50_s"],
+                    r["p99_s"],
+                ]
+                for r in serving["load"]
+            ],
         )
         one = o["overhead_one_batch_waves"]
-        out += [(f"16 concurrent requests vs offline `rcd.generate` on the same 16 prompts: "
-                 f"{_f(o['served_s'], 3)} s vs {_f(o['offline_s'], 3)} s, overhead **{100 * o['overhead']:.0f}%** "
-                 f"({_f(o['server_batches_per_wave'])} server batches per wave of 16; over the "
-                 f"{o['one_batch_waves']} waves decoded as one batch: "
-                 f"{'n/a' if one is None else f'{100 * one:.0f}%'})"), ""]
+        out += [
+            (
+                f"16 concurrent requests vs offline `rcd.generate` on the same 16 prompts: "
+                f"{_f(o['served_s'], 3)} s vs {_f(o['offline_s'], 3)} s, overhead **{100 * o['overhead']:.0f}%** "
+                f"({_f(o['server_batches_per_wave'])} server batches per wave of 16; over the "
+                f"{o['one_batch_waves']} waves decoded as one batch: "
+                f"{'n/a' if one is None else f'{100 * one:.0f}%'})"
+            ),
+            "",
+        ]
     if "demo-accuracy" in sections:
         out += [demo_accuracy_markdown(sections["demo-accuracy"]), ""]
     return "\n".join(out)

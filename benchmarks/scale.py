@@ -45,7 +45,11 @@ GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("core", ("seqd", "rcd"), ("seqd", "rcd", "rcd-off")),
     ("controls", ("seqd-long",), ("seqd-long", "seqd+res", "seqd order", "rcd order", "rcd-off order")),
     ("paper", ("rcd-paper",), ("rcd-paper", "rcd-paper-off", "rcd-paper aligned")),
-    ("small-to-large", ("seqd-fresh", "rcd-fresh"), ("ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned", "rcd-fresh-off")),
+    (
+        "small-to-large",
+        ("seqd-fresh", "rcd-fresh"),
+        ("ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned", "rcd-fresh-off"),
+    ),
 )
 # cost of a training step relative to a plain one: stage rcd with source `self` adds a
 # reference pass and a no-grad target pass (a forward is about a third of forward + backward)
@@ -59,17 +63,33 @@ CORE_OVERHEAD = 1.8
 @dataclass
 class ScaleConfig:
     out: str = field(default="runs/scale", metadata={"help": "output directory"})
-    jobs: list[str] = field(default_factory=lambda: ["sudoku6:0,1,2,3,4", "chain_sum:0,1,2"],
-                            metadata={"help": "TASK:SEEDS, one process per seed"})
-    model: str = field(default="tiny-xl", metadata={"help": "tiny preset of the reference and the arms fine-tuned from it"})
-    target_model: str = field(default="", metadata={"help": "tiny preset of the new targets of small-to-large (default: --model)"})
-    groups: list[str] = field(default_factory=lambda: [g for g, *_ in GROUPS[:3]],
-                              metadata={"help": f"groups run, in order: {[g for g, *_ in GROUPS]}"})
+    jobs: list[str] = field(
+        default_factory=lambda: ["sudoku6:0,1,2,3,4", "chain_sum:0,1,2"],
+        metadata={"help": "TASK:SEEDS, one process per seed"},
+    )
+    model: str = field(
+        default="tiny-xl", metadata={"help": "tiny preset of the reference and the arms fine-tuned from it"}
+    )
+    target_model: str = field(
+        default="", metadata={"help": "tiny preset of the new targets of small-to-large (default: --model)"}
+    )
+    groups: list[str] = field(
+        default_factory=lambda: [g for g, *_ in GROUPS[:3]],
+        metadata={"help": f"groups run, in order: {[g for g, *_ in GROUPS]}"},
+    )
     budget: float = field(default=480.0, metadata={"help": "wall seconds for probe, training and decoding"})
-    core_share: float = field(default=0.5, metadata={"help": "share of the budget the core groups are sized to"})
-    probe_steps: int = field(default=150, metadata={"help": "reference steps of the probe (the first 50 are its warm-up)"})
-    ref_steps: int = field(default=0, metadata={"help": "reference steps of every task (0: sized by the probe)"})
-    min_ref_steps: int = field(default=300, metadata={"help": "the probe's reference length never goes below this"})
+    core_share: float = field(
+        default=0.5, metadata={"help": "share of the budget the core groups are sized to"}
+    )
+    probe_steps: int = field(
+        default=150, metadata={"help": "reference steps of the probe (the first 50 are its warm-up)"}
+    )
+    ref_steps: int = field(
+        default=0, metadata={"help": "reference steps of every task (0: sized by the probe)"}
+    )
+    min_ref_steps: int = field(
+        default=300, metadata={"help": "the probe's reference length never goes below this"}
+    )
     max_ref_steps: int = field(default=4000, metadata={"help": "... nor above this"})
     batch_size: int = field(default=128, metadata={"help": "training batch size"})
     lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
@@ -84,40 +104,76 @@ class ScaleConfig:
             task, _, seeds = job.partition(":")
             if not task or not seeds or not all(s.strip().isdigit() for s in seeds.split(",")):
                 raise ValueError(f"job {job!r}: write TASK:SEEDS, e.g. sudoku6:0,1,2")
-        if not 0 < self.core_share <= 1 or self.budget <= 0 or self.probe_steps < 2 * LOG_EVERY or self.ref_steps < 0:
-            raise ValueError(f"budget > 0, core_share in (0, 1], probe_steps >= {2 * LOG_EVERY}, ref_steps >= 0")
+        if (
+            not 0 < self.core_share <= 1
+            or self.budget <= 0
+            or self.probe_steps < 2 * LOG_EVERY
+            or self.ref_steps < 0
+        ):
+            raise ValueError(
+                f"budget > 0, core_share in (0, 1], probe_steps >= {2 * LOG_EVERY}, ref_steps >= 0"
+            )
         unknown = set(self.groups) - {g for g, *_ in GROUPS}
         if unknown or not self.groups:
             raise ValueError(f"unknown groups {sorted(unknown)}: choose from {[g for g, *_ in GROUPS]}")
         if self.target_model and "small-to-large" not in self.groups:
-            raise ValueError("--target-model sizes the new targets of --groups small-to-large only: add that group or drop it")
+            raise ValueError(
+                "--target-model sizes the new targets of --groups small-to-large only: add that group or drop it"
+            )
         for task, _ in self.seeds():
-            self.study(task, ref_steps=1, stage_steps=1)  # the study's own checks (task, models), before any work
+            self.study(
+                task, ref_steps=1, stage_steps=1
+            )  # the study's own checks (task, models), before any work
 
     def scaled(self) -> ScaleConfig:
         if not self.quick:
             return self
-        return replace(self, jobs=[j.split(",")[0] for j in self.jobs], model="tiny-xs", budget=min(self.budget, 150),
-                       target_model="tiny-s" if self.target_model else "",
-                       probe_steps=2 * LOG_EVERY, min_ref_steps=40, max_ref_steps=60, batch_size=16, n_train=300, n_test=40,
-                       n_val=20, warmup_steps=5)
+        return replace(
+            self,
+            jobs=[j.split(",")[0] for j in self.jobs],
+            model="tiny-xs",
+            budget=min(self.budget, 150),
+            target_model="tiny-s" if self.target_model else "",
+            probe_steps=2 * LOG_EVERY,
+            min_ref_steps=40,
+            max_ref_steps=60,
+            batch_size=16,
+            n_train=300,
+            n_test=40,
+            n_val=20,
+            warmup_steps=5,
+        )
 
     def study(self, task: str, **sizes) -> StudyConfig:
-        return StudyConfig(out=str(Path(self.out) / task), task=task, model=self.model, target_model=self.target_model,
-                           n_train=self.n_train,
-                           n_test=self.n_test, n_val=self.n_val, batch_size=self.batch_size, lr=self.lr,
-                           warmup_steps=self.warmup_steps, eval_batch_size=self.n_test + self.n_val,
-                           mixed_precision="bf16" if torch.cuda.is_available() else "no",
-                           # cores shared out: more OpenMP threads than cores spin-wait and stall every process
-                           threads=max(1, (os.cpu_count() or 1) // len(self.seeds())),
-                           n_boot=1000 if self.quick else 2000, **sizes)
+        return StudyConfig(
+            out=str(Path(self.out) / task),
+            task=task,
+            model=self.model,
+            target_model=self.target_model,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            n_val=self.n_val,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            warmup_steps=self.warmup_steps,
+            eval_batch_size=self.n_test + self.n_val,
+            mixed_precision="bf16" if torch.cuda.is_available() else "no",
+            # cores shared out: more OpenMP threads than cores spin-wait and stall every process
+            threads=max(1, (os.cpu_count() or 1) // len(self.seeds())),
+            n_boot=1000 if self.quick else 2000,
+            **sizes,
+        )
 
     def chosen(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
         """The groups of --groups, in its order."""
         return [next(g for g in GROUPS if g[0] == name) for name in self.groups]
 
     def seeds(self) -> list[tuple[str, int]]:
-        return [(task, int(s)) for task, _, seeds in (j.partition(":") for j in self.jobs) for s in seeds.split(",")]
+        return [
+            (task, int(s))
+            for task, _, seeds in (j.partition(":") for j in self.jobs)
+            for s in seeds.split(",")
+        ]
 
 
 def _quiet(log: Path) -> None:
@@ -133,8 +189,16 @@ def _smoke(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
     """Every code path of the groups at toy size on the same device, next to the probe: a
     failure then costs seconds, not the budget."""
     _quiet(log)
-    run_study(replace(study, quick=True, seeds=[seed], arms=[a for _, arms, _ in groups for a in arms],
-                      methods=[m for *_, ms in groups for m in ms], phases=["train", "decode", "report"]))
+    run_study(
+        replace(
+            study,
+            quick=True,
+            seeds=[seed],
+            arms=[a for _, arms, _ in groups for a in arms],
+            methods=[m for *_, ms in groups for m in ms],
+            phases=["train", "decode", "report"],
+        )
+    )
 
 
 def _worker(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
@@ -142,7 +206,9 @@ def _worker(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
     _quiet(log)
     for name, arms, methods in groups:
         print(f"== group {name} ({time.strftime('%H:%M:%S')})", flush=True)
-        run_study(replace(study, seeds=[seed], arms=list(arms), methods=list(methods), phases=["train", "decode"]))
+        run_study(
+            replace(study, seeds=[seed], arms=list(arms), methods=list(methods), phases=["train", "decode"])
+        )
         (Path(study.out) / f"seed{seed}" / f"done-{name}").touch()
 
 
@@ -167,7 +233,9 @@ def _run_all(jobs: list[tuple[Callable, StudyConfig, int, Path]], deadline: floa
 
 def seconds_per_step(ref_dir: Path) -> float:
     """Seconds per reference step after warm-up, from the probe's metrics (first window dropped)."""
-    rows = [json.loads(line) for line in (ref_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    rows = [
+        json.loads(line) for line in (ref_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line
+    ]
     first, last = rows[0], rows[-1]
     return (last["train_seconds"] - first["train_seconds"]) / (last["step"] - first["step"])
 
@@ -186,8 +254,12 @@ def ref_steps_for(config: ScaleConfig, per_step: float, seconds_left: float) -> 
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(ScaleConfig, prog="python -m benchmarks.scale", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(
+        ScaleConfig,
+        prog="python -m benchmarks.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     config = config.scaled()
     started = time.time()
@@ -202,39 +274,86 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device}; data ready in {time.time() - started:.0f} s", flush=True)
 
     probe_jobs = []
-    for task, seed in config.seeds() if not config.ref_steps else []:  # the probe's own folder, the task's data
-        probe = replace(config.study(task, ref_steps=config.probe_steps, stage_steps=1), out=str(out / "probe" / task))
+    for task, seed in (
+        config.seeds() if not config.ref_steps else []
+    ):  # the probe's own folder, the task's data
+        probe = replace(
+            config.study(task, ref_steps=config.probe_steps, stage_steps=1), out=str(out / "probe" / task)
+        )
         if not (out / "probe" / task / "data").exists():
             (out / "probe" / task).mkdir(parents=True, exist_ok=True)
             (out / "probe" / task / "data").symlink_to((out / task / "data").resolve())
         probe_jobs.append((_probe, probe, seed, logs / f"probe-{task}-{seed}.log"))
     smoke = replace(config.study(tasks[0], ref_steps=1, stage_steps=1), out=str(out / "smoke"))
     groups = config.chosen()
-    probe_end = _run_all([*probe_jobs, (partial(_smoke, groups=groups), smoke, 0, logs / "smoke.log")], deadline)
+    probe_end = _run_all(
+        [*probe_jobs, (partial(_smoke, groups=groups), smoke, 0, logs / "smoke.log")], deadline
+    )
     if any(not end == "finished" for end in probe_end.values()):
         print(f"the probe or the smoke run failed: {probe_end}", flush=True)
         for log in sorted(logs.glob("*.log")):
             print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]))
         return 1
-    per_step = {task: max(seconds_per_step(out / "probe" / task / f"seed{seed}" / "ref")
-                          for t, seed in config.seeds() if t == task) for task in tasks} if probe_jobs else {}
+    per_step = (
+        {
+            task: max(
+                seconds_per_step(out / "probe" / task / f"seed{seed}" / "ref")
+                for t, seed in config.seeds()
+                if t == task
+            )
+            for task in tasks
+        }
+        if probe_jobs
+        else {}
+    )
     left = deadline - time.time()
     ref_steps = {task: ref_steps_for(config, per_step.get(task, 0.0), left) for task in tasks}
-    print(f"probe ({time.time() - started:.0f} s): seconds per step {per_step}; reference steps {ref_steps}", flush=True)
+    print(
+        f"probe ({time.time() - started:.0f} s): seconds per step {per_step}; reference steps {ref_steps}",
+        flush=True,
+    )
 
-    jobs = [(config.study(task, ref_steps=ref_steps[task], stage_steps=max(1, round(STAGE_SHARE * ref_steps[task]))),
-             seed, logs / f"{task}-{seed}.log") for task, seed in config.seeds()]
+    jobs = [
+        (
+            config.study(
+                task, ref_steps=ref_steps[task], stage_steps=max(1, round(STAGE_SHARE * ref_steps[task]))
+            ),
+            seed,
+            logs / f"{task}-{seed}.log",
+        )
+        for task, seed in config.seeds()
+    ]
     ended = _run_all([(partial(_worker, groups=groups), *job) for job in jobs], deadline)
-    done = {f"{s.task}:{seed}": [g for g, *_ in groups if (Path(s.out) / f"seed{seed}" / f"done-{g}").exists()]
-            for s, seed, _ in jobs}
+    done = {
+        f"{s.task}:{seed}": [g for g, *_ in groups if (Path(s.out) / f"seed{seed}" / f"done-{g}").exists()]
+        for s, seed, _ in jobs
+    }
     for study in {s.task: s for s, _, _ in jobs}.values():
-        report(replace(study, seeds=[seed for t, seed in config.seeds() if t == study.task],
-                       methods=[m for *_, ms in groups for m in ms]))
-    record = {"config": asdict(config), "device": device, "torch": torch.__version__, "probe_seconds_per_step": per_step,
-              "probe_processes": probe_end, "ref_steps": ref_steps, "stage_steps": {s.task: s.stage_steps for s, _, _ in jobs},
-              "processes": ended, "groups_done": done, "seconds": time.time() - started}
+        report(
+            replace(
+                study,
+                seeds=[seed for t, seed in config.seeds() if t == study.task],
+                methods=[m for *_, ms in groups for m in ms],
+            )
+        )
+    record = {
+        "config": asdict(config),
+        "device": device,
+        "torch": torch.__version__,
+        "probe_seconds_per_step": per_step,
+        "probe_processes": probe_end,
+        "ref_steps": ref_steps,
+        "stage_steps": {s.task: s.stage_steps for s, _, _ in jobs},
+        "processes": ended,
+        "groups_done": done,
+        "seconds": time.time() - started,
+    }
     (out / "scale.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps({k: record[k] for k in ("device", "ref_steps", "processes", "groups_done", "seconds")}, indent=1))
+    print(
+        json.dumps(
+            {k: record[k] for k in ("device", "ref_steps", "processes", "groups_done", "seconds")}, indent=1
+        )
+    )
     return 0
 
 

@@ -54,12 +54,18 @@ class Server:
         env = {"OMP_NUM_THREADS": str(threads), **os.environ, "PYTHONUNBUFFERED": "1"}
         src = str(Path(rcd.__file__).parents[1])  # this checkout's rcd, installed or not
         env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-        self.process = subprocess.Popen([sys.executable, "-m", "rcd", "serve", *args, "--port", str(self.port)],
-                                        stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rcd", "serve", *args, "--port", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rcd serve exited with {self.process.returncode}: {Path(log).read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"rcd serve exited with {self.process.returncode}: {Path(log).read_text()[-2000:]}"
+                )
             try:
                 if requests.get(self.url + "/health", timeout=2).status_code == 200:
                     return
@@ -72,8 +78,11 @@ class Server:
     def metric(self, name: str, labels: str = "") -> float:
         """A sample of /metrics (summed over the samples whose labels contain `labels`)."""
         text = requests.get(self.url + "/metrics", timeout=10).text
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                  if line.startswith(name) and line[len(name)] in " {" and labels in line]
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and line[len(name)] in " {" and labels in line
+        ]
         return sum(values)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
@@ -100,8 +109,9 @@ def _post(url: str, prompt: str) -> tuple[float, int]:
     if not hasattr(_sessions, "session"):
         _sessions.session = requests.Session()
     started = time.perf_counter()
-    response = _sessions.session.post(url + "/v1/completions", json={"model": "model", "prompt": prompt},
-                                      timeout=300)
+    response = _sessions.session.post(
+        url + "/v1/completions", json={"model": "model", "prompt": prompt}, timeout=300
+    )
     response.raise_for_status()
     return time.perf_counter() - started, response.json()["usage"]["completion_tokens"]
 
@@ -147,11 +157,18 @@ def _overhead(server: Server, decoder: Decoder, waves: int) -> dict:
     wave, batch = statistics.median(served), statistics.median(offline)
     single = [(s, o) for s, o, b in zip(served, offline, batches) if b == 1]
     return {
-        "batch": 16, "waves": waves, "served_s": wave, "offline_s": batch, "overhead": wave / batch - 1,
+        "batch": 16,
+        "waves": waves,
+        "served_s": wave,
+        "offline_s": batch,
+        "overhead": wave / batch - 1,
         "server_batches_per_wave": statistics.mean(batches),
         "one_batch_waves": len(single),
-        "overhead_one_batch_waves": (statistics.median(s for s, _ in single) / statistics.median(o for _, o in single)
-                                     - 1) if single else None,
+        "overhead_one_batch_waves": (
+            statistics.median(s for s, _ in single) / statistics.median(o for _, o in single) - 1
+        )
+        if single
+        else None,
     }
 
 
@@ -160,25 +177,40 @@ def run(quick: bool, threads: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="rcd-serve-bench-") as work:
         model_dir = Path(work) / "model"
         tok = rcd.char_tokenizer()
-        rcd.tiny_model(len(tok), seed=0, mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
-                       initializer_range=0.3).save_pretrained(model_dir)
+        rcd.tiny_model(
+            len(tok),
+            seed=0,
+            mask_token_id=tok.mask_token_id,
+            eos_token_id=tok.eos_token_id,
+            initializer_range=0.3,
+        ).save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
         decoder = Decoder.load(str(model_dir), LoadConfig(device="cpu"), DECODE, ResidualConfig())
-        server = Server(["--model", str(model_dir), *FLAGS, "--device", "cpu"], Path(work) / "server.log",
-                        threads=max(threads, 1))
+        server = Server(
+            ["--model", str(model_dir), *FLAGS, "--device", "cpu"],
+            Path(work) / "server.log",
+            threads=max(threads, 1),
+        )
         try:
             _load(server.url, 4, 1)  # warm-up
             per_client = 2 if quick else 6
-            load = [_load(server.url, clients, max(per_client, 16 // clients if quick else 48 // clients))
-                    for clients in CLIENTS]
+            load = [
+                _load(server.url, clients, max(per_client, 16 // clients if quick else 48 // clients))
+                for clients in CLIENTS
+            ]
             overhead = _overhead(server, decoder, 3 if quick else 9)
             batches = server.metric("rcd_batch_rows_count")
             rows = server.metric("rcd_batch_rows_sum")
         finally:
             server.stop()
     return {
-        "decoding": {"gen_length": DECODE.gen_length, "block_length": DECODE.block_length, "steps": DECODE.steps,
-                     "residual": "entropy (RCD, cold start)", "torch_threads": threads},
+        "decoding": {
+            "gen_length": DECODE.gen_length,
+            "block_length": DECODE.block_length,
+            "steps": DECODE.steps,
+            "residual": "entropy (RCD, cold start)",
+            "torch_threads": threads,
+        },
         "load": load,
         "overhead_vs_offline": overhead,
         "mean_batch_rows": rows / batches if batches else None,

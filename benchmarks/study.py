@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 import rcd
-from rcd.data import get_synthetic_task, make_splits, read_jsonl, write_jsonl
+from rcd.data import get_synthetic_task, read_jsonl, write_jsonl
 from rcd.decode import DecodeConfig
 from rcd.demo import DEMO_SWEEP, TOKENIZERS, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
@@ -80,8 +80,12 @@ def paired_bootstrap(
     replicates = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
     tail = (1 - level) / 2
     lo, hi = np.quantile(replicates, [tail, 1 - tail])
-    return {"diff": float(diff.mean()), "lo": float(lo), "hi": float(hi),
-            "per_seed": [float(d) for d in diff.mean(axis=1)]}
+    return {
+        "diff": float(diff.mean()),
+        "lo": float(lo),
+        "hi": float(hi),
+        "per_seed": [float(d) for d in diff.mean(axis=1)],
+    }
 
 
 def seed_t_interval(per_seed: Sequence[float], level: float = 0.95) -> tuple[float | None, float | None]:
@@ -98,13 +102,22 @@ def seed_t_interval(per_seed: Sequence[float], level: float = 0.95) -> tuple[flo
     return float(diffs.mean() - half), float(diffs.mean() + half)
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95) -> dict[str, Any]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95
+) -> dict[str, Any]:
     """b - a for (seeds, problems) scores: the mean, the per-seed differences, the t-interval
     over seeds (`lo`, `hi`: the reported CI) and the hierarchical bootstrap (`boot_lo`, `boot_hi`)."""
     boot = paired_bootstrap(a, b, n_boot, level=level)
     lo, hi = seed_t_interval(boot["per_seed"], level)
-    return {"diff": boot["diff"], "lo": lo, "hi": hi, "df": len(boot["per_seed"]) - 1,
-            "boot_lo": boot["lo"], "boot_hi": boot["hi"], "per_seed": boot["per_seed"]}
+    return {
+        "diff": boot["diff"],
+        "lo": lo,
+        "hi": hi,
+        "df": len(boot["per_seed"]) - 1,
+        "boot_lo": boot["lo"],
+        "boot_hi": boot["hi"],
+        "per_seed": boot["per_seed"],
+    }
 
 
 def beyond_ci(ci: dict) -> bool:
@@ -159,21 +172,31 @@ class Arm:
 
 ARMS: dict[str, Arm] = {
     "seqd": Arm("seqd"),
-    "rcd": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)),  # entropy alpha (the paper's)
+    "rcd": Arm(
+        "rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)
+    ),  # entropy alpha (the paper's)
     "seqd-long": Arm("seqd", steps=1.6),  # the paper's "SeqD trained 60% longer"
     "rcd-paper": Arm("rcd", residual=ResidualTrainingConfig(source="noisy")),
     "rcd-selfcond": Arm("rcd", residual=ResidualTrainingConfig(source="selfcond", dropout=0.5)),
     "rcd-long": Arm("rcd", steps=1.6, residual=ResidualTrainingConfig(source="self", dropout=0.3)),
     "rcd-unroll2": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=2)),
     "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
-    "rcd-fixedalpha": Arm("rcd", residual=ResidualTrainingConfig(
-        residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3)),  # the demo's recipe
+    "rcd-fixedalpha": Arm(
+        "rcd",
+        residual=ResidualTrainingConfig(
+            residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3
+        ),
+    ),  # the demo's recipe
     "seqd-fresh": Arm("seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
-    "rcd-fresh": Arm("rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")),  # ... the paper's recipe
+    "rcd-fresh": Arm(
+        "rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")
+    ),  # ... the paper's recipe
 }
 
 LOG_EVERY = 50  # training steps per metrics row
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # decoding; training picks its device through Accelerate
+DEVICE = (
+    "cuda" if torch.cuda.is_available() else "cpu"
+)  # decoding; training picks its device through Accelerate
 FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
 TAUS = (0.8, 0.9, 0.95)  # threshold grid (validation and test)
 WARM = ResidualConfig(init="reference")
@@ -220,7 +243,9 @@ METHODS: dict[str, MethodSpec] = {
     "rcd-fixedalpha": MethodSpec("rcd-fixedalpha", replace(WARM, alpha="fixed", fixed_alpha=0.5)),
     "seqd-fresh": MethodSpec("seqd-fresh", None, "core"),
     "rcd-fresh": MethodSpec("rcd-fresh", WARM, "core"),  # warm start: the smaller reference's pass, counted
-    "rcd-fresh aligned": MethodSpec("rcd-fresh", replace(WARM, feedback="reference"), "core"),  # as in training
+    "rcd-fresh aligned": MethodSpec(
+        "rcd-fresh", replace(WARM, feedback="reference"), "core"
+    ),  # as in training
     "rcd-fresh-off": MethodSpec("rcd-fresh", None, "core"),
 }
 RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
@@ -230,8 +255,18 @@ BARRED = ("rcd", "rcd-fixedalpha")  # the RCD recipes the issue's bars are check
 # to the challenger's measured tokens per pass (RCD's warm start adds a pass)
 EQUAL_PASS_BASELINES = ("seqd", "seqd-long", "seqd-fresh")
 # the curves of the report's plot, when decoded (the others only in its tables)
-PLOTTED = ("seqd", "rcd", "seqd-long", "rcd-off", "seqd+res", "rcd-fixedalpha",
-           "ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned")
+PLOTTED = (
+    "seqd",
+    "rcd",
+    "seqd-long",
+    "rcd-off",
+    "seqd+res",
+    "rcd-fixedalpha",
+    "ref",
+    "seqd-fresh",
+    "rcd-fresh",
+    "rcd-fresh aligned",
+)
 
 # the comparisons of the report: (baseline, challenger, why)
 COMPARISONS = (
@@ -263,10 +298,18 @@ COMPARISONS = (
     ("rcd", "rcd-fixedalpha", "fixed alpha 0.5 in training and decoding, vs entropy alpha"),
     ("seqd", "rcd-fixedalpha", "RCD trained and decoded with fixed alpha 0.5"),
     ("seqd-long", "rcd-fixedalpha", "RCD with fixed alpha 0.5 vs SeqD trained 60% longer (equal compute)"),
-    ("seqd-fresh", "rcd-fresh", "small-to-large: a new target fed the reference's residual vs plain, same steps"),
+    (
+        "seqd-fresh",
+        "rcd-fresh",
+        "small-to-large: a new target fed the reference's residual vs plain, same steps",
+    ),
     ("rcd-fresh-off", "rcd-fresh", "the residual's worth to the new target"),
     ("rcd-fresh", "rcd-fresh aligned", "small-to-large: the train-aligned residual vs the self-loop"),
-    ("seqd-fresh", "rcd-fresh aligned", "small-to-large, the train-aligned residual (reference pass each step)"),
+    (
+        "seqd-fresh",
+        "rcd-fresh aligned",
+        "small-to-large, the train-aligned residual (reference pass each step)",
+    ),
 )
 
 
@@ -274,31 +317,76 @@ COMPARISONS = (
 class StudyConfig:
     out: str = field(default="runs/study", metadata={"help": "output directory (resumable)"})
     task: str = field(default="sudoku6", metadata={"help": "synthetic task (rcd.data.SYNTHETIC_TASKS)"})
-    tokenizer: str = field(default="char", metadata={"help": "char: a token per character; word: per word (numbers as tokens)", "choices": TOKENIZERS})
-    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the reference and every arm (depth, width)", "choices": tuple(TINY_PRESETS)})
-    target_model: str = field(default="", metadata={"help": "tiny preset of the fresh arms (-fresh; default: --model)", "choices": ("", *TINY_PRESETS)})
+    tokenizer: str = field(
+        default="char",
+        metadata={
+            "help": "char: a token per character; word: per word (numbers as tokens)",
+            "choices": TOKENIZERS,
+        },
+    )
+    model: str = field(
+        default="tiny-xs",
+        metadata={
+            "help": "tiny preset of the reference and every arm (depth, width)",
+            "choices": tuple(TINY_PRESETS),
+        },
+    )
+    target_model: str = field(
+        default="",
+        metadata={
+            "help": "tiny preset of the fresh arms (-fresh; default: --model)",
+            "choices": ("", *TINY_PRESETS),
+        },
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds"})
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "training arms, in order"})
-    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"})
-    phases: list[str] = field(default_factory=lambda: ["train", "decode", "report"], metadata={"help": "train decode report"})
-    data_seed: int = field(default=0, metadata={"help": "seed of the data draw (train, test, validation): another gives fresh problems"})
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS), metadata={"help": "decodings, in order"}
+    )
+    phases: list[str] = field(
+        default_factory=lambda: ["train", "decode", "report"], metadata={"help": "train decode report"}
+    )
+    data_seed: int = field(
+        default=0,
+        metadata={"help": "seed of the data draw (train, test, validation): another gives fresh problems"},
+    )
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=1000, metadata={"help": "held-out test problems"})
-    n_val: int = field(default=300, metadata={"help": "validation problems: thresholds, recipes and settings are chosen on them"})
+    n_val: int = field(
+        default=300,
+        metadata={"help": "validation problems: thresholds, recipes and settings are chosen on them"},
+    )
     ref_steps: int = field(default=1200, metadata={"help": "reference steps (the demo: 3600)"})
-    stage_steps: int = field(default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"})
+    stage_steps: int = field(
+        default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"}
+    )
     batch_size: int = field(default=64, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    warmup_steps: int = field(default=50, metadata={"help": "linear warmup steps (at most a tenth of the reference's)"})
-    mixed_precision: str = field(default="no", metadata={"help": "training precision (bf16: autocast on a GPU)", "choices": PRECISIONS})
+    warmup_steps: int = field(
+        default=50, metadata={"help": "linear warmup steps (at most a tenth of the reference's)"}
+    )
+    mixed_precision: str = field(
+        default="no", metadata={"help": "training precision (bf16: autocast on a GPU)", "choices": PRECISIONS}
+    )
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
-    min_tokens_per_pass: float = field(default=4.0, metadata={"help": "calibration target and bar's parallelism"})
-    tokens_per_step: list[int] = field(default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"})
-    taus: list[float] = field(default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"})
-    select_on_val: bool = field(default=True, metadata={"help": "decode the fixed schedules on the validation split too (the report's choices)"})
+    min_tokens_per_pass: float = field(
+        default=4.0, metadata={"help": "calibration target and bar's parallelism"}
+    )
+    tokens_per_step: list[int] = field(
+        default_factory=lambda: list(FIXED), metadata={"help": "fixed schedules decoded"}
+    )
+    taus: list[float] = field(
+        default_factory=lambda: list(TAUS), metadata={"help": "thresholds (validation too if > 1)"}
+    )
+    select_on_val: bool = field(
+        default=True,
+        metadata={"help": "decode the fixed schedules on the validation split too (the report's choices)"},
+    )
     decode_limit: int = field(default=0, metadata={"help": "decode only the first N test problems (0: all)"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"})
+    threads: int = field(
+        default=0, metadata={"help": "torch CPU threads (0: torch's default; 1 is fastest on a busy host)"}
+    )
     quick: bool = field(default=False, metadata={"help": "toy size: the pipeline in well under a minute"})
 
     def __post_init__(self) -> None:
@@ -307,7 +395,10 @@ class StudyConfig:
             raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
         if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
             raise ValueError("phases are train, decode, report; give at least one seed")
-        if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1 or self.warmup_steps < 0:
+        if (
+            min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1
+            or self.warmup_steps < 0
+        ):
             raise ValueError("sizes and steps must be >= 1, warmup_steps >= 0")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
@@ -318,15 +409,36 @@ class StudyConfig:
     def scaled(self) -> StudyConfig:
         if not self.quick:
             return self
-        return replace(self, seeds=self.seeds[:2], n_train=200, n_test=24, n_val=12, ref_steps=20, stage_steps=6,
-                       batch_size=16, n_boot=200, eval_batch_size=64)
+        return replace(
+            self,
+            seeds=self.seeds[:2],
+            n_train=200,
+            n_test=24,
+            n_val=12,
+            ref_steps=20,
+            stage_steps=6,
+            batch_size=16,
+            n_boot=200,
+            eval_batch_size=64,
+        )
 
     def demo(self, seed: int) -> DemoConfig:
         """The demo's settings at this size (one data seed for every training seed; the test and
         validation problems are the first of the stream, those the demo leaves out)."""
-        return DemoConfig(task=self.task, tokenizer=self.tokenizer, model=self.model, n_train=self.n_train, n_test=self.n_test + self.n_val, seed=self.data_seed, held_out_offset=0,
-                          ref_steps=self.ref_steps, stage_steps=self.stage_steps, batch_size=self.batch_size,
-                          lr=self.lr, sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size))
+        return DemoConfig(
+            task=self.task,
+            tokenizer=self.tokenizer,
+            model=self.model,
+            n_train=self.n_train,
+            n_test=self.n_test + self.n_val,
+            seed=self.data_seed,
+            held_out_offset=0,
+            ref_steps=self.ref_steps,
+            stage_steps=self.stage_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size),
+        )
 
 
 # ---------------------------------------------------------------------------- phases
@@ -340,7 +452,9 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
     """
     root = Path(config.out) / "data"
     made_by = {k: getattr(config, k) for k in ("task", "tokenizer", "n_train", "n_test", "n_val")}
-    made_by |= {"data_seed": config.data_seed} if config.data_seed else {}  # the records of data seed 0 predate it
+    made_by |= (
+        {"data_seed": config.data_seed} if config.data_seed else {}
+    )  # the records of data seed 0 predate it
     if not (root / "meta.json").exists():
         root.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=root.parent, prefix=".data-"))
@@ -348,9 +462,14 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
         held = read_jsonl(held_file)
         write_jsonl(work / "val.jsonl", held[config.n_test :])
         write_jsonl(held_file, held[: config.n_test])
-        meta = {"train": str(root / train_file.name), "test": str(root / held_file.name),
-                "val": str(root / "val.jsonl"), "tokenizer": str(root / tokenizer_dir.name), "gen_length": gen_length,
-                "made_by": made_by}
+        meta = {
+            "train": str(root / train_file.name),
+            "test": str(root / held_file.name),
+            "val": str(root / "val.jsonl"),
+            "tokenizer": str(root / tokenizer_dir.name),
+            "gen_length": gen_length,
+            "made_by": made_by,
+        }
         (work / "meta.json").write_text(json.dumps(meta))
         try:
             work.rename(root)
@@ -358,27 +477,59 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
             shutil.rmtree(work)
     meta = json.loads((root / "meta.json").read_text())
     if meta.get("made_by") != made_by:
-        raise SystemExit(f"{root} holds data made with {meta.get('made_by')}, not {made_by}: "
-                         "give another --out or the same options")
+        raise SystemExit(
+            f"{root} holds data made with {meta.get('made_by')}, not {made_by}: "
+            "give another --out or the same options"
+        )
     return meta
 
 
 def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
     root = Path(config.out) / f"seed{seed}"
-    common = dict(data=meta["train"], eval_data=meta["val"], batch_size=config.batch_size, lr=config.lr, seed=seed,
-                  warmup_steps=min(config.warmup_steps, config.ref_steps // 10), log_every=LOG_EVERY, save_every=300,
-                  mixed_precision=config.mixed_precision,
-                  max_response_length=meta["gen_length"], response_padding="max", progress=False)
+    common = dict(
+        data=meta["train"],
+        eval_data=meta["val"],
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=seed,
+        warmup_steps=min(config.warmup_steps, config.ref_steps // 10),
+        log_every=LOG_EVERY,
+        save_every=300,
+        mixed_precision=config.mixed_precision,
+        max_response_length=meta["gen_length"],
+        response_padding="max",
+        progress=False,
+    )
     ref = root / "ref"
-    train(TrainConfig(stage="ref", model=config.model, tokenizer=meta["tokenizer"], out=str(ref),
-                      max_steps=config.ref_steps, **common))  # a finished run is reused as it is
+    train(
+        TrainConfig(
+            stage="ref",
+            model=config.model,
+            tokenizer=meta["tokenizer"],
+            out=str(ref),
+            max_steps=config.ref_steps,
+            **common,
+        )
+    )  # a finished run is reused as it is
     for name in arms:
         arm = ARMS[name]
         started = time.perf_counter()
-        start = dict(model=config.target_model, tokenizer=meta["tokenizer"]) if arm.fresh else dict(model=str(ref))
-        train(TrainConfig(stage=arm.stage, reference=str(ref) if arm.stage == "rcd" else None, out=str(root / name),
-                          max_steps=round(arm.steps * (config.ref_steps if arm.fresh else config.stage_steps)),
-                          residual=arm.residual, **start, **common))
+        start = (
+            dict(model=config.target_model, tokenizer=meta["tokenizer"])
+            if arm.fresh
+            else dict(model=str(ref))
+        )
+        train(
+            TrainConfig(
+                stage=arm.stage,
+                reference=str(ref) if arm.stage == "rcd" else None,
+                out=str(root / name),
+                max_steps=round(arm.steps * (config.ref_steps if arm.fresh else config.stage_steps)),
+                residual=arm.residual,
+                **start,
+                **common,
+            )
+        )
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -387,7 +538,9 @@ def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[
     base = DecodeConfig(gen_length=gen_length, block_length=gen_length)
     fixed = {k: replace(base, steps=gen_length // k) for k in config.tokens_per_step}
     if spec.sweep == "orders":
-        return [("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")]
+        return [
+            ("test", replace(fixed.get(4, fixed[max(fixed)]), order=o)) for o in ("random", "left-to-right")
+        ]
     if spec.sweep == "fixed":
         return [(split, s) for split in splits_of(config) for k, s in fixed.items() if k > 1]
     out = [("test", s) for s in fixed.values()]
@@ -434,23 +587,46 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
             path = record_path(config, seed, name, split, setting)
             if path.exists():
                 continue
-            uses_ref = spec.residual is not None and "reference" in (spec.residual.init, spec.residual.feedback)
+            uses_ref = spec.residual is not None and "reference" in (
+                spec.residual.init,
+                spec.residual.feedback,
+            )
             method = Method(name, model(spec.arm), spec.residual, model("ref") if uses_ref else None)
-            point, completions = evaluate(method, setting, rows[split], tokenizer, checker=task.is_correct,
-                                          batch_size=config.eval_batch_size)
+            point, completions = evaluate(
+                method,
+                setting,
+                rows[split],
+                tokenizer,
+                checker=task.is_correct,
+                batch_size=config.eval_batch_size,
+            )
             record = asdict(point) | {
-                "method": name, "seed": seed, "split": split,
+                "method": name,
+                "seed": seed,
+                "split": split,
                 "passes_per_problem": point.forward_passes / point.n,
                 "correct": [int(task.is_correct(r, c)) for r, c in zip(rows[split], completions)],
                 "cells": [round(cells_right(r, c), 4) for r, c in zip(rows[split], completions)],
             }
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
-            print(f"seed {seed} {name} {split} {point.setting}: {100 * point.accuracy:.1f}% @ "
-                  f"{point.tokens_per_step:.2f} ({point.seconds:.0f} s)", flush=True)
+            print(
+                f"seed {seed} {name} {split} {point.setting}: {100 * point.accuracy:.1f}% @ "
+                f"{point.tokens_per_step:.2f} ({point.seconds:.0f} s)",
+                flush=True,
+            )
         if name in RELIABILITY:
-            reliability_seed(config, meta, seed, name, model(spec.arm), spec.residual,
-                             model("ref") if spec.residual is not None else None, tokenizer, rows["test"])
+            reliability_seed(
+                config,
+                meta,
+                seed,
+                name,
+                model(spec.arm),
+                spec.residual,
+                model("ref") if spec.residual is not None else None,
+                tokenizer,
+                rows["test"],
+            )
 
 
 def reliability_seed(config, meta, seed, name, model, residual, reference, tokenizer, rows) -> None:
@@ -464,8 +640,17 @@ def reliability_seed(config, meta, seed, name, model, residual, reference, token
     for i in range(0, len(rows), config.eval_batch_size):
         chunk = rows[i : i + config.eval_batch_size]
         ids, mask = rcd.encode_prompts(tokenizer, [r["prompt"] for r in chunk])
-        out = rcd.generate(model, ids, attention_mask=mask, gen_length=gen_length, block_length=gen_length,
-                           threshold=RELIABILITY_TAU, residual=residual, reference=reference, return_trace=True)
+        out = rcd.generate(
+            model,
+            ids,
+            attention_mask=mask,
+            gen_length=gen_length,
+            block_length=gen_length,
+            threshold=RELIABILITY_TAU,
+            residual=residual,
+            reference=reference,
+            return_trace=True,
+        )
         confidence, correct = committed_confidence(out, gold[i : i + len(chunk)])
         which = np.clip(np.searchsorted(BINS, confidence.numpy(), side="right") - 1, 0, len(BINS) - 2)
         np.add.at(bins, (which, 0), 1)
@@ -493,32 +678,50 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
         if split != "test":
             continue
         rs = list(by_seed.values())
-        curves.setdefault(method, []).append({
-            "setting": setting, "rule": rs[0]["rule"], "seeds": sorted(by_seed), "n": rs[0]["n"],
-            "accuracy": float(np.mean([np.mean(r["correct"]) for r in rs])),
-            "cells": float(np.mean([np.mean(r["cells"]) for r in rs])),
-            "tokens_per_step": float(np.mean([r["tokens_per_step"] for r in rs])),
-            "passes_per_problem": float(np.mean([r["passes_per_problem"] for r in rs])),
-            "accuracy_per_seed": [float(np.mean(r["correct"])) for r in rs],
-        })
+        curves.setdefault(method, []).append(
+            {
+                "setting": setting,
+                "rule": rs[0]["rule"],
+                "seeds": sorted(by_seed),
+                "n": rs[0]["n"],
+                "accuracy": float(np.mean([np.mean(r["correct"]) for r in rs])),
+                "cells": float(np.mean([np.mean(r["cells"]) for r in rs])),
+                "tokens_per_step": float(np.mean([r["tokens_per_step"] for r in rs])),
+                "passes_per_problem": float(np.mean([r["passes_per_problem"] for r in rs])),
+                "accuracy_per_seed": [float(np.mean(r["correct"])) for r in rs],
+            }
+        )
     for pts in curves.values():
-        pts.sort(key=lambda p: (p["setting"].startswith("tau"), " " in p["setting"], -p["passes_per_problem"]))
+        pts.sort(
+            key=lambda p: (p["setting"].startswith("tau"), " " in p["setting"], -p["passes_per_problem"])
+        )
 
     # thresholds chosen on validation, one rule for every method
     calibrated: dict[str, dict] = {}
     for method in {m for (m, split, _) in records if split == "val"}:
         per_seed = {}
         for seed in config.seeds:
-            val = {float(s.split("=")[1]): r[seed] for (m, sp, s), r in records.items()
-                   if m == method and sp == "val" and s.startswith("tau=") and seed in r}
+            val = {
+                float(s.split("=")[1]): r[seed]
+                for (m, sp, s), r in records.items()
+                if m == method and sp == "val" and s.startswith("tau=") and seed in r
+            }
             tau = calibrated_tau(val, config.min_tokens_per_pass)
-            if tau is not None and (method, "test", f"tau={tau:g}") in records and seed in records[(method, "test", f"tau={tau:g}")]:
+            if (
+                tau is not None
+                and (method, "test", f"tau={tau:g}") in records
+                and seed in records[(method, "test", f"tau={tau:g}")]
+            ):
                 per_seed[seed] = records[(method, "test", f"tau={tau:g}")][seed]
         if per_seed:
             calibrated[method] = per_seed
 
     def compare(base_by_seed: dict[int, dict], new_by_seed: dict[int, dict]) -> dict | None:
-        seeds = [s for s in sorted(set(base_by_seed) & set(new_by_seed)) if base_by_seed[s]["n"] == new_by_seed[s]["n"]]
+        seeds = [
+            s
+            for s in sorted(set(base_by_seed) & set(new_by_seed))
+            if base_by_seed[s]["n"] == new_by_seed[s]["n"]
+        ]
         if not seeds:
             return None
         row = {"seeds": seeds}
@@ -526,7 +729,9 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
             a = np.array([base_by_seed[s][metric] for s in seeds])
             b = np.array([new_by_seed[s][metric] for s in seeds])
             row[metric] = paired_difference(a, b, config.n_boot)
-        row["tokens_per_step"] = [float(np.mean([d[s]["tokens_per_step"] for s in seeds])) for d in (base_by_seed, new_by_seed)]
+        row["tokens_per_step"] = [
+            float(np.mean([d[s]["tokens_per_step"] for s in seeds])) for d in (base_by_seed, new_by_seed)
+        ]
         return row
 
     comparisons = []
@@ -539,37 +744,79 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
                 continue
             row = compare(other, by_seed)
             if row:
-                comparisons.append({"base": base, "new": new, "why": why, "setting": setting,
-                                    "at": compared_at(setting), **row})
-            if row and base in EQUAL_PASS_BASELINES and compared_at(setting) == "equal steps" \
-                    and abs(row["tokens_per_step"][0] / row["tokens_per_step"][1] - 1) > 0.01:
-                fixed = {s: r for (mb, sp, s), r in records.items()
-                         if mb == base and sp == "test" and compared_at(s) == "equal steps" and " " not in s}
-                interpolated = {seed: point for seed, r in by_seed.items()
-                                if (point := at_tokens_per_pass(fixed, seed, r["tokens_per_step"])) is not None}
+                comparisons.append(
+                    {
+                        "base": base,
+                        "new": new,
+                        "why": why,
+                        "setting": setting,
+                        "at": compared_at(setting),
+                        **row,
+                    }
+                )
+            if (
+                row
+                and base in EQUAL_PASS_BASELINES
+                and compared_at(setting) == "equal steps"
+                and abs(row["tokens_per_step"][0] / row["tokens_per_step"][1] - 1) > 0.01
+            ):
+                fixed = {
+                    s: r
+                    for (mb, sp, s), r in records.items()
+                    if mb == base and sp == "test" and compared_at(s) == "equal steps" and " " not in s
+                }
+                interpolated = {
+                    seed: point
+                    for seed, r in by_seed.items()
+                    if (point := at_tokens_per_pass(fixed, seed, r["tokens_per_step"])) is not None
+                }
                 row = compare(interpolated, by_seed)
                 if row:
-                    comparisons.append({"base": base, "new": new, "why": why, "at": "equal passes", **row,
-                                        "setting": f"{setting} vs {base} interpolated"})
+                    comparisons.append(
+                        {
+                            "base": base,
+                            "new": new,
+                            "why": why,
+                            "at": "equal passes",
+                            **row,
+                            "setting": f"{setting} vs {base} interpolated",
+                        }
+                    )
         if base in calibrated and new in calibrated:
             row = compare(calibrated[base], calibrated[new])
             if row:
-                comparisons.append({"base": base, "new": new, "why": why, "at": "calibrated tau",
-                                    "setting": f"calibrated tau (val, >= {config.min_tokens_per_pass:g} tok/pass)",
-                                    "taus": [[calibrated[x][s]["setting"] for s in row["seeds"]] for x in (base, new)],
-                                    **row})
+                comparisons.append(
+                    {
+                        "base": base,
+                        "new": new,
+                        "why": why,
+                        "at": "calibrated tau",
+                        "setting": f"calibrated tau (val, >= {config.min_tokens_per_pass:g} tok/pass)",
+                        "taus": [[calibrated[x][s]["setting"] for s in row["seeds"]] for x in (base, new)],
+                        **row,
+                    }
+                )
     # the same order / setting across method groups ("seqd order" vs "rcd order") pairs by setting name
     # recipes and settings are chosen on the validation split, never on the test problems reported
     validation: dict[str, dict[str, float]] = {}
     for (m, split, s), by_seed in records.items():
         if split == "val" and compared_at(s) == "equal steps":
-            validation.setdefault(m, {})[s] = float(np.mean([np.mean(r["correct"]) for r in by_seed.values()]))
+            validation.setdefault(m, {})[s] = float(
+                np.mean([np.mean(r["correct"]) for r in by_seed.values()])
+            )
     choices = chosen_on_validation(validation, [m for m in validation if is_rcd_recipe(m)])
     bars = bars_of(curves, comparisons, config)
     reliability = load_reliability(config)
-    return {"config": asdict(config), "curves": curves, "comparisons": comparisons, "bars": bars,
-            "validation": validation, "choices": choices,
-            "reliability": reliability, "seeds_complete": seeds_everywhere(*records) if records else []}
+    return {
+        "config": asdict(config),
+        "curves": curves,
+        "comparisons": comparisons,
+        "bars": bars,
+        "validation": validation,
+        "choices": choices,
+        "reliability": reliability,
+        "seeds_complete": seeds_everywhere(*records) if records else [],
+    }
 
 
 def is_rcd_recipe(method: str) -> bool:
@@ -579,7 +826,9 @@ def is_rcd_recipe(method: str) -> bool:
     return ARMS[spec.arm].stage == "rcd" and spec.residual is not None and spec.sweep != "orders"
 
 
-def chosen_on_validation(validation: dict[str, dict[str, float]], candidates: Sequence[str]) -> dict[str, dict]:
+def chosen_on_validation(
+    validation: dict[str, dict[str, float]], candidates: Sequence[str]
+) -> dict[str, dict]:
     """Per fixed schedule, the candidate with the best mean validation accuracy (ties: the first
     listed) and every candidate's score: choices never look at the test problems."""
     out = {}
@@ -592,7 +841,13 @@ def chosen_on_validation(validation: dict[str, dict[str, float]], candidates: Se
 def compared_at(setting: str) -> str:
     """What a comparison at one decode setting holds equal: the number of steps (fixed
     schedules: RCD's warm start then costs one pass more) or the threshold."""
-    return "equal steps" if setting.startswith("steps=") else "equal tau" if setting.startswith("tau=") else setting
+    return (
+        "equal steps"
+        if setting.startswith("steps=")
+        else "equal tau"
+        if setting.startswith("tau=")
+        else setting
+    )
 
 
 def at_tokens_per_pass(fixed: dict[str, dict[int, dict]], seed: int, tokens_per_pass: float) -> dict | None:
@@ -600,11 +855,16 @@ def at_tokens_per_pass(fixed: dict[str, dict[int, dict]], seed: int, tokens_per_
     fixed schedules that bracket it (linear in log tokens per pass: the schedules double);
     None outside the measured range (no extrapolation). Each problem's score becomes a weighted
     mean of its two scores, so the pairing with the challenger's problems is kept."""
-    points = sorted(((r[seed]["tokens_per_step"], r[seed]) for r in fixed.values() if seed in r), key=lambda p: p[0])
+    points = sorted(
+        ((r[seed]["tokens_per_step"], r[seed]) for r in fixed.values() if seed in r), key=lambda p: p[0]
+    )
     for (x0, r0), (x1, r1) in itertools.pairwise(points):
         if x0 <= tokens_per_pass <= x1 and r0["n"] == r1["n"]:
             w = float(np.log(tokens_per_pass / x0) / np.log(x1 / x0)) if x1 > x0 else 0.0
-            mix = {k: list((1 - w) * np.asarray(r0[k], float) + w * np.asarray(r1[k], float)) for k in ("correct", "cells")}
+            mix = {
+                k: list((1 - w) * np.asarray(r0[k], float) + w * np.asarray(r1[k], float))
+                for k in ("correct", "cells")
+            }
             return {"n": r0["n"], "tokens_per_step": tokens_per_pass, **mix}
     return None
 
@@ -617,14 +877,31 @@ def bars_of(curves: dict, comparisons: list[dict], config: StudyConfig) -> dict[
     bars = {}
     for name in (n for n in BARRED if n in curves):
         passes = passes_to_reach(curves[name], peak["accuracy"])
-        parallel = [c for c in comparisons if c["base"] == "seqd" and c["new"] == name
-                    and min(c["tokens_per_step"]) >= config.min_tokens_per_pass]
+        parallel = [
+            c
+            for c in comparisons
+            if c["base"] == "seqd"
+            and c["new"] == name
+            and min(c["tokens_per_step"]) >= config.min_tokens_per_pass
+        ]
         bars[name] = {
-            "seqd_peak": {"setting": peak["setting"], "accuracy": peak["accuracy"], "passes": peak["passes_per_problem"]},
+            "seqd_peak": {
+                "setting": peak["setting"],
+                "accuracy": peak["accuracy"],
+                "passes": peak["passes_per_problem"],
+            },
             "rcd_passes_to_seqd_peak": passes,
             "pass_ratio": peak["passes_per_problem"] / passes if passes else None,
-            "at_parallelism": [{"setting": c["setting"], "at": c["at"], "diff": c["correct"]["diff"], "lo": c["correct"]["lo"],
-                                "hi": c["correct"]["hi"]} for c in parallel],
+            "at_parallelism": [
+                {
+                    "setting": c["setting"],
+                    "at": c["at"],
+                    "diff": c["correct"]["diff"],
+                    "lo": c["correct"]["lo"],
+                    "hi": c["correct"]["hi"],
+                }
+                for c in parallel
+            ],
         }
     return bars
 
@@ -639,8 +916,11 @@ def load_reliability(config: StudyConfig) -> dict[str, list[dict]]:
                 bins = np.array(json.loads(path.read_text())["bins"])
                 total = bins if total is None else total + bins
         if total is not None:
-            out[method] = [{"from": BINS[i], "to": min(BINS[i + 1], 1.0), "tokens": int(t), "accuracy": float(c / t)}
-                           for i, (t, c) in enumerate(total) if t > 0]
+            out[method] = [
+                {"from": BINS[i], "to": min(BINS[i + 1], 1.0), "tokens": int(t), "accuracy": float(c / t)}
+                for i, (t, c) in enumerate(total)
+                if t > 0
+            ]
     return out
 
 
@@ -648,10 +928,14 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-COMPARISON_TITLE = "## Paired differences (challenger - baseline), 95% t-interval over the per-seed differences"
+COMPARISON_TITLE = (
+    "## Paired differences (challenger - baseline), 95% t-interval over the per-seed differences"
+)
 COMPARISON_HEADER = (
-    ("| baseline | challenger | setting | compared at | tok/pass (base, new) | exact match diff [95% t CI] "
-     "| bootstrap CI (seeds x problems) | cells diff [95% t CI] | per-seed exact; cells diffs | question |"),
+    (
+        "| baseline | challenger | setting | compared at | tok/pass (base, new) | exact match diff [95% t CI] "
+        "| bootstrap CI (seeds x problems) | cells diff [95% t CI] | per-seed exact; cells diffs | question |"
+    ),
     "|---|---|---|---|---|---|---|---|---|---|",
 )
 
@@ -668,13 +952,17 @@ def comparison_line(row: dict) -> str:
     row without per-problem cells (`cells` None) prints n/a there."""
     exact, cells = row["correct"], row.get("cells")
     text = f"**{ci_text(exact)}**" if beyond_ci(exact) else ci_text(exact)
-    boot = f"[{pct(exact['boot_lo'])}, {pct(exact['boot_hi'])}]" if exact.get("boot_lo") is not None else "n/a"
+    boot = (
+        f"[{pct(exact['boot_lo'])}, {pct(exact['boot_hi'])}]" if exact.get("boot_lo") is not None else "n/a"
+    )
     per_seed = " / ".join(pct(d) for d in exact["per_seed"])
     if cells:
         per_seed += "; " + " / ".join(pct(d) for d in cells["per_seed"])
-    return (f"| {row['base']} | {row['new']} | {row['setting']} | {row['at']} | {row['tokens_per_step'][0]:.2f}, "
-            f"{row['tokens_per_step'][1]:.2f} | {text} | {boot} | {ci_text(cells) if cells else 'n/a'} | "
-            f"{per_seed} | {row['why']} |")
+    return (
+        f"| {row['base']} | {row['new']} | {row['setting']} | {row['at']} | {row['tokens_per_step'][0]:.2f}, "
+        f"{row['tokens_per_step'][1]:.2f} | {text} | {boot} | {ci_text(cells) if cells else 'n/a'} | "
+        f"{per_seed} | {row['why']} |"
+    )
 
 
 def multiplicity_note(rows: Sequence[dict]) -> str:
@@ -682,57 +970,98 @@ def multiplicity_note(rows: Sequence[dict]) -> str:
     defined = [r for r in rows if r["correct"]["lo"] is not None]
     steps = sum(r["at"] == "equal steps" for r in rows)
     passes = sum(r["at"] == "equal passes" for r in rows)
-    return (f"{len(rows)} comparisons of exact match ({steps} at equal steps, {passes} at equal passes: the "
-            "baseline interpolated per problem on its fixed schedules, linear in log tokens per pass, to the "
-            "challenger's measured tokens per pass; the rest at equal tau or a tau calibrated on validation), "
-            f"{len(defined)} with an interval, {sum(beyond_ci(r['correct']) for r in rows)} beyond it (bold: the "
-            "t-interval and, where there is one, the bootstrap both exclude 0). "
-            "Each interval is 95% and no multiplicity correction is applied: with no true difference anywhere, "
-            f"about {len(defined) / 20:.0f} would be bold by chance. The CI is a t-interval over the per-seed "
-            "differences (S-1 degrees of freedom; undefined with 1 seed); the bootstrap over seeds and problems "
-            "understates the seed spread with few seeds but carries the problem noise the seeds share.")
+    return (
+        f"{len(rows)} comparisons of exact match ({steps} at equal steps, {passes} at equal passes: the "
+        "baseline interpolated per problem on its fixed schedules, linear in log tokens per pass, to the "
+        "challenger's measured tokens per pass; the rest at equal tau or a tau calibrated on validation), "
+        f"{len(defined)} with an interval, {sum(beyond_ci(r['correct']) for r in rows)} beyond it (bold: the "
+        "t-interval and, where there is one, the bootstrap both exclude 0). "
+        "Each interval is 95% and no multiplicity correction is applied: with no true difference anywhere, "
+        f"about {len(defined) / 20:.0f} would be bold by chance. The CI is a t-interval over the per-seed "
+        "differences (S-1 degrees of freedom; undefined with 1 seed); the bootstrap over seeds and problems "
+        "understates the seed spread with few seeds but carries the problem noise the seeds share."
+    )
 
 
 def markdown(summary: dict) -> str:
     c = summary["config"]
-    lines = [f"# RCD study: {c['task']}", "",
-             f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), model "
-             f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6"
-             + (f"; arms `-fresh`: a new {c['target_model']}, {c['ref_steps']} steps" if any("-fresh" in m for m in summary["curves"]) else "")
-             + "). Mean over seeds; "
-             "every forward pass counted (warm-start and reference passes included).", "",
-             "## Accuracy @ tokens per forward pass", "",
-             ("Each setting at its own measured tokens per pass (a fixed schedule is a number of steps: "
-              "RCD's warm start adds one pass to it)."), "",
-             "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# RCD study: {c['task']}",
+        "",
+        f"Seeds {c['seeds']}, {c['decode_limit'] or c['n_test']} test problems (+{c['n_val']} validation), model "
+        f"{c.get('model', 'tiny-xs')}, reference {c['ref_steps']} steps, stage 2 {c['stage_steps']} steps (arms `-long`: x1.6"
+        + (
+            f"; arms `-fresh`: a new {c['target_model']}, {c['ref_steps']} steps"
+            if any("-fresh" in m for m in summary["curves"])
+            else ""
+        )
+        + "). Mean over seeds; "
+        "every forward pass counted (warm-start and reference passes included).",
+        "",
+        "## Accuracy @ tokens per forward pass",
+        "",
+        (
+            "Each setting at its own measured tokens per pass (a fixed schedule is a number of steps: "
+            "RCD's warm start adds one pass to it)."
+        ),
+        "",
+        "| method | setting | seeds | exact match | cells right | tokens/pass | exact match per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, pts in summary["curves"].items():
         for p in pts:
             per_seed = " / ".join(f"{100 * a:.1f}" for a in p["accuracy_per_seed"])
-            lines.append(f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
-                         f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |")
+            lines.append(
+                f"| {method} | {p['setting']} | {len(p['seeds'])} | {100 * p['accuracy']:.1f}% | "
+                f"{100 * p['cells']:.1f}% | {p['tokens_per_step']:.2f} | {per_seed} |"
+            )
     lines += ["", COMPARISON_TITLE, "", multiplicity_note(summary["comparisons"]), "", *COMPARISON_HEADER]
     lines += [comparison_line(r) for r in summary["comparisons"]]
     if summary.get("choices"):
-        lines += ["", f"## Recipes chosen on the validation split ({c['n_val']} problems, disjoint from the test problems)",
-                  "", ("Per fixed schedule, the RCD decoding with the best validation exact match (mean over seeds); "
-                       "its test difference from SeqD (equal steps) is in the table above."), "",
-                  "| setting | chosen | validation exact match of every candidate |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Recipes chosen on the validation split ({c['n_val']} problems, disjoint from the test problems)",
+            "",
+            (
+                "Per fixed schedule, the RCD decoding with the best validation exact match (mean over seeds); "
+                "its test difference from SeqD (equal steps) is in the table above."
+            ),
+            "",
+            "| setting | chosen | validation exact match of every candidate |",
+            "|---|---|---|",
+        ]
         for setting, choice in summary["choices"].items():
-            scores = ", ".join(f"{m} {100 * a:.1f}%" for m, a in sorted(choice["validation"].items(), key=lambda x: -x[1]))
+            scores = ", ".join(
+                f"{m} {100 * a:.1f}%" for m, a in sorted(choice["validation"].items(), key=lambda x: -x[1])
+            )
             lines.append(f"| {setting} | {choice['chosen']} | {scores} |")
     for name, b in summary["bars"].items():
-        lines += ["", f"## The issue's bars (seqd vs {name})", "",
-                  f"- SeqD's peak: {100 * b['seqd_peak']['accuracy']:.1f}% at {b['seqd_peak']['setting']} "
-                  f"({b['seqd_peak']['passes']:.1f} passes per problem); {name} reaches it with "
-                  + (f"{b['rcd_passes_to_seqd_peak']:.1f} passes (ratio {b['pass_ratio']:.2f}x; bar: >= 2x)"
-                     if b["rcd_passes_to_seqd_peak"] else "no measured setting (bar: >= 2x fewer passes): not met"),
-                  f"- {name} - SeqD at >= {c['min_tokens_per_pass']:g} tokens per pass (bar: >= +5 points, CI above 0): "
-                  + ("; ".join(f"{p['setting']} ({p['at']}): {ci_text(p)}" for p in b["at_parallelism"]) or "no setting")]
+        lines += [
+            "",
+            f"## The issue's bars (seqd vs {name})",
+            "",
+            f"- SeqD's peak: {100 * b['seqd_peak']['accuracy']:.1f}% at {b['seqd_peak']['setting']} "
+            f"({b['seqd_peak']['passes']:.1f} passes per problem); {name} reaches it with "
+            + (
+                f"{b['rcd_passes_to_seqd_peak']:.1f} passes (ratio {b['pass_ratio']:.2f}x; bar: >= 2x)"
+                if b["rcd_passes_to_seqd_peak"]
+                else "no measured setting (bar: >= 2x fewer passes): not met"
+            ),
+            f"- {name} - SeqD at >= {c['min_tokens_per_pass']:g} tokens per pass (bar: >= +5 points, CI above 0): "
+            + (
+                "; ".join(f"{p['setting']} ({p['at']}): {ci_text(p)}" for p in b["at_parallelism"])
+                or "no setting"
+            ),
+        ]
     if summary["reliability"]:
         names = list(summary["reliability"])
-        lines += ["", f"## Reliability of commits (tau {RELIABILITY_TAU}, all seeds): share right (tokens)", "",
-                  "| confidence | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [
+            "",
+            f"## Reliability of commits (tau {RELIABILITY_TAU}, all seeds): share right (tokens)",
+            "",
+            "| confidence | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         edges = sorted({(x["from"], x["to"]) for v in summary["reliability"].values() for x in v})
         for lo, hi in edges:
             cells = []
@@ -771,8 +1100,12 @@ def run(config: StudyConfig) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(StudyConfig, prog="python -m benchmarks.study", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(
+        StudyConfig,
+        prog="python -m benchmarks.study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     summary = run(config)
     if summary is not None:

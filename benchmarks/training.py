@@ -84,7 +84,10 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
     write_jsonl(subset, train_rows[: stage_steps * common["batch_size"]])
     for name, cached in (("rcd, 2 epochs", False), ("rcd, 2 epochs, cached reference", True)):
         summaries[name] = stage(
-            name.replace(" ", "").replace(",", "-"), steps=2 * stage_steps, data=str(subset), epochs=2,
+            name.replace(" ", "").replace(",", "-"),
+            steps=2 * stage_steps,
+            data=str(subset),
+            epochs=2,
             cache_reference=cached,
         )
     result = {

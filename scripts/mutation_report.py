@@ -17,7 +17,9 @@ LINE = re.compile(r"^\s*(\S+): (.+)$")
 
 
 def mutant_statuses() -> dict[str, str]:
-    out = subprocess.run([MUTMUT, "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [MUTMUT, "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
     return {m.group(1): m.group(2).strip() for m in map(LINE.match, out.splitlines()) if m}
 
 
@@ -36,12 +38,16 @@ def main() -> int:
     total = collections.Counter(statuses.values())
     killed = sum(total[s] for s in KILLED)
     print("# Mutation report (mutmut, `make mutate`)\n")
-    print(f"Score: {killed}/{len(statuses)} mutants killed = {killed / len(statuses):.1%} "
-          f"(timeouts count as killed; 'no tests': no selected test runs the function).\n")
+    print(
+        f"Score: {killed}/{len(statuses)} mutants killed = {killed / len(statuses):.1%} "
+        f"(timeouts count as killed; 'no tests': no selected test runs the function).\n"
+    )
     print("| module | mutants | killed | survived | no tests | timeout |")
     print("|---|---|---|---|---|---|")
     for module, c in sorted(by_module.items()):
-        print(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['no tests']} | {c['timeout']} |")
+        print(
+            f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['no tests']} | {c['timeout']} |"
+        )
     print("\n## Surviving mutants\n")
     for name, status in statuses.items():
         if status in ("survived", "no tests"):

@@ -23,15 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # as pytest's pythonpath (tests/serving.py uses benchmarks/)
+    sys.path[:0] = [
+        str(ROOT / "tests"),
+        str(ROOT),
+    ]  # as pytest's pythonpath (tests/serving.py uses benchmarks/)
     from selenium import webdriver
+
     from serving import Server
     from test_playground import chromium, replay, run_decode, save_screenshot
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo", type=Path, help="a finished `rcd demo` output directory")
     parser.add_argument("png", type=Path, help="where to save the screenshot")
-    parser.add_argument("--step", type=int, default=5, help="the step both sides are replayed to (0: the end)")
+    parser.add_argument(
+        "--step", type=int, default=5, help="the step both sides are replayed to (0: the end)"
+    )
     parser.add_argument("--problem", type=int, default=0, help="which test problem to decode")
     args = parser.parse_args()
     command = shlex.split(json.loads((args.demo / "report.json").read_text())["playground"])

@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 
 
-def dream_generate(model, prompts: torch.Tensor, *, gen_length: int, steps: int, eps: float = 1e-3,
-                   alg: str = "maskgit_plus") -> torch.Tensor:
+def dream_generate(
+    model, prompts: torch.Tensor, *, gen_length: int, steps: int, eps: float = 1e-3, alg: str = "maskgit_plus"
+) -> torch.Tensor:
     """The generated tokens (B, gen_length) of Dream's procedure for equal-length prompts."""
     mask_id = model.config.mask_token_id
     batch, length = prompts.shape

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 
 
-def llada2_generate(model, prompt: list[int], *, gen_length: int, block: int, steps: int,
-                    threshold: float) -> list[int]:
+def llada2_generate(
+    model, prompt: list[int], *, gen_length: int, block: int, steps: int, threshold: float
+) -> list[int]:
     """The generated tokens (positions P .. P + gen_length - 1) of LLaDA2.0's procedure."""
     mask_id = model.config.mask_token_id
     P = len(prompt)
@@ -42,8 +43,16 @@ def llada2_generate(model, prompt: list[int], *, gen_length: int, block: int, st
                 masked = x[0, end - block : end] == mask_id
                 if not masked.any():
                     break
-                logits = model(x[:, :end], attention_mask=visible[None, None, :end, :end],
-                               position_ids=torch.arange(end)[None], use_cache=False).logits[0, -block:].double()
+                logits = (
+                    model(
+                        x[:, :end],
+                        attention_mask=visible[None, None, :end, :end],
+                        position_ids=torch.arange(end)[None],
+                        use_cache=False,
+                    )
+                    .logits[0, -block:]
+                    .double()
+                )
                 logits[:, mask_id] = -torch.inf
                 confidence, tokens = torch.softmax(logits, dim=-1).max(-1)
                 confidence = torch.where(masked, confidence, -torch.inf)

@@ -29,8 +29,17 @@ def _residual(z: torch.Tensor, E: torch.Tensor, T: float, alpha_kind: str):
     return p @ E, alpha
 
 
-def naive_generate(model, prompt: list[int], *, gen_length, block_length, steps=None, threshold=None,
-                   residual=None, reference=None):
+def naive_generate(
+    model,
+    prompt: list[int],
+    *,
+    gen_length,
+    block_length,
+    steps=None,
+    threshold=None,
+    residual=None,
+    reference=None,
+):
     """residual: None or dict(alpha=..., temperature=..., init='zero'|'self'|'reference')."""
     mask_id = model.config.mask_token_id
     block_causal = model.config.attention == "block-causal"

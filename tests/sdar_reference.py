@@ -40,8 +40,17 @@ class _Cache(DynamicCache):
         return super().__getitem__(layer)
 
 
-def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, steps: int,
-                  threshold: float | None = None, sequential: bool = False, stop_ids=()) -> list[int]:
+def sdar_generate(
+    model,
+    prompt: list[int],
+    *,
+    gen_length: int,
+    block: int,
+    steps: int,
+    threshold: float | None = None,
+    sequential: bool = False,
+    stop_ids=(),
+) -> list[int]:
     """The generated tokens (positions P .. P + gen_length - 1) of SDAR's procedure."""
     mask_id = model.config.mask_token_id
     P = len(prompt)
@@ -56,8 +65,14 @@ def sdar_generate(model, prompt: list[int], *, gen_length: int, block: int, step
     cache = _Cache()
 
     def call(lo, hi, store):
-        return model(x[:, lo:hi], attention_mask=structure[None, None, lo:hi, :hi], position_ids=positions[:, lo:hi],
-                     past_key_values=cache, use_cache=True, store_kv=store).logits
+        return model(
+            x[:, lo:hi],
+            attention_mask=structure[None, None, lo:hi, :hi],
+            position_ids=positions[:, lo:hi],
+            past_key_values=cache,
+            use_cache=True,
+            store_kv=store,
+        ).logits
 
     first = P // block
     with torch.no_grad():

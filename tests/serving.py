@@ -22,8 +22,14 @@ def save_tiny(path: Path, seed: int, chat: bool = False, **config) -> Path:
     tok = rcd.char_tokenizer()
     if chat:
         tok.chat_template = CHAT_TEMPLATE
-    model = rcd.tiny_model(len(tok), seed=seed, mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id,
-                           initializer_range=0.3, **config).double()
+    model = rcd.tiny_model(
+        len(tok),
+        seed=seed,
+        mask_token_id=tok.mask_token_id,
+        eos_token_id=tok.eos_token_id,
+        initializer_range=0.3,
+        **config,
+    ).double()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-from conftest import MASK, make_model, random_prompts
 
 import rcd
+from conftest import MASK, make_model, random_prompts
 from rcd.eval.alignment import residual_alignment
 from rcd.residual import ResidualConfig
 

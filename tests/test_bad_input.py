@@ -16,10 +16,10 @@ import pytest
 
 import rcd
 from rcd.cli import main
-from rcd.eval.runner import prompt_text, prompts_fit
 from rcd.eval import get_benchmark, load_problems
-from rcd.tokenizer import DEFAULT_ALPHABET, check_representable
+from rcd.eval.runner import prompt_text, prompts_fit
 from rcd.rundir import LOCK_FILE
+from rcd.tokenizer import DEFAULT_ALPHABET, check_representable
 from rcd.train import TrainConfig, train
 
 
@@ -30,14 +30,25 @@ def write_jsonl(path, rows):
 
 def snapshot(root: Path) -> dict:
     """Every file under root with its content hash: 'nothing changed' compares two of these."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def save_tiny(path, seed=0, tokenizer=None, **kw):
     tok = tokenizer or rcd.char_tokenizer()
-    model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, eos_token_id=tok.eos_token_id, seed=seed,
-                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2, **kw)
+    model = rcd.tiny_model(
+        len(tok),
+        mask_token_id=tok.mask_token_id,
+        eos_token_id=tok.eos_token_id,
+        seed=seed,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        **kw,
+    )
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -82,12 +93,43 @@ def assert_error(code, err, expected_code, *phrases, before_model=True):
 
 
 def eval_cmd(model, data, out, *extra):
-    return [str(a) for a in ("eval", "--model", model, "--data", data, "--out", out, "--task", "gsm8k", "--shots",
-                             "0", "--gen-length", "8", "--block-length", "8", *extra)]
+    return [
+        str(a)
+        for a in (
+            "eval",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--out",
+            out,
+            "--task",
+            "gsm8k",
+            "--shots",
+            "0",
+            "--gen-length",
+            "8",
+            "--block-length",
+            "8",
+            *extra,
+        )
+    ]
 
 
 def train_cmd(data, out, *extra):
-    return ["train", "--model", "tiny-xs", "--data", data, "--out", out, "--batch-size", "8", "--no-progress", *extra]
+    return [
+        "train",
+        "--model",
+        "tiny-xs",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--batch-size",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
 
 
 # ----------------------------------------------------------------- training options
@@ -99,7 +141,9 @@ def test_max_steps_must_be_positive(root, tmp_path, capsys, steps):
 
 
 def test_wrong_typed_field_is_named_as_such(root, tmp_path, capsys):
-    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "1+1=", "response": "2"}, {"prompt": 12, "response": "2"}])
+    data = write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": "1+1=", "response": "2"}, {"prompt": 12, "response": "2"}]
+    )
     before = snapshot(tmp_path)
     code, err = run_cli(capsys, *train_cmd(data, tmp_path / "out", "--max-steps", "1"))
     assert_error(code, err, 1, "d.jsonl:2: field 'prompt' must be a string, got int 12")
@@ -119,9 +163,13 @@ def test_non_utf8_input_names_file_and_line(root, tmp_path, capsys):
 
 
 def test_character_outside_the_tokenizer_is_named_with_its_position(root, tmp_path, capsys):
-    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "1+1=", "response": "2"}, {"prompt": "2→3=", "response": "5"}])
+    data = write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": "1+1=", "response": "2"}, {"prompt": "2→3=", "response": "5"}]
+    )
     code, err = run_cli(capsys, *train_cmd(data, tmp_path / "out", "--max-steps", "1"))
-    assert_error(code, err, 1, "d.jsonl:2: prompt: character '→' at position 1 is not in the tokenizer's vocabulary")
+    assert_error(
+        code, err, 1, "d.jsonl:2: prompt: character '→' at position 1 is not in the tokenizer's vocabulary"
+    )
     # the default character tokenizer has printable ASCII (GSM8K's uppercase letters); beyond, it refuses
     question = load_problems(get_benchmark("gsm8k"))[0].question
     check_representable(rcd.char_tokenizer(), question.replace("’", "'"), "gsm8k 0")
@@ -140,11 +188,15 @@ def test_gsm8k_few_shot_prompt_is_representable_by_the_char_tokenizer():
 def test_typo_in_a_local_path_says_so_without_the_hub(root, tmp_path, capsys):
     typo = tmp_path / "runs" / "rf"
     (tmp_path / "runs").mkdir()
-    for cmd in (eval_cmd(typo, root / "gsm.jsonl", tmp_path / "out"),
-                ["generate", "--model", typo, "--prompt", "1+1="],
-                train_cmd(root / "train.jsonl", tmp_path / "out", "--stage", "seqd", "--model", "./rf")):
+    for cmd in (
+        eval_cmd(typo, root / "gsm.jsonl", tmp_path / "out"),
+        ["generate", "--model", typo, "--prompt", "1+1="],
+        train_cmd(root / "train.jsonl", tmp_path / "out", "--stage", "seqd", "--model", "./rf"),
+    ):
         code, err = run_cli(capsys, *cmd)
-        assert_error(code, err, 1, "no such file or directory" if cmd[0] != "generate" else "no model directory")
+        assert_error(
+            code, err, 1, "no such file or directory" if cmd[0] != "generate" else "no model directory"
+        )
         assert "huggingface" not in err.lower()
     # relative to the working directory: 'runs/rf' where runs/ exists is a path, not a hub id
     cwd = os.getcwd()
@@ -158,7 +210,9 @@ def test_typo_in_a_local_path_says_so_without_the_hub(root, tmp_path, capsys):
 
 
 def test_preset_that_does_not_fit_the_checkpoint(root, capsys):
-    code, err = run_cli(capsys, "generate", "--model", root / "model", "--preset", "llada", "--prompt", "1+1=")
+    code, err = run_cli(
+        capsys, "generate", "--model", root / "model", "--preset", "llada", "--prompt", "1+1="
+    )
     assert_error(code, err, 1, "--preset llada does not fit", "rcd-tiny model", before_model=False)
     assert "is a llada checkpoint" not in err
 
@@ -182,29 +236,69 @@ def test_eval_checks_options_before_loading_the_model(root, tmp_path, capsys):
 
 
 def test_prompt_longer_than_the_context(root, tmp_path, capsys):
-    long_question = write_jsonl(tmp_path / "long.jsonl", [{"question": "1+" * 40 + "1=?", "answer": "#### 41"}])
+    long_question = write_jsonl(
+        tmp_path / "long.jsonl", [{"question": "1+" * 40 + "1=?", "answer": "#### 41"}]
+    )
     code, err = run_cli(capsys, *eval_cmd(root / "short-poisoned", long_question, tmp_path / "out"))
     assert_error(code, err, 1, "problem 0: its prompt (", "exceed the model's context of 64 positions")
-    assert not (tmp_path / "out" / "options.json").exists() and not (tmp_path / "out" / "predictions.jsonl").exists()
-    code, err = run_cli(capsys, "generate", "--model", root / "short-context", "--prompt", "1+" * 40,
-                        "--gen-length", "8", "--block-length", "8")
-    assert_error(code, err, 1, "a prompt of 80 tokens + gen_length 8 exceed the model's context of 64 positions",
-                 before_model=False)
+    assert (
+        not (tmp_path / "out" / "options.json").exists()
+        and not (tmp_path / "out" / "predictions.jsonl").exists()
+    )
+    code, err = run_cli(
+        capsys,
+        "generate",
+        "--model",
+        root / "short-context",
+        "--prompt",
+        "1+" * 40,
+        "--gen-length",
+        "8",
+        "--block-length",
+        "8",
+    )
+    assert_error(
+        code,
+        err,
+        1,
+        "a prompt of 80 tokens + gen_length 8 exceed the model's context of 64 positions",
+        before_model=False,
+    )
 
 
 def test_reference_with_a_permuted_vocabulary_is_refused_at_decode_time(root, tmp_path, capsys):
     rcd_flags = ["--rcd", "--res-init", "reference", "--reference", root / "permuted"]
     code, err = run_cli(capsys, "generate", "--model", root / "poisoned", "--prompt", "1+1=", *rcd_flags)
     assert_error(code, err, 1, "uses a different tokenizer than the model (same size, other tokens or ids)")
-    code, err = run_cli(capsys, *eval_cmd(root / "poisoned", root / "gsm.jsonl", tmp_path / "out", *rcd_flags))
+    code, err = run_cli(
+        capsys, *eval_cmd(root / "poisoned", root / "gsm.jsonl", tmp_path / "out", *rcd_flags)
+    )
     assert_error(code, err, 1, "uses a different tokenizer than the model")
     assert not (tmp_path / "out" / "options.json").exists()
 
 
 def test_generate_with_temperature_takes_a_seed(root, capsys):
     def sample(seed):
-        assert main(["generate", "--model", str(root / "model"), "--prompt", "1+1=", "--gen-length", "16",
-                     "--block-length", "16", "--temperature", "1", "--seed", str(seed)]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--model",
+                    str(root / "model"),
+                    "--prompt",
+                    "1+1=",
+                    "--gen-length",
+                    "16",
+                    "--block-length",
+                    "16",
+                    "--temperature",
+                    "1",
+                    "--seed",
+                    str(seed),
+                ]
+            )
+            == 0
+        )
         return capsys.readouterr().out.splitlines()[0]
 
     assert sample(3) == sample(3)
@@ -213,17 +307,43 @@ def test_generate_with_temperature_takes_a_seed(root, capsys):
 
 # ----------------------------------------------------------------- score and sweep
 def test_score_missing_predictions_file(root, tmp_path, capsys):
-    code, err = run_cli(capsys, "score", "--task", "gsm8k", "--data", root / "gsm.jsonl",
-                        "--predictions", tmp_path / "missing.jsonl", "--out", tmp_path / "s.json")
+    code, err = run_cli(
+        capsys,
+        "score",
+        "--task",
+        "gsm8k",
+        "--data",
+        root / "gsm.jsonl",
+        "--predictions",
+        tmp_path / "missing.jsonl",
+        "--out",
+        tmp_path / "s.json",
+    )
     assert_error(code, err, 1, "missing.jsonl: no such predictions file")
     assert not (tmp_path / "s.json").exists()
 
 
 def test_score_duplicate_rows(root, tmp_path, capsys):
-    preds = write_jsonl(tmp_path / "p.jsonl", [{"index": 0, "completion": "#### 0"}, {"index": 1, "completion": "x"},
-                                               {"index": 0, "completion": "#### 0"}])
-    code, err = run_cli(capsys, "score", "--task", "gsm8k", "--data", root / "gsm.jsonl",
-                        "--predictions", preds, "--out", tmp_path / "s.json")
+    preds = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"index": 0, "completion": "#### 0"},
+            {"index": 1, "completion": "x"},
+            {"index": 0, "completion": "#### 0"},
+        ],
+    )
+    code, err = run_cli(
+        capsys,
+        "score",
+        "--task",
+        "gsm8k",
+        "--data",
+        root / "gsm.jsonl",
+        "--predictions",
+        preds,
+        "--out",
+        tmp_path / "s.json",
+    )
     assert_error(code, err, 1, "p.jsonl:3: problem 0 sample 0 was already scored at line 1")
     assert not (tmp_path / "s.json").exists()
 
@@ -233,30 +353,57 @@ def sweep_cmd(root, out, *extra):
 
 
 def test_sweep_setting_that_does_not_divide(root, tmp_path, capsys):
-    code, err = run_cli(capsys, *sweep_cmd(root, tmp_path / "out", "--gen-length", "8", "--tokens-per-step", "1,3"))
+    code, err = run_cli(
+        capsys, *sweep_cmd(root, tmp_path / "out", "--gen-length", "8", "--tokens-per-step", "1,3")
+    )
     assert_error(code, err, 2, "tokens per step [3] must divide the block length 8")
-    code, err = run_cli(capsys, *sweep_cmd(root, tmp_path / "out", "--gen-length", "8", "--thresholds", "1.5"))
+    code, err = run_cli(
+        capsys, *sweep_cmd(root, tmp_path / "out", "--gen-length", "8", "--thresholds", "1.5")
+    )
     assert_error(code, err, 2, "thresholds [1.5] must lie in [0, 1]")
     assert not (tmp_path / "out").exists()
 
 
 def test_sweep_data_without_answer_fails_before_decoding(root, tmp_path, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2="}])
-    code, err = run_cli(capsys, "sweep", "--model", root / "poisoned", "--data", data, "--out", tmp_path / "out")
+    code, err = run_cli(
+        capsys, "sweep", "--model", root / "poisoned", "--data", data, "--out", tmp_path / "out"
+    )
     assert_error(code, err, 1, "d.jsonl:2: needs an 'answer' field")
     assert not (tmp_path / "out").exists()
 
 
 def test_debug_shows_the_traceback(root, tmp_path, capsys):
     with pytest.raises(rcd.data.DataError, match="no such predictions file"):
-        main(["score", "--task", "gsm8k", "--predictions", str(tmp_path / "missing.jsonl"),
-              "--out", str(tmp_path / "s.json"), "--debug"])
+        main(
+            [
+                "score",
+                "--task",
+                "gsm8k",
+                "--predictions",
+                str(tmp_path / "missing.jsonl"),
+                "--out",
+                str(tmp_path / "s.json"),
+                "--debug",
+            ]
+        )
 
 
 # ----------------------------------------------------------------- run directories
 def quick_train(out, data, **kw):
-    return TrainConfig(**{"model": "tiny-xs", "data": data, "out": str(out), "batch_size": 8, "max_steps": 4,
-                          "save_every": 2, "log_every": 1, "progress": False, **kw})
+    return TrainConfig(
+        **{
+            "model": "tiny-xs",
+            "data": data,
+            "out": str(out),
+            "batch_size": 8,
+            "max_steps": 4,
+            "save_every": 2,
+            "log_every": 1,
+            "progress": False,
+            **kw,
+        }
+    )
 
 
 @pytest.mark.slow
@@ -266,10 +413,16 @@ def test_resume_with_other_options_is_refused_and_changes_nothing(root, tmp_path
     first = train(quick_train(out, data, lr=1e-3))
     assert first["final_loss"] is not None
     before = snapshot(out)
-    code, err = run_cli(capsys, *train_cmd(data, out, "--max-steps", "4", "--lr", "2e-3", "--log-every", "1",
-                                           "--resume"))
-    assert_error(code, err, 2, f"{out} holds a run with other options (options.lr: 0.001 -> 0.002)",
-                 "use another --out, or --overwrite")
+    code, err = run_cli(
+        capsys, *train_cmd(data, out, "--max-steps", "4", "--lr", "2e-3", "--log-every", "1", "--resume")
+    )
+    assert_error(
+        code,
+        err,
+        2,
+        f"{out} holds a run with other options (options.lr: 0.001 -> 0.002)",
+        "use another --out, or --overwrite",
+    )
     assert snapshot(out) == before  # the old run's checkpoints, model, metrics: untouched
     # the same command as the first run: complete, returned as it is (final_loss kept)
     again = train(quick_train(out, data, lr=1e-3, resume=True))
@@ -292,7 +445,9 @@ def test_new_inputs_at_the_same_path_are_another_run(root, tmp_path, capsys):
     with data.open("a") as f:
         f.write(json.dumps({"prompt": "9+9=", "response": "18"}) + "\n")
     before = snapshot(out)
-    code, err = run_cli(capsys, *train_cmd(data, out, "--max-steps", "4", "--save-every", "2", "--log-every", "1"))
+    code, err = run_cli(
+        capsys, *train_cmd(data, out, "--max-steps", "4", "--save-every", "2", "--log-every", "1")
+    )
     assert_error(code, err, 2, "holds a run with other options (inputs.data: content changed)")
     assert snapshot(out) == before
 
@@ -347,10 +502,20 @@ def test_stale_lock_of_a_dead_process_is_taken_over(root, tmp_path):
 def test_two_evals_into_one_out_the_second_refuses(root, tmp_path, capsys):
     out = tmp_path / "out"
     slow = eval_cmd(root / "model", root / "gsm.jsonl", out, "--limit", "6")[:-4] + [
-        "--gen-length", "64", "--block-length", "8", "--steps", "64"]
+        "--gen-length",
+        "64",
+        "--block-length",
+        "8",
+        "--steps",
+        "64",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "rcd", *map(str, slow)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rcd", *map(str, slow)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / LOCK_FILE).exists() and time.monotonic() < deadline:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bad_input import save_tiny, write_jsonl
 from transformers import AutoTokenizer
 
 import rcd
@@ -14,6 +13,7 @@ from rcd import demo
 from rcd.cli import main
 from rcd.eval import decoder as decoder_module
 from rcd.eval.sweep import SweepConfig
+from test_bad_input import save_tiny, write_jsonl
 
 
 @pytest.fixture

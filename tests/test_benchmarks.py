@@ -5,14 +5,14 @@ import sys
 
 import pytest
 import torch
-from conftest import make_model, random_prompts
 
 import rcd
-from rcd.eval.decoder import Decoder
 from benchmarks.agreement import Variant, compare
 from benchmarks.evalset import EvalSet
 from benchmarks.measure import PeakMemory, StepClock
 from benchmarks.topk import delta_error
+from conftest import make_model, random_prompts
+from rcd.eval.decoder import Decoder
 
 
 def test_step_clock_times_every_forward_pass():
@@ -65,7 +65,9 @@ def test_agreement_rows_measure_their_variant():
     rows = [{"prompt": p, "answer": "7"} for p in ("3+4=", "12+1=", "9=", "40+2=")]
     config = rcd.DecodeConfig(gen_length=8, block_length=4, steps=4)
     residual = rcd.ResidualConfig(alpha="one")
-    out = compare(model, tok, EvalSet(rows), config, residual, [Variant(top_k=2), Variant(cache="prefix")], batch_size=2)
+    out = compare(
+        model, tok, EvalSet(rows), config, residual, [Variant(top_k=2), Variant(cache="prefix")], batch_size=2
+    )
     assert [r["variant"] for r in out] == ["exact", "top2", "prefix"]
     prompts = [r["prompt"] for r in rows]
 
@@ -95,6 +97,14 @@ def test_serving_benchmark_measures_load_and_overhead():
     overhead = result["overhead_vs_offline"]
     assert overhead["served_s"] > 0 and overhead["offline_s"] > 0 and overhead["server_batches_per_wave"] >= 1
     machine = {"cpu": "x", "cpu_cores": 2, "torch_threads": 1, "torch": "t", "load_average_at_start": [0.0]}
-    text = markdown({"quick": True, "device": "cpu", "command": "c", "machine": machine, "seconds": 1.0,
-                     "sections": {"serving": result}})
+    text = markdown(
+        {
+            "quick": True,
+            "device": "cpu",
+            "command": "c",
+            "machine": machine,
+            "seconds": 1.0,
+            "sections": {"serving": result},
+        }
+    )
     assert "`rcd serve` under load" in text and "| 16 |" in text

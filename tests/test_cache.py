@@ -9,9 +9,9 @@ benchmark (`python -m benchmarks`) measures by how much.
 
 import pytest
 import torch
-from conftest import make_model, random_prompts
 
 import rcd
+from conftest import make_model, random_prompts
 from rcd.models.conventions import get_convention
 
 RESIDUALS = {
@@ -125,7 +125,8 @@ def fed_lengths(model, prompts, watch=None, **kw):
     """Positions fed by each forward pass of `watch` (default: `model`) during one generate call."""
     fed = []
     hook = (watch or model).register_forward_pre_hook(
-        lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
+        lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]), with_kwargs=True
+    )
     try:
         rcd.generate(model, prompts, **kw)
     finally:
@@ -142,9 +143,13 @@ def test_caches_feed_fewer_positions(bidirectional, block_causal, residual):
     assert fed_lengths(bidirectional, prompts, cache="none", **kw) == [21] * 16
     starts = [5, 9, 13, 17]
     # prefix: a full first pass per block, then the block and everything after it
-    assert fed_lengths(bidirectional, prompts, cache="prefix", **kw) == [n for s in starts for n in [21] + [21 - s] * 3]
+    assert fed_lengths(bidirectional, prompts, cache="prefix", **kw) == [
+        n for s in starts for n in [21] + [21 - s] * 3
+    ]
     # dual: a full first pass per block, then the block alone
-    assert fed_lengths(bidirectional, prompts, cache="dual", **kw) == [n for _ in starts for n in [21] + [4] * 3]
+    assert fed_lengths(bidirectional, prompts, cache="dual", **kw) == [
+        n for _ in starts for n in [21] + [4] * 3
+    ]
     # block-causal: recomputation feeds everything up to the block's end; the KV cache feeds
     # the prompt once, then at most the block (and the finished one before it, once)
     assert fed_lengths(block_causal, prompts, cache="none", **kw) == [n for s in starts for n in [s + 4] * 4]
@@ -156,8 +161,16 @@ def test_reference_passes_use_the_kv_cache_too(block_causal):
     """The frozen reference's passes (warm start, train-aligned feedback) read the block-causal
     KV cache like the target's: the prompt once, then at most the block and the one before it."""
     reference = make_model("block-causal", seed=4)
-    fed = fed_lengths(block_causal, random_prompts(1, 5, seed=3), watch=reference, gen_length=16, block_length=4,
-                      steps=16, cache="exact", reference=reference,
-                      residual=rcd.ResidualConfig(init="reference", feedback="reference"))
+    fed = fed_lengths(
+        block_causal,
+        random_prompts(1, 5, seed=3),
+        watch=reference,
+        gen_length=16,
+        block_length=4,
+        steps=16,
+        cache="exact",
+        reference=reference,
+        residual=rcd.ResidualConfig(init="reference", feedback="reference"),
+    )
     # per block: a warm start, then a feedback pass after each of its first 3 steps
     assert len(fed) == 16 and fed[0] == 9 and max(fed[1:]) <= 8

@@ -26,8 +26,24 @@ def test_generate_command_with_saved_model(tmp_path, capsys):
     model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=0)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    args = ["generate", "--model", str(tmp_path), "--prompt", "1+1=", "--prompt", "12+3=",
-            "--gen-length", "8", "--block-length", "4", "--threshold", "0.5", "--rcd", "--res-temperature", "0.9"]
+    args = [
+        "generate",
+        "--model",
+        str(tmp_path),
+        "--prompt",
+        "1+1=",
+        "--prompt",
+        "12+3=",
+        "--gen-length",
+        "8",
+        "--block-length",
+        "4",
+        "--threshold",
+        "0.5",
+        "--rcd",
+        "--res-temperature",
+        "0.9",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "'1+1=' ->" in out and "'12+3=' ->" in out and "forward passes:" in out

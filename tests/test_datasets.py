@@ -2,6 +2,7 @@
 
 import json
 
+import datasets  # noqa: E402  (a dependency: never skipped)
 import pytest
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -14,21 +15,32 @@ from rcd.data.datasets import DataOptions, load_examples
 from rcd.data.sft import load_sft
 from rcd.train import TrainConfig, Trainer
 
-import datasets  # noqa: E402  (a dependency: never skipped)
-
-ROWS = [{"problem": f"{a}+{a + 1}=", "generated_solution": str(2 * a + 1) * (1 + a % 7), "expected_answer": "x"}
-        for a in range(40)]
+ROWS = [
+    {"problem": f"{a}+{a + 1}=", "generated_solution": str(2 * a + 1) * (1 + a % 7), "expected_answer": "x"}
+    for a in range(40)
+]
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     jsonl = root / "plain.jsonl"
-    jsonl.write_text("".join(json.dumps({"prompt": r["problem"], "response": r["generated_solution"]}) + "\n"
-                             for r in ROWS))
+    jsonl.write_text(
+        "".join(
+            json.dumps({"prompt": r["problem"], "response": r["generated_solution"]}) + "\n" for r in ROWS
+        )
+    )
     datasets.Dataset.from_list(ROWS).save_to_disk(str(root / "openmath"))  # OpenMathInstruct-2 columns
-    chats = [{"messages": [{"role": "user", "content": r["problem"]},
-                           {"role": "assistant", "content": r["generated_solution"]}], "answer": "x"} for r in ROWS]
+    chats = [
+        {
+            "messages": [
+                {"role": "user", "content": r["problem"]},
+                {"role": "assistant", "content": r["generated_solution"]},
+            ],
+            "answer": "x",
+        }
+        for r in ROWS
+    ]
     datasets.Dataset.from_list(chats).to_parquet(str(root / "openr1.parquet"))  # OpenR1-Math's chat column
     return {"jsonl": str(jsonl), "dir": str(root / "openmath"), "parquet": str(root / "openr1.parquet")}
 
@@ -39,7 +51,9 @@ def examples(source, tokenizer=None, cache=None, **fields):
 
 
 def test_dataset_folder_and_parquet_give_the_jsonl_examples(sources):
-    expected = load_sft(sources["jsonl"], rcd.char_tokenizer(), max_prompt_length=64, max_response_length=64)[0]
+    expected = load_sft(sources["jsonl"], rcd.char_tokenizer(), max_prompt_length=64, max_response_length=64)[
+        0
+    ]
     folder = examples(sources["dir"], prompt_field="problem", response_field="generated_solution")
     assert folder == expected
     chats = examples(sources["parquet"])
@@ -50,26 +64,38 @@ def test_dataset_folder_and_parquet_give_the_jsonl_examples(sources):
 
 
 def test_missing_fields_name_the_mapping(sources):
-    with pytest.raises(rcd.data.DataError, match=r"openmath\[train\]\[0\]: no field 'messages'.*--prompt-field"):
+    with pytest.raises(
+        rcd.data.DataError, match=r"openmath\[train\]\[0\]: no field 'messages'.*--prompt-field"
+    ):
         examples(sources["dir"], prompt_field="question")
 
 
 def test_tokenisation_cached_by_content_and_tokenizer(sources, tmp_path, monkeypatch):
-    first = examples(sources["dir"], cache=tmp_path, prompt_field="problem", response_field="generated_solution")
+    first = examples(
+        sources["dir"], cache=tmp_path, prompt_field="problem", response_field="generated_solution"
+    )
     calls = []
     original = rcd_datasets.tokenize_rows
     monkeypatch.setattr(rcd_datasets, "tokenize_rows", lambda *a: calls.append(1) or original(*a))
-    again = examples(sources["dir"], cache=tmp_path, prompt_field="problem", response_field="generated_solution")
+    again = examples(
+        sources["dir"], cache=tmp_path, prompt_field="problem", response_field="generated_solution"
+    )
     assert again == first and calls == []  # read back, not tokenised
     other = rcd.char_tokenizer("0123456789+=")
-    examples(sources["dir"], tokenizer=other, cache=tmp_path, prompt_field="problem",
-             response_field="generated_solution")
+    examples(
+        sources["dir"],
+        tokenizer=other,
+        cache=tmp_path,
+        prompt_field="problem",
+        response_field="generated_solution",
+    )
     assert calls == [1] and len(list(tmp_path.glob("*.npz"))) == 2  # another tokenizer, another entry
 
 
 def padding_fraction(batches, lengths):
     return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches) / sum(
-        len(b) * max(lengths[i] for i in b) for b in batches)
+        len(b) * max(lengths[i] for i in b) for b in batches
+    )
 
 
 def test_length_grouped_batches_cover_every_example_once_deterministically():
@@ -105,13 +131,30 @@ def test_length_grouped_loader_resumes_mid_epoch():
 
 
 def test_trainer_on_a_dataset_folder_grouped_and_on_a_streamed_parquet(sources, tmp_path):
-    common = dict(model="tiny-xs", batch_size=8, max_steps=2, log_every=1, progress=False, lr=1e-3,
-                  cache_dir=str(tmp_path / "cache"))
-    folder = Trainer(TrainConfig(data=sources["dir"], out=str(tmp_path / "a"), prompt_field="problem",
-                                 response_field="generated_solution", group_by_length=True, **common))
+    common = dict(
+        model="tiny-xs",
+        batch_size=8,
+        max_steps=2,
+        log_every=1,
+        progress=False,
+        lr=1e-3,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    folder = Trainer(
+        TrainConfig(
+            data=sources["dir"],
+            out=str(tmp_path / "a"),
+            prompt_field="problem",
+            response_field="generated_solution",
+            group_by_length=True,
+            **common,
+        )
+    )
     assert isinstance(folder.loader.batch_sampler.sampler, LengthGroupedSampler)
     assert folder.train()["steps"] == 2
-    streamed = Trainer(TrainConfig(data=sources["parquet"], out=str(tmp_path / "b"), streaming=True, **common))
+    streamed = Trainer(
+        TrainConfig(data=sources["parquet"], out=str(tmp_path / "b"), streaming=True, **common)
+    )
     summary = streamed.train()
     assert summary["steps"] == 2 and summary["final_loss"] > 0
 

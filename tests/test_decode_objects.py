@@ -43,8 +43,14 @@ class LeftToRight(CommitPolicy):
 
 
 def test_a_new_commit_rule_is_one_small_class(bidirectional):
-    out = rcd.generate(bidirectional, random_prompts(2, 4), gen_length=8, block_length=4,
-                       policy=LeftToRight(), return_trace=True)
+    out = rcd.generate(
+        bidirectional,
+        random_prompts(2, 4),
+        gen_length=8,
+        block_length=4,
+        policy=LeftToRight(),
+        return_trace=True,
+    )
     assert out.nfe == 8 and (out.generated != MASK).all()
     order = [int(step.committed[0].long().argmax()) + step.block_start for step in out.trace]
     assert order == sorted(order) and len(set(order)) == 8
@@ -61,10 +67,25 @@ def test_every_model_can_rank_by_dreams_confidences(models, kind, threshold):
     negative entropies (<= 0), not the chosen token's probability."""
     for model in models.values():
         rule = {"threshold": threshold} if threshold is not None else {"steps": 4}
-        out = rcd.generate(model, random_prompts(2, 4), gen_length=8, block_length=4, confidence=kind,
-                           residual=rcd.ResidualConfig(), return_trace=True, **rule)
-        plain = rcd.generate(model, random_prompts(2, 4), gen_length=8, block_length=4,
-                             residual=rcd.ResidualConfig(), return_trace=True, **rule)
+        out = rcd.generate(
+            model,
+            random_prompts(2, 4),
+            gen_length=8,
+            block_length=4,
+            confidence=kind,
+            residual=rcd.ResidualConfig(),
+            return_trace=True,
+            **rule,
+        )
+        plain = rcd.generate(
+            model,
+            random_prompts(2, 4),
+            gen_length=8,
+            block_length=4,
+            residual=rcd.ResidualConfig(),
+            return_trace=True,
+            **rule,
+        )
         assert (out.generated != MASK).all()
         for step, plain_step in zip(out.trace, plain.trace):
             seen = step.confidence[~step.confidence.isnan()]

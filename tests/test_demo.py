@@ -46,7 +46,9 @@ def test_quick_demo_writes_the_report(demo_dir):
     assert report["training"]["seqd"]["steps"] == report["training"]["rcd"]["steps"]  # same budget
     assert report["total_seconds"] > 0
     assert is_png(demo_dir / "pareto.png") and is_png(demo_dir / "trace.png")
-    assert report["playground"].startswith(f"rcd serve --model {demo_dir / 'rcd'} --reference {demo_dir / 'ref'}")
+    assert report["playground"].startswith(
+        f"rcd serve --model {demo_dir / 'rcd'} --reference {demo_dir / 'ref'}"
+    )
     table = (demo_dir / "report.md").read_text()
     assert "| setting |" in table and "seqd" in table and "rcd" in table
 
@@ -69,10 +71,29 @@ def test_demo_refuses_other_options_in_its_out(demo_dir, capsys):
 
 def test_sweep_command_on_demo_models(demo_dir, tmp_path):
     report = json.loads((demo_dir / "report.json").read_text())
-    args = ["sweep", "--model", str(demo_dir / "rcd"), "--reference", str(demo_dir / "ref"),
-            "--baseline", str(demo_dir / "seqd"), "--data", str(demo_dir / "data" / "test.jsonl"),
-            "--task", report["task"], "--out", str(tmp_path), "--gen-length", str(report["decoding"]["gen_length"]),
-            "--tokens-per-step", "1,4", "--thresholds", "0.9", "--limit", "40"]
+    args = [
+        "sweep",
+        "--model",
+        str(demo_dir / "rcd"),
+        "--reference",
+        str(demo_dir / "ref"),
+        "--baseline",
+        str(demo_dir / "seqd"),
+        "--data",
+        str(demo_dir / "data" / "test.jsonl"),
+        "--task",
+        report["task"],
+        "--out",
+        str(tmp_path),
+        "--gen-length",
+        str(report["decoding"]["gen_length"]),
+        "--tokens-per-step",
+        "1,4",
+        "--thresholds",
+        "0.9",
+        "--limit",
+        "40",
+    ]
     assert main(args) == 0
     sweep = json.loads((tmp_path / "report.json").read_text())
     check_curves(sweep["curves"], ["seqd", "rcd", "rcd-cold", "no-residual"])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import rcd
-from rcd.decode.policy import TimeSchedule
 from dream_reference import dream_generate
+from rcd.decode.policy import TimeSchedule
 from standins.checkpoints import save_checkpoint
 
 
@@ -20,7 +20,9 @@ def dream(tmp_path_factory):
 def test_time_schedule_matches_dreams_own_procedure(dream, gen_length, steps):
     prompts = torch.tensor([[5, 9, 12, 7, 13], [44, 21, 8, 17, 30]])
     expected = dream_generate(dream, prompts, gen_length=gen_length, steps=steps)
-    out = rcd.generate(dream, prompts, gen_length=gen_length, block_length=gen_length, steps=steps, schedule="time")
+    out = rcd.generate(
+        dream, prompts, gen_length=gen_length, block_length=gen_length, steps=steps, schedule="time"
+    )
     assert out.generated.tolist() == expected.tolist()
     assert out.nfe == steps
 
@@ -33,18 +35,40 @@ CONFIDENCE_OF = {"topk_margin": "margin", "entropy": "entropy"}
 def test_dreams_other_confidences_match_its_own_procedure(dream, alg, gen_length, steps):
     prompts = torch.tensor([[5, 9, 12, 7, 13], [44, 21, 8, 17, 30]])
     expected = dream_generate(dream, prompts, gen_length=gen_length, steps=steps, alg=alg)
-    out = rcd.generate(dream, prompts, gen_length=gen_length, block_length=gen_length, steps=steps, schedule="time",
-                       confidence=CONFIDENCE_OF[alg])
+    out = rcd.generate(
+        dream,
+        prompts,
+        gen_length=gen_length,
+        block_length=gen_length,
+        steps=steps,
+        schedule="time",
+        confidence=CONFIDENCE_OF[alg],
+    )
     assert out.generated.tolist() == expected.tolist()
 
 
 def test_the_confidences_rank_positions_differently(dream):
     """On this stand-in the three rules commit in different orders (so each match above tests its rule)."""
     prompts = torch.tensor([[5, 9, 12, 7, 13], [44, 21, 8, 17, 30]])
-    runs = {kind: rcd.generate(dream, prompts, gen_length=12, block_length=12, steps=5, schedule="time",
-                               confidence=kind, return_trace=True) for kind in ("prob", "margin", "entropy")}
+    runs = {
+        kind: rcd.generate(
+            dream,
+            prompts,
+            gen_length=12,
+            block_length=12,
+            steps=5,
+            schedule="time",
+            confidence=kind,
+            return_trace=True,
+        )
+        for kind in ("prob", "margin", "entropy")
+    }
     first = {kind: out.trace[0].committed.tolist() for kind, out in runs.items()}
-    assert first["prob"] != first["margin"] and first["prob"] != first["entropy"] and first["margin"] != first["entropy"]
+    assert (
+        first["prob"] != first["margin"]
+        and first["prob"] != first["entropy"]
+        and first["margin"] != first["entropy"]
+    )
 
 
 def test_time_schedule_counts():
@@ -65,4 +89,6 @@ def test_time_schedule_is_a_fixed_schedule_option():
         rcd.DecodeConfig(threshold=0.9, schedule="time")
     with pytest.raises(ValueError, match="schedule must be one of"):
         rcd.DecodeConfig(schedule="cosine")
-    assert rcd.DecodeConfig(gen_length=8, block_length=8, steps=4, schedule="time").describe() == "steps=4 time"
+    assert (
+        rcd.DecodeConfig(gen_length=8, block_length=8, steps=4, schedule="time").describe() == "steps=4 time"
+    )

@@ -48,21 +48,37 @@ def test_padding_under_the_mask_is_fine_but_right_padding_is_not(model):
     prompt[0, 0] = MASK
     rcd.generate(model, prompt, gen_length=4, block_length=4, attention_mask=torch.tensor([[0, 1, 1]]))
     with pytest.raises(ValueError, match="left-padded"):
-        rcd.generate(model, random_prompts(1, 3), gen_length=4, block_length=4,
-                     attention_mask=torch.tensor([[1, 1, 0]]))
+        rcd.generate(
+            model,
+            random_prompts(1, 3),
+            gen_length=4,
+            block_length=4,
+            attention_mask=torch.tensor([[1, 1, 0]]),
+        )
 
 
 def test_reference_with_other_vocabulary(model):
     other = make_model(vocab_size=60, seed=3, mask_token_id=47)
     with pytest.raises(ValueError, match="vocabulary"):
-        rcd.generate(model, random_prompts(1, 3), gen_length=4, block_length=4,
-                     residual=rcd.ResidualConfig(init="reference"), reference=other)
+        rcd.generate(
+            model,
+            random_prompts(1, 3),
+            gen_length=4,
+            block_length=4,
+            residual=rcd.ResidualConfig(init="reference"),
+            reference=other,
+        )
 
 
 def test_reference_init_needs_a_reference(model):
     with pytest.raises(ValueError, match="needs reference"):
-        rcd.generate(model, random_prompts(1, 3), gen_length=4, block_length=4,
-                     residual=rcd.ResidualConfig(init="reference"))
+        rcd.generate(
+            model,
+            random_prompts(1, 3),
+            gen_length=4,
+            block_length=4,
+            residual=rcd.ResidualConfig(init="reference"),
+        )
 
 
 def test_block_causal_block_size_must_match_training():

@@ -24,8 +24,9 @@ GSM8K_ROWS = 1319
 def short_gsm8k(tmp_path_factory):
     """GSM8K-format problems with short questions: fast to decode with a tiny model."""
     path = tmp_path_factory.mktemp("data") / "short.jsonl"
-    return write_jsonl(path, [{"question": f"{a}+{a}=?", "answer": f"{a}+{a}={2 * a}\n#### {2 * a}"}
-                              for a in range(40)])
+    return write_jsonl(
+        path, [{"question": f"{a}+{a}=?", "answer": f"{a}+{a}={2 * a}\n#### {2 * a}"} for a in range(40)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,31 +62,59 @@ def test_gold_solutions_score_100_and_corrupted_finals_0(tmp_path):
     wrong = [{"index": r["index"], "completion": corrupt(r["completion"])} for r in gold]
     for rows, expected in ((gold, 1.0), (wrong, 0.0)):
         preds = write_jsonl(tmp_path / "pred.jsonl", rows)
-        assert main(["score", "--task", "gsm8k", "--data", str(data), "--predictions", str(preds),
-                     "--out", str(tmp_path / "summary.json")]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "--task",
+                    "gsm8k",
+                    "--data",
+                    str(data),
+                    "--predictions",
+                    str(preds),
+                    "--out",
+                    str(tmp_path / "summary.json"),
+                ]
+            )
+            == 0
+        )
         summary = json.loads((tmp_path / "summary.json").read_text())
         assert summary["n"] == GSM8K_ROWS and summary["accuracy"] == expected
 
 
 def test_user_benchmark_files(tmp_path):
-    data = write_jsonl(tmp_path / "math.jsonl", [
-        {"problem": "What is $1/2 + 1/4$?", "answer": "\\frac{3}{4}"},
-        {"Problem": "Compute $2^5$.", "Answer": 32},
-        {"problem": "Simplify $6/8$.", "solution": "Divide by 2: $\\boxed{\\frac{3}{4}}$."},
-    ])
+    data = write_jsonl(
+        tmp_path / "math.jsonl",
+        [
+            {"problem": "What is $1/2 + 1/4$?", "answer": "\\frac{3}{4}"},
+            {"Problem": "Compute $2^5$.", "Answer": 32},
+            {"problem": "Simplify $6/8$.", "solution": "Divide by 2: $\\boxed{\\frac{3}{4}}$."},
+        ],
+    )
     for task in ("math500", "minerva", "aime24", "aime25"):
-        assert [p.gold for p in load_problems(get_benchmark(task), data)] == ["\\frac{3}{4}", "32", "\\frac{3}{4}"]
-    preds = write_jsonl(tmp_path / "p.jsonl", [
-        {"index": 0, "completion": "\\boxed{0.75}"}, {"index": 1, "completion": "\\boxed{31}"},
-        {"index": 2, "completion": "\\boxed{\\dfrac34}"}, {"index": 2, "sample": 1, "completion": "no box"},
-    ])
+        assert [p.gold for p in load_problems(get_benchmark(task), data)] == [
+            "\\frac{3}{4}",
+            "32",
+            "\\frac{3}{4}",
+        ]
+    preds = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"index": 0, "completion": "\\boxed{0.75}"},
+            {"index": 1, "completion": "\\boxed{31}"},
+            {"index": 2, "completion": "\\boxed{\\dfrac34}"},
+            {"index": 2, "sample": 1, "completion": "no box"},
+        ],
+    )
     summary, rows = rescore("math500", preds, data)
     assert summary["n"] == 4 and summary["n_problems"] == 3 and summary["accuracy"] == 0.5
     assert [r["correct"] for r in rows] == [True, False, True, False]
     with pytest.raises(ValueError, match="not a row of the data file"):
         rescore("math500", write_jsonl(tmp_path / "bad.jsonl", [{"index": 3, "completion": "x"}]), data)
     with pytest.raises(ValueError, match="needs one of the keys"):
-        load_problems(get_benchmark("math500"), write_jsonl(tmp_path / "nokey.jsonl", [{"text": "x", "answer": 1}]))
+        load_problems(
+            get_benchmark("math500"), write_jsonl(tmp_path / "nokey.jsonl", [{"text": "x", "answer": 1}])
+        )
     with pytest.raises(ValueError, match="no packaged data"):
         load_problems(get_benchmark("aime24"))
 
@@ -94,7 +123,9 @@ def test_prompt_formats():
     tok = rcd.char_tokenizer()
     gsm8k, minerva = get_benchmark("gsm8k"), get_benchmark("minerva")
     text = prompt_text(gsm8k, tok, "What is 2+2?", 5, chat=False)
-    assert text.count("Question: ") == 6 and text.count("#### ") == 5 and text.endswith("What is 2+2?\nAnswer:")
+    assert (
+        text.count("Question: ") == 6 and text.count("#### ") == 5 and text.endswith("What is 2+2?\nAnswer:")
+    )
     assert prompt_text(minerva, tok, "Find $x$.", 4, chat=False).endswith("Problem:\nFind $x$.\n\nSolution:")
     assert minerva.plain_prompt("q", 4).count("I hope it is correct.") == 4
     messages = gsm8k.chat_messages("What is 2+2?", 2)
@@ -146,15 +177,43 @@ DECODE = ["--gen-length", "16", "--block-length", "8", "--threshold", "0.5"]
 
 
 def eval_args(model, data, out, *extra):
-    return ["eval", "--model", str(model), "--data", str(data), "--out", str(out), "--task", "gsm8k",
-            "--shots", "0", *extra]
+    return [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--task",
+        "gsm8k",
+        "--shots",
+        "0",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_eval_writes_rows_and_a_reproducible_summary(tiny_checkpoint, short_gsm8k, tmp_path):
     out = tmp_path / "run"
-    assert main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", "--batch-size", "2", "--rcd",
-                          "--res-temperature", "0.92", *DECODE)) == 0
+    assert (
+        main(
+            eval_args(
+                tiny_checkpoint,
+                short_gsm8k,
+                out,
+                "--limit",
+                "3",
+                "--batch-size",
+                "2",
+                "--rcd",
+                "--res-temperature",
+                "0.92",
+                *DECODE,
+            )
+        )
+        == 0
+    )
     rows = read_rows(out / "predictions.jsonl")
     assert sorted(r["index"] for r in rows) == [0, 1, 2]
     row = rows[0]
@@ -162,27 +221,48 @@ def test_eval_writes_rows_and_a_reproducible_summary(tiny_checkpoint, short_gsm8
     assert row["prompt"] == "Question: 0+0=?\nAnswer:" and rows[2]["gold"] == "4"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 3 and summary["complete"] and summary["batch_size"] == 2
-    assert summary["options"]["residual"]["temperature"] == 0.92 and summary["options"]["decode"]["threshold"] == 0.5
+    assert (
+        summary["options"]["residual"]["temperature"] == 0.92
+        and summary["options"]["decode"]["threshold"] == 0.5
+    )
     assert summary["tokens_per_step"] > 0 and summary["device"].startswith("cpu")
     assert summary["command"][:2] == ["rcd", "eval"]  # the run's own command line
     # the summary holds every option: rebuilding the configs from it gives the same run
     options = summary["options"]
-    again = evaluate(summary["inputs"]["model"]["path"], tmp_path / "again", config=EvalConfig(**options["eval"]),
-                     decode=rcd.DecodeConfig(**options["decode"]),
-                     residual=rcd.ResidualConfig(**options["residual"]))
-    assert [r["completion"] for r in sorted(read_rows(tmp_path / "again" / "predictions.jsonl"),
-                                            key=lambda r: r["index"])] == \
-        [r["completion"] for r in sorted(rows, key=lambda r: r["index"])]
+    again = evaluate(
+        summary["inputs"]["model"]["path"],
+        tmp_path / "again",
+        config=EvalConfig(**options["eval"]),
+        decode=rcd.DecodeConfig(**options["decode"]),
+        residual=rcd.ResidualConfig(**options["residual"]),
+    )
+    assert [
+        r["completion"]
+        for r in sorted(read_rows(tmp_path / "again" / "predictions.jsonl"), key=lambda r: r["index"])
+    ] == [r["completion"] for r in sorted(rows, key=lambda r: r["index"])]
     assert again["accuracy"] == summary["accuracy"]
-    assert main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", *DECODE)) == 2  # SeqD into RCD's run
+    assert (
+        main(eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "3", *DECODE)) == 2
+    )  # SeqD into RCD's run
 
 
 @pytest.mark.slow
 def test_eval_resumes_after_sigkill_without_losing_rows(tiny_checkpoint, short_gsm8k, tmp_path):
     out = tmp_path / "run"
     n = 16
-    args = eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", str(n), "--gen-length", "64", "--steps", "64",
-                     "--block-length", "8")
+    args = eval_args(
+        tiny_checkpoint,
+        short_gsm8k,
+        out,
+        "--limit",
+        str(n),
+        "--gen-length",
+        "64",
+        "--steps",
+        "64",
+        "--block-length",
+        "8",
+    )
     cmd = [sys.executable, "-m", "rcd", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny model: threads only contend
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,10 +289,18 @@ def test_eval_splits_work_across_processes(tiny_checkpoint, short_gsm8k, tmp_pat
     """Two processes (torchrun; Accelerate's PartialState splits and gathers), one row per problem."""
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "rcd",
-           *eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "5", "--device", "cpu", *DECODE)]
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rcd",
+        *eval_args(tiny_checkpoint, short_gsm8k, out, "--limit", "5", "--device", "cpu", *DECODE),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    subprocess.run(
+        cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300
+    )
     rows = read_rows(out / "predictions.jsonl")
     assert sorted(r["index"] for r in rows) == [0, 1, 2, 3, 4]
     assert not (out / "predictions.parts").exists()

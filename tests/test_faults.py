@@ -10,13 +10,13 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_bad_input import save_tiny, write_jsonl
 
 from rcd.cli import main
 from rcd.eval.predictions import RowWriter, read_rows
 from rcd.train import TrainConfig, checkpoint, train
 from rcd.train.checkpoint import CheckpointError, checkpoint_damage, latest_checkpoint
 from rcd.train.trainer import Trainer
+from test_bad_input import save_tiny, write_jsonl
 
 STEPS, SAVE_EVERY = 6, 2  # 32 examples in batches of 8: 4 batches an epoch, so step 2 and 6 are mid-epoch
 

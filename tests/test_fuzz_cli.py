@@ -17,14 +17,13 @@ import pytest
 import torch
 import transformers
 from accelerate.state import AcceleratorState
-from conftest import VOCAB
 from huggingface_hub import constants
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_bad_input import save_tiny, write_jsonl
 
 import rcd
 import rcd.demo
+from conftest import VOCAB
 from rcd.cli import build_parser, command_parsers, main
 from rcd.data.jsonl import DataError
 from rcd.decode import DecodeConfig
@@ -37,8 +36,18 @@ from rcd.models.adapter import DiffusionModel
 from rcd.models.loading import LoadConfig
 from rcd.residual import ResidualConfig
 from rcd.train import TrainConfig, train
+from test_bad_input import save_tiny, write_jsonl
 
-FUZZED = ("train", "generate", "eval", "sweep", "score", "data", "demo", "serve")  # lm-eval parses its own arguments
+FUZZED = (
+    "train",
+    "generate",
+    "eval",
+    "sweep",
+    "score",
+    "data",
+    "demo",
+    "serve",
+)  # lm-eval parses its own arguments
 INPUTS = (
     "model",
     "reference",
@@ -585,7 +594,12 @@ def test_demo_refuses_a_sweep_its_blocks_cannot_take_before_training(tmp_path, m
 
     monkeypatch.setattr(rcd.demo, "train", started)
     config = DemoConfig(
-        task="mul", out=str(tmp_path / "demo"), n_train=8, n_test=2, block_length=4, sweep=SweepConfig((5,), ())
+        task="mul",
+        out=str(tmp_path / "demo"),
+        n_train=8,
+        n_test=2,
+        block_length=4,
+        sweep=SweepConfig((5,), ()),
     )
     with pytest.raises(ValueError, match=r"tokens per step \[5\] must divide the block length"):
         rcd.demo.run_demo(config)

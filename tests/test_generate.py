@@ -15,8 +15,12 @@ RESIDUALS = {
     "rcd-reference": dict(alpha="entropy", temperature=1.0, init="reference"),
 }
 # fixed-3: 3 steps per block of 4, so the schedule has a remainder (2, 1, 1 commits)
-POLICIES = {"fixed-1": dict(steps=12), "fixed-2": dict(steps=6), "fixed-3": dict(steps=9),
-            "threshold": dict(threshold=0.3)}
+POLICIES = {
+    "fixed-1": dict(steps=12),
+    "fixed-2": dict(steps=6),
+    "fixed-3": dict(steps=9),
+    "threshold": dict(threshold=0.3),
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +37,23 @@ def test_matches_naive_reference_loop(models, references, mode, policy, residual
     prompts = random_prompts(2, 5, seed=3)
     config = None if spec is None else rcd.ResidualConfig(**spec)
     out = rcd.generate(
-        model, prompts, gen_length=12, block_length=4, residual=config,
-        reference=ref if residual == "rcd-reference" else None, **POLICIES[policy],
+        model,
+        prompts,
+        gen_length=12,
+        block_length=4,
+        residual=config,
+        reference=ref if residual == "rcd-reference" else None,
+        **POLICIES[policy],
     )
     for row in range(2):
         expect, nfe, ref_nfe = naive_generate(
-            model, prompts[row].tolist(), gen_length=12, block_length=4, residual=spec,
-            reference=ref, **POLICIES[policy],
+            model,
+            prompts[row].tolist(),
+            gen_length=12,
+            block_length=4,
+            residual=spec,
+            reference=ref,
+            **POLICIES[policy],
         )
         assert out.sequences[row].tolist() == expect
         if policy.startswith("fixed"):
@@ -63,16 +77,22 @@ def test_matches_naive_loop_with_block_5_and_2_steps(references, mode, residual)
     config = None if spec is None else rcd.ResidualConfig(**spec)
     out = rcd.generate(model, prompts, gen_length=10, block_length=5, steps=4, residual=config)
     for row in range(2):
-        expect, nfe, _ = naive_generate(model, prompts[row].tolist(), gen_length=10, block_length=5, steps=4,
-                                        residual=spec)
+        expect, nfe, _ = naive_generate(
+            model, prompts[row].tolist(), gen_length=10, block_length=5, steps=4, residual=spec
+        )
         assert out.sequences[row].tolist() == expect and out.nfe == nfe
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_warm_start_pass_counts(models, references, mode):
     out = rcd.generate(
-        models[mode], random_prompts(1, 4), gen_length=12, block_length=4, steps=12,
-        residual=rcd.ResidualConfig(init="reference"), reference=references[mode],
+        models[mode],
+        random_prompts(1, 4),
+        gen_length=12,
+        block_length=4,
+        steps=12,
+        residual=rcd.ResidualConfig(init="reference"),
+        reference=references[mode],
     )
     # bidirectional: all positions are predicted from the first step on -> one warm-start pass;
     # block-causal: every new block is unseen -> one pass per block
@@ -80,8 +100,13 @@ def test_warm_start_pass_counts(models, references, mode):
     assert out.nfe == 12
     assert out.tokens_per_step == pytest.approx(12 / (12 + out.reference_nfe))
     again = rcd.generate(
-        models[mode], random_prompts(1, 4), gen_length=12, block_length=4, steps=12,
-        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True), reference=references[mode],
+        models[mode],
+        random_prompts(1, 4),
+        gen_length=12,
+        block_length=4,
+        steps=12,
+        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True),
+        reference=references[mode],
     )
     assert again.reference_nfe == 3
     # a reference without a residual is unused (SeqD), not an error
@@ -112,7 +137,9 @@ def test_kv_cache_equals_recompute(block_causal, policy, residual):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("policy", ["fixed-2", "threshold"])
-@pytest.mark.parametrize("residual", slow_except(["seqd", "rcd-zero", "rcd-self-tres"], fast={"rcd-self-tres"}))
+@pytest.mark.parametrize(
+    "residual", slow_except(["seqd", "rcd-zero", "rcd-self-tres"], fast={"rcd-self-tres"})
+)
 def test_batch_invariance_with_left_padding(models, mode, policy, residual):
     spec = RESIDUALS[residual]
     config = None if spec is None else rcd.ResidualConfig(**spec)
@@ -122,8 +149,8 @@ def test_batch_invariance_with_left_padding(models, mode, policy, residual):
     batch = torch.zeros(len(lengths), width, dtype=torch.long)
     mask = torch.zeros_like(batch)
     for i, p in enumerate(prompts):
-        batch[i, width - len(p):] = p
-        mask[i, width - len(p):] = 1
+        batch[i, width - len(p) :] = p
+        mask[i, width - len(p) :] = 1
     kw = dict(gen_length=12, block_length=4, residual=config, **POLICIES[policy])
     together = rcd.generate(models[mode], batch, attention_mask=mask, **kw)
     for i, p in enumerate(prompts):
@@ -136,7 +163,7 @@ def test_early_stop_at_eos_fills_tail(block_causal):
     prompts = random_prompts(1, 5, seed=2)
     full = rcd.generate(block_causal, prompts, gen_length=16, block_length=4, steps=16)
     eos = int(full.generated[0, 5])  # a token that appears in the second block
-    first_block = next(b for b in range(4) if eos in full.generated[0, 4 * b:4 * b + 4].tolist())
+    first_block = next(b for b in range(4) if eos in full.generated[0, 4 * b : 4 * b + 4].tolist())
     out = rcd.generate(
         block_causal, prompts, gen_length=16, block_length=4, steps=16, eos_token_id=eos, stop_at_eos=True
     )
@@ -149,8 +176,13 @@ def test_early_stop_at_eos_fills_tail(block_causal):
 
 def test_trace_records_every_step(bidirectional):
     out = rcd.generate(
-        bidirectional, random_prompts(2, 4), gen_length=8, block_length=4, threshold=0.3,
-        residual=rcd.ResidualConfig(), return_trace=True,
+        bidirectional,
+        random_prompts(2, 4),
+        gen_length=8,
+        block_length=4,
+        threshold=0.3,
+        residual=rcd.ResidualConfig(),
+        return_trace=True,
     )
     assert len(out.trace) == out.nfe
     committed = sum(step.committed.long().sum(-1) for step in out.trace)
@@ -171,11 +203,13 @@ def test_a_row_stopped_at_eos_leaves_the_other_rows_as_they_decode_alone(block_c
     no residual updates) while the others decode exactly as they would alone."""
     prompts = random_prompts(2, 5, seed=2)
     kw = dict(gen_length=16, block_length=4, steps=16, residual=rcd.ResidualConfig())
-    first, second = (rcd.generate(block_causal, prompts[i:i + 1], **kw).generated[0].tolist() for i in range(2))
+    first, second = (
+        rcd.generate(block_causal, prompts[i : i + 1], **kw).generated[0].tolist() for i in range(2)
+    )
     eos = next(t for t in first[4:8] if t not in second)  # row 0 stops by its second block, row 1 never
     together = rcd.generate(block_causal, prompts, eos_token_id=eos, stop_at_eos=True, **kw)
     for i in range(2):
-        alone = rcd.generate(block_causal, prompts[i:i + 1], eos_token_id=eos, stop_at_eos=True, **kw)
+        alone = rcd.generate(block_causal, prompts[i : i + 1], eos_token_id=eos, stop_at_eos=True, **kw)
         assert together.generated[i].tolist() == alone.generated[0].tolist()
         assert together.row_forward_passes[i] == alone.row_forward_passes[0]
         assert together.generated_tokens[i] == alone.generated_tokens[0]
@@ -199,8 +233,15 @@ def test_dirichlet_init_is_random_and_seeded(bidirectional):
         hook = bidirectional.register_forward_pre_hook(
             lambda m, a, kw: seen.append(kw["inputs_embeds"][0, 4:]), with_kwargs=True
         )
-        out = rcd.generate(bidirectional, random_prompts(1, 4), gen_length=8, block_length=4, steps=4,
-                           residual=rcd.ResidualConfig(init="dirichlet"), generator=torch.Generator().manual_seed(seed))
+        out = rcd.generate(
+            bidirectional,
+            random_prompts(1, 4),
+            gen_length=8,
+            block_length=4,
+            steps=4,
+            residual=rcd.ResidualConfig(init="dirichlet"),
+            generator=torch.Generator().manual_seed(seed),
+        )
         hook.remove()
         assert out.nfe == 4 and out.reference_nfe == 0
         return seen[0]
@@ -217,8 +258,15 @@ def test_generate_runs_both_models_in_eval_mode_and_restores_training_mode():
     for m in (target, reference):
         m.train()
         m.register_forward_pre_hook(lambda module, args: seen.append(module.training))
-    rcd.generate(target, random_prompts(1, 3), gen_length=4, block_length=4, steps=2,
-                 residual=rcd.ResidualConfig(init="reference"), reference=reference)
+    rcd.generate(
+        target,
+        random_prompts(1, 3),
+        gen_length=4,
+        block_length=4,
+        steps=2,
+        residual=rcd.ResidualConfig(init="reference"),
+        reference=reference,
+    )
     assert len(seen) == 3 and not any(seen)  # reference warm start + 2 steps, no dropout in any
     assert target.training and reference.training
 
@@ -228,13 +276,23 @@ def test_on_step_sees_the_trace_as_it_happens(models, references, mode):
     """The live callback gets exactly the steps `return_trace` records, each after its commits,
     and its positions map the block onto each row's generated positions (left padding included)."""
     prompts, mask = torch.tensor([[0, 5, 6, 7], [8, 9, 10, 11]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    kw = dict(gen_length=8, block_length=4, threshold=0.3, attention_mask=mask,
-              residual=rcd.ResidualConfig(init="reference"), reference=references[mode])
+    kw = dict(
+        gen_length=8,
+        block_length=4,
+        threshold=0.3,
+        attention_mask=mask,
+        residual=rcd.ResidualConfig(init="reference"),
+        reference=references[mode],
+    )
     seen = []
     out = rcd.generate(models[mode], prompts, return_trace=True, on_step=seen.append, **kw)
     assert len(seen) == len(out.trace) == out.nfe
     for live, recorded in zip(seen, out.trace):
-        assert (live.block, live.step, live.block_start) == (recorded.block, recorded.step, recorded.block_start)
+        assert (live.block, live.step, live.block_start) == (
+            recorded.block,
+            recorded.step,
+            recorded.block_start,
+        )
         for name in ("committed", "tokens", "gen_starts"):
             assert torch.equal(getattr(live, name), getattr(recorded, name))
         assert torch.equal(live.confidence.isnan(), recorded.confidence.isnan())
@@ -245,15 +303,25 @@ def test_on_step_sees_the_trace_as_it_happens(models, references, mode):
             keep = step.committed[row] & (columns >= 0) & (columns < 8)
             canvas[row, columns[keep]] = step.tokens[row, keep]
     assert canvas.tolist() == out.generated.tolist()
-    assert rcd.generate(models[mode], prompts, **kw).sequences.tolist() == out.sequences.tolist()  # no callback
+    assert (
+        rcd.generate(models[mode], prompts, **kw).sequences.tolist() == out.sequences.tolist()
+    )  # no callback
 
 
 def test_row_reference_passes_split_the_row_counts(bidirectional, references):
     prompts = random_prompts(2, 4)
-    warm = rcd.generate(bidirectional, prompts, gen_length=8, block_length=4, steps=4,
-                        reference=references["bidirectional"],
-                        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True))
-    assert warm.row_reference_passes.tolist() == [2, 2] and warm.reference_nfe == 2  # one warm start per block
+    warm = rcd.generate(
+        bidirectional,
+        prompts,
+        gen_length=8,
+        block_length=4,
+        steps=4,
+        reference=references["bidirectional"],
+        residual=rcd.ResidualConfig(init="reference", reinit_blocks=True),
+    )
+    assert (
+        warm.row_reference_passes.tolist() == [2, 2] and warm.reference_nfe == 2
+    )  # one warm start per block
     assert (warm.row_forward_passes - warm.row_reference_passes).tolist() == [warm.nfe] * 2
     plain = rcd.generate(bidirectional, prompts, gen_length=8, block_length=4, steps=4)
     assert plain.row_reference_passes.tolist() == [0, 0]

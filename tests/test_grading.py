@@ -37,7 +37,12 @@ TABLE = [
     ("boxed", "\\boxed{(1, 3)}", "(1,2)", False),
     ("boxed", "the answer is 5", "5", False),  # no box: nothing extracted
     # Minerva: "Final Answer: The final answer is $X$. I hope it is correct."
-    ("minerva", "So.\nFinal Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.", "\\frac{2}{3}", True),
+    (
+        "minerva",
+        "So.\nFinal Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.",
+        "\\frac{2}{3}",
+        True,
+    ),
     ("minerva", "Final Answer: The final answer is $0.75$. I hope it is correct.", "\\frac{3}{4}", True),
     ("minerva", "Final Answer: The final answer is $8$. I hope it is correct.", "9", False),
 ]
@@ -51,7 +56,9 @@ def test_grading_table(style, completion, gold, expected):
 def test_extraction():
     assert extract_answer("x\n#### 1,234", "gsm8k") == "1,234"
     assert extract_answer("a 3 and b 4 so 7", "gsm8k") == "7"
-    assert extract_answer("Final Answer: The final answer is $x+1$. I hope it is correct.", "minerva") == "x+1"
+    assert (
+        extract_answer("Final Answer: The final answer is $x+1$. I hope it is correct.", "minerva") == "x+1"
+    )
     assert extract_answer("nothing", "boxed") is None
     assert last_boxed("\\boxed{\\frac{a}{b}} and \\fbox{c}") == "c"
     assert last_boxed("\\boxed{unclosed") is None

@@ -6,12 +6,12 @@ import time
 
 import pytest
 from huggingface_hub import constants
-from test_bad_input import save_tiny
-from test_lora_hub import hub_cache
 
 import rcd
 from rcd.cli import main
 from rcd.models import hub
+from test_bad_input import save_tiny
+from test_lora_hub import hub_cache
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: the connection is refused at once
 

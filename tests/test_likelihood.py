@@ -4,10 +4,16 @@ import math
 
 import pytest
 import torch
-from conftest import make_model
 
 import rcd
-from rcd.eval.likelihood import LikelihoodConfig, exact_elbo, greedy_reproduces, mc_loglikelihood, stratified_mask_counts
+from conftest import make_model
+from rcd.eval.likelihood import (
+    LikelihoodConfig,
+    exact_elbo,
+    greedy_reproduces,
+    mc_loglikelihood,
+    stratified_mask_counts,
+)
 from rcd.eval.passk import pass_at_k, pass_at_k_table
 
 
@@ -45,14 +51,18 @@ def test_one_token_continuation_is_exact(model):
     with torch.no_grad():
         exact = model.model(input_ids=ids).logits[0, -1].log_softmax(-1)[21].item()
     estimate, _ = mc_loglikelihood(model, prefix, target, LikelihoodConfig(mc_num=4, mc_batch_size=2))
-    assert estimate == pytest.approx(exact, abs=1e-9) and exact_elbo(model, prefix, target) == pytest.approx(exact)
+    assert estimate == pytest.approx(exact, abs=1e-9) and exact_elbo(model, prefix, target) == pytest.approx(
+        exact
+    )
 
 
 def test_monte_carlo_estimate_converges_to_the_enumerated_bound(model):
     prefix, target = [5, 9, 13], [21, 7, 30, 11, 2]
     exact = exact_elbo(model, prefix, target)
     small, small_err = mc_loglikelihood(model, prefix, target, LikelihoodConfig(mc_num=8, mc_batch_size=8))
-    large, large_err = mc_loglikelihood(model, prefix, target, LikelihoodConfig(mc_num=4096, mc_batch_size=512))
+    large, large_err = mc_loglikelihood(
+        model, prefix, target, LikelihoodConfig(mc_num=4096, mc_batch_size=512)
+    )
     assert abs(large - exact) < 4 * large_err and large_err < small_err / 10
     assert abs(small - exact) < 6 * small_err
     with_cfg = exact_elbo(model, prefix, target, cfg=0.5)
@@ -61,8 +71,15 @@ def test_monte_carlo_estimate_converges_to_the_enumerated_bound(model):
 
 def test_greedy_check_on_a_continuation_the_model_decodes(model):
     prefix = [5, 9, 13]
-    out = rcd.generate(model.model, torch.tensor([prefix]), gen_length=3, block_length=3, steps=3)  # 1 per step
+    out = rcd.generate(
+        model.model, torch.tensor([prefix]), gen_length=3, block_length=3, steps=3
+    )  # 1 per step
     target = out.generated[0].tolist()
     assert greedy_reproduces(model, prefix, target)
-    assert not greedy_reproduces(model, prefix, [target[0], target[2], target[1]] if target[1] != target[2]
-                                 else [(t + 1) % model.mask_token_id for t in target])
+    assert not greedy_reproduces(
+        model,
+        prefix,
+        [target[0], target[2], target[1]]
+        if target[1] != target[2]
+        else [(t + 1) % model.mask_token_id for t in target],
+    )

@@ -8,15 +8,15 @@ import sys
 
 import pytest
 import torch
-from llada2_reference import llada2_generate
-from standins.checkpoints import eager_copy, save_checkpoint
 from transformers import DynamicCache
 
 import rcd
+from llada2_reference import llada2_generate
 from rcd.models import legacy_remote, loading
 from rcd.models.compat import TRANSFORMERS_MAJOR
 from rcd.models.presets import PRESETS
 from rcd.train import TrainConfig, train
+from standins.checkpoints import eager_copy, save_checkpoint
 
 B = 4  # the stand-in is decoded with blocks of 4 (the real models: 32, the preset's default)
 
@@ -34,7 +34,9 @@ def llada2(checkpoint):
 
 def block_causal(n: int, dtype) -> torch.Tensor:
     blocks = torch.arange(n) // B
-    return torch.zeros(n, n, dtype=dtype).masked_fill(blocks[None, :] > blocks[:, None], float("-inf"))[None, None]
+    return torch.zeros(n, n, dtype=dtype).masked_fill(blocks[None, :] > blocks[:, None], float("-inf"))[
+        None, None
+    ]
 
 
 def test_preset_facts(llada2):
@@ -42,7 +44,10 @@ def test_preset_facts(llada2):
     preset = PRESETS["llada2"]
     assert (preset.block_length, preset.mask_token_id, preset.stop_token_ids) == (32, 156895, (156892,))
     assert (model.config.rcd_preset, model.config.attention, model.config.rcd_block_grid) == (
-        "llada2", "block-causal", "absolute")
+        "llada2",
+        "block-causal",
+        "absolute",
+    )
 
 
 def test_loaded_model_equals_the_eager_build_routing_bias_included(checkpoint):
@@ -52,10 +57,18 @@ def test_loaded_model_equals_the_eager_build_routing_bias_included(checkpoint):
     assert bias.abs().sum() > 0  # a trained, saved buffer: loading must keep it
     ids, positions = torch.tensor([[5, 9, 12, 7, 13, 44, 21, 8, 17, 30]]), torch.arange(10)[None]
     with torch.no_grad():
-        ours = model(input_ids=ids, attention_mask=block_causal(10, torch.float32), position_ids=positions,
-                     use_cache=False).logits
-        theirs = eager(input_ids=ids, attention_mask=block_causal(10, torch.float32), position_ids=positions,
-                       use_cache=False).logits
+        ours = model(
+            input_ids=ids,
+            attention_mask=block_causal(10, torch.float32),
+            position_ids=positions,
+            use_cache=False,
+        ).logits
+        theirs = eager(
+            input_ids=ids,
+            attention_mask=block_causal(10, torch.float32),
+            position_ids=positions,
+            use_cache=False,
+        ).logits
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -68,16 +81,28 @@ def test_decoding_matches_llada2s_own_generate(llada2, length, per_block, thresh
     model, tok = llada2
     ids = tok("7*8=56;12+34=46;9-5=4")["input_ids"][:length]
     expected = llada2_generate(model, ids, gen_length=8, block=B, steps=per_block, threshold=threshold)
-    out = rcd.generate(model, torch.tensor([ids]), gen_length=8, block_length=B, threshold=threshold,
-                       steps=per_block * 8 // B, cache=cache)
+    out = rcd.generate(
+        model,
+        torch.tensor([ids]),
+        gen_length=8,
+        block_length=B,
+        threshold=threshold,
+        steps=per_block * 8 // B,
+        cache=cache,
+    )
     assert out.generated[0].tolist() == expected
 
 
 def test_rcd_decoding_is_the_same_with_and_without_the_cache(llada2):
     model, tok = llada2
     ids, mask = rcd.encode_prompts(tok, ["12+34=", "7*8="])
-    kw = {"attention_mask": mask, "gen_length": 8, "block_length": B, "threshold": 0.4,
-          "residual": rcd.ResidualConfig()}
+    kw = {
+        "attention_mask": mask,
+        "gen_length": 8,
+        "block_length": B,
+        "threshold": 0.4,
+        "residual": rcd.ResidualConfig(),
+    }
     cached, fresh = (rcd.generate(model, ids, cache=c, **kw) for c in ("exact", "none"))
     assert torch.equal(cached.sequences, fresh.sequences) and cached.nfe == fresh.nfe
     assert not (cached.generated == tok.mask_token_id).any()
@@ -85,11 +110,26 @@ def test_rcd_decoding_is_the_same_with_and_without_the_cache(llada2):
 
 def test_a_stage2_training_step_runs_on_it(checkpoint, tmp_path):
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8)))
-    summary = train(TrainConfig(stage="rcd", model=str(checkpoint), reference=str(checkpoint), data=str(data),
-                                out=str(tmp_path / "out"), trust_remote_code=True, block_length=B, batch_size=4,
-                                max_prompt_length=16, max_response_length=16, max_steps=1, progress=False,
-                                save_every=0))
+    data.write_text(
+        "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
+    )
+    summary = train(
+        TrainConfig(
+            stage="rcd",
+            model=str(checkpoint),
+            reference=str(checkpoint),
+            data=str(data),
+            out=str(tmp_path / "out"),
+            trust_remote_code=True,
+            block_length=B,
+            batch_size=4,
+            max_prompt_length=16,
+            max_response_length=16,
+            max_steps=1,
+            progress=False,
+            save_every=0,
+        )
+    )
     assert summary["steps"] == 1 and summary["final_loss"] > 0
 
 

@@ -24,8 +24,18 @@ def reference_dir(tmp_path_factory, data):  # noqa: F811
 
 def test_lora_adapter_loads_and_decodes_as_the_merged_model(tmp_path, data, reference_dir):  # noqa: F811
     pytest.importorskip("peft")
-    train(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),
-                max_steps=3, lora_rank=4, lr=3e-2))
+    train(
+        quick(
+            tmp_path,
+            data,
+            stage="rcd",
+            model=str(reference_dir),
+            reference=str(reference_dir),
+            max_steps=3,
+            lora_rank=4,
+            lr=3e-2,
+        )
+    )
     adapter = tmp_path / "adapter"
     assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "config.json").exists()
     merged, tok = rcd.load(tmp_path)
@@ -37,7 +47,9 @@ def test_lora_adapter_loads_and_decodes_as_the_merged_model(tmp_path, data, refe
     assert any(not torch.equal(merged_state[k], base.state_dict()[k]) for k in merged_state)  # LoRA did train
     ids, mask = rcd.encode_prompts(tok, ["123+456=", "999+001="])
     decode = dict(attention_mask=mask, gen_length=8, block_length=8, steps=4)
-    assert torch.equal(rcd.generate(merged, ids, **decode).generated, rcd.generate(from_adapter, ids, **decode).generated)
+    assert torch.equal(
+        rcd.generate(merged, ids, **decode).generated, rcd.generate(from_adapter, ids, **decode).generated
+    )
 
 
 def test_lora_on_a_preset_is_refused(tmp_path):
@@ -61,10 +73,31 @@ def test_model_and_reference_by_hub_id(tmp_path, data, reference_dir):  # noqa: 
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "rcd", "train", "--stage", "rcd", "--model", "rcd-test/tiny-ref", "--reference",
-         "rcd-test/tiny-ref", "--data", data["train"], "--out", str(out), "--max-steps", "2", "--batch-size", "8",
-         "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "rcd",
+            "train",
+            "--stage",
+            "rcd",
+            "--model",
+            "rcd-test/tiny-ref",
+            "--reference",
+            "rcd-test/tiny-ref",
+            "--data",
+            data["train"],
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())

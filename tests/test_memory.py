@@ -17,7 +17,6 @@ from rcd.train.noise import add_noise
 from rcd.train.stages import StageModule
 from test_train import data, quick, reference_dir  # noqa: F401  (module fixtures)
 
-
 pytestmark = pytest.mark.slow  # trains models and runs process groups
 
 
@@ -58,8 +57,19 @@ def test_model_without_checkpointing_is_refused():
 
 
 def test_frozen_reference_in_eval_mode_outside_the_optimizer_and_dtype(tmp_path, data, reference_dir):  # noqa: F811
-    trainer = Trainer(quick(tmp_path, data, stage="rcd", model=str(reference_dir), reference=str(reference_dir),
-                            max_steps=2, dtype="bfloat16", reference_dtype="float64", gradient_checkpointing=True))
+    trainer = Trainer(
+        quick(
+            tmp_path,
+            data,
+            stage="rcd",
+            model=str(reference_dir),
+            reference=str(reference_dir),
+            max_steps=2,
+            dtype="bfloat16",
+            reference_dtype="float64",
+            gradient_checkpointing=True,
+        )
+    )
     reference = trainer.reference.model
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert optimized and not optimized & {id(p) for p in reference.parameters()}
@@ -113,9 +123,22 @@ def test_reference_sharded_across_two_gloo_processes(tmp_path, data, reference_d
     script.write_text(SHARDED)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-         str(script), str(reference_dir), data["eval"]],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            str(script),
+            str(reference_dir),
+            data["eval"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # the two ranks share one stdout: find each report wherever another rank's output cut in
@@ -123,4 +146,3 @@ def test_reference_sharded_across_two_gloo_processes(tmp_path, data, reference_d
     assert sorted(rank for rank, *_ in rows) == ["0", "1"], done.stdout[-3000:]
     for _, full, local, after in rows:
         assert int(local) == int(after) <= int(full) // 2 + 64  # half each (up to uneven shards)
-

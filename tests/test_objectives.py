@@ -23,8 +23,14 @@ def fixed_batch(gen_start=3, length=11, block_length=None):
         t[:, 7:] = torch.tensor([[0.75], [0.9]])
     weight = torch.where(masked, 1 / t, 0.0)
     return NoisyBatch(
-        clean=clean, noisy=clean.masked_fill(masked, MASK), masked=masked, weight=weight,
-        key_valid=torch.ones_like(masked), gen_start=gen_start, mask_token_id=MASK, noise_key=(0, 0, [0, 1]),
+        clean=clean,
+        noisy=clean.masked_fill(masked, MASK),
+        masked=masked,
+        weight=weight,
+        key_valid=torch.ones_like(masked),
+        gen_start=gen_start,
+        mask_token_id=MASK,
+        noise_key=(0, 0, [0, 1]),
     ), t
 
 
@@ -59,9 +65,9 @@ def test_block_diffusion_2l_layout_equals_per_block_loop():
         looped = torch.zeros_like(two_l)
         for b in range(2):
             for start in (3, 7):
-                seq = torch.cat([batch.clean[b, :start], batch.noisy[b, start:start + 4]])
+                seq = torch.cat([batch.clean[b, :start], batch.noisy[b, start : start + 4]])
                 z = naive_logits(model, E[seq], 3, 4, block_causal=True)
-                looped[b, start:start + 4] = z[start:start + 4]
+                looped[b, start : start + 4] = z[start : start + 4]
         resp = slice(3, None)
         assert torch.allclose(two_l[:, resp], looped[:, resp], atol=1e-10)
         assert torch.allclose(diffusion_loss(two_l, batch), hand_loss(looped, batch, t))
@@ -73,9 +79,14 @@ def test_block_diffusion_is_padding_invariant():
     batch, _ = fixed_batch()
     pad = 2
     padded = NoisyBatch(
-        clean=F.pad(batch.clean, (pad, 0)), noisy=F.pad(batch.noisy, (pad, 0)), masked=F.pad(batch.masked, (pad, 0)),
-        weight=F.pad(batch.weight, (pad, 0)), key_valid=F.pad(batch.key_valid, (pad, 0)),
-        gen_start=batch.gen_start + pad, mask_token_id=MASK, noise_key=batch.noise_key,
+        clean=F.pad(batch.clean, (pad, 0)),
+        noisy=F.pad(batch.noisy, (pad, 0)),
+        masked=F.pad(batch.masked, (pad, 0)),
+        weight=F.pad(batch.weight, (pad, 0)),
+        key_valid=F.pad(batch.key_valid, (pad, 0)),
+        gen_start=batch.gen_start + pad,
+        mask_token_id=MASK,
+        noise_key=batch.noise_key,
     )
     with torch.no_grad():
         a = diffusion_loss(noisy_logits(dm, dm.embed(batch.noisy), batch, 4), batch)
@@ -100,7 +111,9 @@ def test_noise_levels_and_masks():
     other = add_noise(batch, mask_token_id=MASK, seed=0, epoch=1)
     assert not torch.equal(other.masked, noisy.masked)
     # per-example streams: an example's noise does not depend on its batch
-    half = add_noise({k: (v[:32] if v.dim() else v) for k, v in batch.items()}, mask_token_id=MASK, seed=0, epoch=0)
+    half = add_noise(
+        {k: (v[:32] if v.dim() else v) for k, v in batch.items()}, mask_token_id=MASK, seed=0, epoch=0
+    )
     assert torch.equal(half.masked, noisy.masked[:32])
     blocks = add_noise(batch, mask_token_id=MASK, seed=0, epoch=0, block_length=8)
     levels = (1 / blocks.weight).where(blocks.masked, torch.nan)[0, 8:].reshape(4, 8)

@@ -47,7 +47,9 @@ def test_each_evaluation_parses_into_valid_configs(name, evaluations):
         assert (decode.gen_length, decode.block_length, decode.steps) == (512, 512, 512)
         assert isinstance(decode.policy(), FixedSchedule) and decode.tokens_per_step == 1
         if residual is not None:
-            assert residual.init == "reference" and residual.temperature == (0.92 if "gsm8k" in name else 0.98)
+            assert residual.init == "reference" and residual.temperature == (
+                0.92 if "gsm8k" in name else 0.98
+            )
     else:  # SDAR: block 64, 64 steps per block, threshold 0.85 (low_confidence_dynamic), cold start
         policy = decode.policy()
         assert isinstance(policy, Threshold) and (policy.threshold, policy.steps_per_block) == (0.85, 64)

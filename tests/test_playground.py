@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import require_extra
-from serving import Server, save_tiny
 
+from conftest import require_extra
 from rcd.cli import serve
 from rcd.cli.options import decode_config, residual_config
 from rcd.demo import DemoConfig, example_setting, playground_command
 from rcd.eval.sweep import rcd_methods
+from serving import Server, save_tiny
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "rcd" / "serve" / "static"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -38,8 +38,14 @@ def chromium(webdriver):
     """Debian's chromium, headless, driven by its chromedriver, in a 1280 px wide window."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--force-device-scale-factor=1"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(TIMEOUT)
@@ -52,7 +58,9 @@ def browser():
     """Headless chromium; missing, the test skips, except under CI (CI=1), where it fails."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
     if missing and not os.environ.get("CI"):
-        pytest.skip(f"no browser ({', '.join(missing)}): apt-get install chromium chromium-driver (make browser)")
+        pytest.skip(
+            f"no browser ({', '.join(missing)}): apt-get install chromium chromium-driver (make browser)"
+        )
     assert not missing, f"{missing} missing: apt-get install chromium chromium-driver (make browser does)"
     driver = chromium(require_extra("selenium.webdriver", "dev"))
     yield driver
@@ -114,7 +122,9 @@ def scripted_events(residual: bool) -> list[dict]:
 
 class ScriptedServer(BaseHTTPRequestHandler):
     requests: ClassVar[list[dict]] = []
-    api_key: ClassVar[str | None] = None  # when set, /v1 routes answer 401 without `Authorization: Bearer KEY`
+    api_key: ClassVar[str | None] = (
+        None  # when set, /v1 routes answer 401 without `Authorization: Bearer KEY`
+    )
 
     def log_message(self, *args):  # quiet
         pass
@@ -127,7 +137,11 @@ class ScriptedServer(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def refused(self) -> bool:
-        if self.path.startswith("/v1") and self.api_key and self.headers["Authorization"] != f"Bearer {self.api_key}":
+        if (
+            self.path.startswith("/v1")
+            and self.api_key
+            and self.headers["Authorization"] != f"Bearer {self.api_key}"
+        ):
             self.reply(b'{"error": {"message": "missing or wrong API key"}}', "application/json", 401)
             return True
         return False
@@ -301,7 +315,11 @@ def test_page_asks_for_the_api_key_of_a_guarded_server(browser, scripted, monkey
     wait_for(browser, "!document.querySelector('#run').disabled", "the model list")
     browser.find_element("id", "prompt").send_keys("1+2=")
     browser.find_element("id", "run").click()
-    wait_for(browser, "[...document.querySelectorAll('.panel')].every(p => p.dataset.state === 'done')", "the decode")
+    wait_for(
+        browser,
+        "[...document.querySelectorAll('.panel')].every(p => p.dataset.state === 'done')",
+        "the decode",
+    )
     assert [p["step"] for p in panels(browser)] == ["4 / 4", "4 / 4"]
 
 
@@ -326,8 +344,19 @@ SERVE_GEN, SERVE_BLOCK = 16, 8
 def served(tmp_path_factory):
     """`rcd serve` of two tiny saved models: RCD (entropy alpha, the default residual) and a SeqD baseline."""
     base = tmp_path_factory.mktemp("served")
-    args = ["--model", str(save_tiny(base / "tiny-rcd", 0)), "--baseline", str(save_tiny(base / "tiny-seqd", 1)),
-            "--rcd", "--gen-length", str(SERVE_GEN), "--block-length", str(SERVE_BLOCK), "--steps", str(SERVE_GEN // 2)]
+    args = [
+        "--model",
+        str(save_tiny(base / "tiny-rcd", 0)),
+        "--baseline",
+        str(save_tiny(base / "tiny-seqd", 1)),
+        "--rcd",
+        "--gen-length",
+        str(SERVE_GEN),
+        "--block-length",
+        str(SERVE_BLOCK),
+        "--steps",
+        str(SERVE_GEN // 2),
+    ]
     server = Server(args, base / "serve.log")
     yield server.url
     server.stop()
@@ -354,7 +383,9 @@ def test_page_decodes_live_with_rcd_serve(browser, served, tmp_path):
         check_finished(panel, steps=SERVE_GEN // 2)
         orders = sorted(c["order"] for c in panel["cells"])
         assert orders == sorted(list(range(1, SERVE_GEN // 2 + 1)) * 2)  # 2 tokens per step
-    assert seqd["shade"] == "confidence" and rcd_panel["shade"] == "the alpha fed back"  # entropy alpha varies
+    assert (
+        seqd["shade"] == "confidence" and rcd_panel["shade"] == "the alpha fed back"
+    )  # entropy alpha varies
 
     replay(browser, "rcd", 3)  # mid-decode: block 0 part committed, part shaded, block 1 waiting
     cells = panels(browser)[1]["cells"]

@@ -38,8 +38,12 @@ def test_threshold_with_a_step_budget_commits_at_least_the_fixed_count():
     policy = Threshold(0.85, steps_per_block=3)
     candidates = torch.ones(2, 8, dtype=torch.bool)
     policy.start_block(candidates)
-    confidence = torch.tensor([[0.9, 0.95, 0.99, 0.86, 0.1, 0.2, 0.3, 0.4],   # 4 above tau >= 3: all 4
-                               [0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]])     # 1 above tau < 3: top 3
+    confidence = torch.tensor(
+        [
+            [0.9, 0.95, 0.99, 0.86, 0.1, 0.2, 0.3, 0.4],  # 4 above tau >= 3: all 4
+            [0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        ]
+    )  # 1 above tau < 3: top 3
     first = policy.commit(confidence, candidates)
     assert first.sum(-1).tolist() == [4, 3]
     assert first[1].nonzero().flatten().tolist() == [0, 6, 7]
@@ -72,8 +76,14 @@ def test_margin_and_entropy_confidences():
     probs = torch.tensor([[0.5, 0.3, 0.2, 0.0], [1.0, 0.0, 0.0, 0.0]])
     tokens = torch.tensor([0, 0])
     assert torch.allclose(position_confidence(probs, tokens, "margin"), torch.tensor([0.2, 1.0]))
-    entropy = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.3)) + 0.2 * torch.log(torch.tensor(0.2)))
-    assert torch.allclose(position_confidence(probs, tokens, "entropy"), torch.stack([-entropy, torch.tensor(0.0)]))
+    entropy = -(
+        0.5 * torch.log(torch.tensor(0.5))
+        + 0.3 * torch.log(torch.tensor(0.3))
+        + 0.2 * torch.log(torch.tensor(0.2))
+    )
+    assert torch.allclose(
+        position_confidence(probs, tokens, "entropy"), torch.stack([-entropy, torch.tensor(0.0)])
+    )
     assert torch.equal(position_confidence(probs, tokens, "prob"), torch.tensor([0.5, 1.0]))
 
 
@@ -86,7 +96,9 @@ def test_commit_temperature_draws_like_dreams_alg_temp():
     policy = FixedSchedule(1, commit_temperature=temperature, generator=torch.Generator().manual_seed(0))
     policy.start_block(torch.ones(rows, 2, dtype=torch.bool))  # 2 masks in one step: commit 2
     ours = policy.commit(confidence, candidates).float().mean(0)
-    drawn = torch.multinomial(torch.softmax(confidence / temperature, -1), 2, generator=torch.Generator().manual_seed(1))
+    drawn = torch.multinomial(
+        torch.softmax(confidence / temperature, -1), 2, generator=torch.Generator().manual_seed(1)
+    )
     dreams = torch.zeros(rows, 5).scatter_(1, drawn, 1.0).mean(0)
     assert torch.allclose(ours, dreams, atol=0.03)
     assert ours[0] < 0.9 and ours[4] > 0.05  # drawn, not the top 2
@@ -101,6 +113,8 @@ def test_dreams_options_are_validated_where_the_config_is_built():
         rcd.DecodeConfig(threshold=0.9, commit_temperature=0.5)
     with pytest.raises(ValueError, match="commit_temperature must be >= 0"):
         rcd.DecodeConfig(commit_temperature=-1)
-    setting = rcd.DecodeConfig(gen_length=8, block_length=8, steps=4, confidence="margin", commit_temperature=0.5)
+    setting = rcd.DecodeConfig(
+        gen_length=8, block_length=8, steps=4, confidence="margin", commit_temperature=0.5
+    )
     assert setting.describe() == "steps=4 commit-T=0.5 margin"
     assert rcd.DecodeConfig(threshold=0.8, confidence="margin").describe() == "tau=0.8 margin"

@@ -60,18 +60,24 @@ def natural_logits(kind, model, ids):
         structure = (blocks[None, :] <= blocks[:, None])[None, None]
         if kind == "llada2":  # additive, 0 / -inf
             structure = torch.zeros(structure.shape, dtype=model.dtype).masked_fill(~structure, float("-inf"))
-            return model(input_ids=ids, attention_mask=structure, position_ids=positions, use_cache=False).logits
+            return model(
+                input_ids=ids, attention_mask=structure, position_ids=positions, use_cache=False
+            ).logits
         return model(input_ids=ids, attention_mask=structure, position_ids=positions).logits
-    return model(input_ids=ids, attention_mask=torch.zeros(1, 1, n, n, dtype=model.dtype), position_ids=positions).logits
+    return model(
+        input_ids=ids, attention_mask=torch.zeros(1, 1, n, n, dtype=model.dtype), position_ids=positions
+    ).logits
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_adapter_call_matches_the_familys_own_call(checkpoints, kind):
     model, tok = load(checkpoints, kind)
     dm = DiffusionModel.wrap(model)
-    ids = torch.tensor([tok("1+2=3;4*5=20")["input_ids"][:BLOCK * 3]])
+    ids = torch.tensor([tok("1+2=3;4*5=20")["input_ids"][: BLOCK * 3]])
     with torch.no_grad():
-        ours, _ = dm.forward(dm.embed(ids), key_valid=torch.ones_like(ids, dtype=torch.bool), block_length=BLOCK)
+        ours, _ = dm.forward(
+            dm.embed(ids), key_valid=torch.ones_like(ids, dtype=torch.bool), block_length=BLOCK
+        )
         assert torch.allclose(ours, natural_logits(kind, model, ids), atol=1e-10)
 
 
@@ -80,7 +86,13 @@ def test_block_causal_cache_gives_the_same_tokens(checkpoints, kind):
     model, tok = load(checkpoints, kind, attention="block-causal", block_length=BLOCK)
     for prompts in (["12+34="], ["12+34=", "7*8="]):  # unpadded: SDAR's all-true (flash) path
         ids, mask = rcd.encode_prompts(tok, prompts)
-        kw = dict(attention_mask=mask, gen_length=12, block_length=BLOCK, threshold=0.4, residual=rcd.ResidualConfig())
+        kw = dict(
+            attention_mask=mask,
+            gen_length=12,
+            block_length=BLOCK,
+            threshold=0.4,
+            residual=rcd.ResidualConfig(),
+        )
         cached = rcd.generate(model, ids, use_cache=True, **kw)
         fresh = rcd.generate(model, ids, use_cache=False, **kw)
         assert torch.equal(cached.sequences, fresh.sequences)
@@ -92,7 +104,9 @@ def test_sdar_flash_attention_falls_back_to_sdpa(checkpoints):
     assert remote.flash_attn_func is sdpa_flash_attn_func
     q, k, v = torch.randn(2, 5, 4, 8), torch.randn(2, 5, 2, 8), torch.randn(2, 5, 2, 8)
     expected = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(1, 2), k.repeat_interleave(2, 2).transpose(1, 2), v.repeat_interleave(2, 2).transpose(1, 2)
+        q.transpose(1, 2),
+        k.repeat_interleave(2, 2).transpose(1, 2),
+        v.repeat_interleave(2, 2).transpose(1, 2),
     ).transpose(1, 2)
     assert torch.allclose(sdpa_flash_attn_func(q, k, v), expected, atol=1e-6)
 
@@ -105,7 +119,9 @@ def test_sdar_trains_through_the_adapter(checkpoints):
     ids = torch.tensor([tok("1+2=3;45")["input_ids"]])
     with pytest.raises(ValueError, match="training mode"):
         model(inputs_embeds=dm.embed(ids))
-    logits, _ = dm.forward(dm.embed(ids), key_valid=torch.ones_like(ids, dtype=torch.bool), block_length=BLOCK)
+    logits, _ = dm.forward(
+        dm.embed(ids), key_valid=torch.ones_like(ids, dtype=torch.bool), block_length=BLOCK
+    )
     logits.sum().backward()
     assert dm.embedding_weight.grad is not None and dm.embedding_weight.grad.abs().sum() > 0
     model.eval()
@@ -125,8 +141,10 @@ def test_explicit_attention_pattern_reaches_the_model(checkpoints, kind):
     causal = allowed_keys(valid, 0, mode="block-causal", gen_start=0, block_length=BLOCK)
     full = allowed_keys(valid, 0, mode="bidirectional", gen_start=0, block_length=None)
     with torch.no_grad():
-        a, b, full_a, full_b = (dm.call(dm.embed(x), allowed=pattern, position_ids=positions)[0]
-                                for x, pattern in ((ids, causal), (changed, causal), (ids, full), (changed, full)))
+        a, b, full_a, full_b = (
+            dm.call(dm.embed(x), allowed=pattern, position_ids=positions)[0]
+            for x, pattern in ((ids, causal), (changed, causal), (ids, full), (changed, full))
+        )
     assert torch.allclose(a[:, :BLOCK], b[:, :BLOCK], atol=1e-10)
     assert not torch.allclose(full_a[:, :BLOCK], full_b[:, :BLOCK])
 
@@ -144,7 +162,11 @@ def test_bidirectional_families_refuse_block_causal(checkpoints):
 
 def test_overrides_and_their_errors(checkpoints):
     model, tok = load(checkpoints, "qwen2", mask_token_id=10, attention="block-causal", block_length=8)
-    assert (model.config.mask_token_id, model.config.attention, model.config.block_length) == (10, "block-causal", 8)
+    assert (model.config.mask_token_id, model.config.attention, model.config.block_length) == (
+        10,
+        "block-causal",
+        8,
+    )
     with pytest.raises(ValueError, match="outside the embedding table"):
         load(checkpoints, "qwen2", mask_token_id=10_000)
     with pytest.raises(ValueError, match="pad token"):
@@ -159,7 +181,9 @@ def test_overrides_and_their_errors(checkpoints):
 
 def test_llada_gets_a_chat_template_and_stop_ids(checkpoints):
     model, tok = load(checkpoints, "llada")
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text.startswith("<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>")
     assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
     assert model.config.rcd_stop_token_ids == []  # LLaDA's ids lie outside the tiny vocabulary

@@ -21,13 +21,17 @@ from rcd.models import buffers, legacy_remote, loading
 from rcd.models.compat import TRANSFORMERS_MAJOR
 from standins.checkpoints import eager_copy, save_checkpoint
 
-needs_5 = pytest.mark.skipif(TRANSFORMERS_MAJOR < 5, reason="transformers 4 still has what this shim puts back")
+needs_5 = pytest.mark.skipif(
+    TRANSFORMERS_MAJOR < 5, reason="transformers 4 still has what this shim puts back"
+)
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
-    made = {kind: save_checkpoint(kind, root / kind, seed=i) for i, kind in enumerate(("llada", "dream", "sdar"))}
+    made = {
+        kind: save_checkpoint(kind, root / kind, seed=i) for i, kind in enumerate(("llada", "dream", "sdar"))
+    }
     made["sdar-unsized"] = save_checkpoint("sdar", root / "sdar-unsized", block_size=None)
     return made
 
@@ -65,15 +69,21 @@ FAILURES = [
     ("dream", _off(loading, "transformers4_names", contextlib.nullcontext), KeyError, "default"),
     # the first transformers-4 name the file imports that the installed version lacks
     # (transformers 5.25 has modeling_attn_mask_utils again, not LossKwargs)
-    ("sdar", _off(loading, "transformers4_names", contextlib.nullcontext), ImportError,
-     "modeling_attn_mask_utils|LossKwargs"),
+    (
+        "sdar",
+        _off(loading, "transformers4_names", contextlib.nullcontext),
+        ImportError,
+        "modeling_attn_mask_utils|LossKwargs",
+    ),
     ("dream", _off(loading, "adapt_generation_configs", lambda cls: []), TypeError, "user_set_attributes"),
     ("sdar", _off(loading, "fill_config_defaults", lambda config: None), AttributeError, "pad_token_id"),
 ]
 
 
 @needs_5
-@pytest.mark.parametrize("kind, switch_off, error, message", FAILURES, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    "kind, switch_off, error, message", FAILURES, ids=lambda x: getattr(x, "__name__", x)
+)
 def test_each_compat_piece_is_needed(checkpoints, monkeypatch, kind, switch_off, error, message):
     switch_off(monkeypatch)
     for name in [n for n in sys.modules if n.startswith("transformers_modules")]:
@@ -89,7 +99,9 @@ def test_meta_device_loading_leaves_rope_buffers_wrong_unless_restored(checkpoin
     model, _ = rcd.load(checkpoints[kind], trust_remote_code=True, dtype="float32")
     eager = eager_copy(kind, checkpoints[kind])
     with torch.no_grad():
-        assert not torch.allclose(natural_logits(kind, model, IDS), natural_logits(kind, eager, IDS), atol=1e-3)
+        assert not torch.allclose(
+            natural_logits(kind, model, IDS), natural_logits(kind, eager, IDS), atol=1e-3
+        )
 
 
 def test_compat_names_are_gone_after_loading(checkpoints):

@@ -72,9 +72,10 @@ def test_residual_temperature_applies_to_alpha_and_delta():
         delta, alpha = residual_from_logits(z, E, ResidualConfig(temperature=t))
         assert torch.allclose(delta, p @ E) and torch.allclose(alpha, normalized_entropy(p))
     # flatter distribution -> more residual
-    assert residual_from_logits(z, E, ResidualConfig(temperature=2.0))[1] > residual_from_logits(
-        z, E, ResidualConfig(temperature=0.5)
-    )[1]
+    assert (
+        residual_from_logits(z, E, ResidualConfig(temperature=2.0))[1]
+        > residual_from_logits(z, E, ResidualConfig(temperature=0.5))[1]
+    )
 
 
 def test_mix_only_at_masked_positions():
@@ -193,7 +194,10 @@ def test_top_k_summary_rebuilds_the_dense_residual(alpha):
 def test_batched_shapes_equal_row_by_row(alpha):
     """(B, L, V) logits give what each (V,) row gives alone: every reduction is over the vocabulary."""
     g = torch.Generator().manual_seed(0)
-    z, E = 3 * torch.randn(2, 3, 11, generator=g, dtype=torch.float64), torch.randn(11, 5, generator=g, dtype=torch.float64)
+    z, E = (
+        3 * torch.randn(2, 3, 11, generator=g, dtype=torch.float64),
+        torch.randn(11, 5, generator=g, dtype=torch.float64),
+    )
     config = ResidualConfig(alpha=alpha)
     delta, a = residual_from_logits(z, E, config)
     assert delta.shape == (2, 3, 5) and a.shape == (2, 3)
@@ -203,7 +207,9 @@ def test_batched_shapes_equal_row_by_row(alpha):
         for i in range(3):
             d, x = residual_from_logits(z[b, i][None], E, config)
             assert torch.allclose(delta[b, i], d[0]) and torch.allclose(a[b, i], x[0])
-            assert torch.allclose(delta_k[b, i], residual_from_top_k(probs_k[b, i][None], index_k[b, i][None], E, config)[0])
+            assert torch.allclose(
+                delta_k[b, i], residual_from_top_k(probs_k[b, i][None], index_k[b, i][None], E, config)[0]
+            )
             assert torch.allclose(alpha_k[b, i], x[0])
 
 

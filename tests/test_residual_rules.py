@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
-from conftest import MASK, make_model, random_prompts
 
 import rcd
+from conftest import MASK, make_model, random_prompts
 from rcd.cli import main
 from rcd.models.adapter import DiffusionModel
 from rcd.residual import RESIDUAL_RULES, ResidualConfig

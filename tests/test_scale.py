@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from benchmarks.scale import CORE_OVERHEAD, GROUPS, STAGE_SHARE, STEP_COST, ScaleConfig, ref_steps_for, seconds_per_step
+from benchmarks.scale import (
+    CORE_OVERHEAD,
+    GROUPS,
+    STAGE_SHARE,
+    STEP_COST,
+    ScaleConfig,
+    ref_steps_for,
+    seconds_per_step,
+)
 from benchmarks.study import ARMS, METHODS
 
 
@@ -40,10 +48,12 @@ def test_the_probe_sizes_the_reference_to_the_time_left():
 
 
 def test_seconds_per_step_drops_the_warm_up_window(tmp_path):
-    rows = [{"step": 50, "loss": 2.0, "train_seconds": 30.0},  # includes start-up
-            {"step": 100, "loss": 1.0, "train_seconds": 35.0},
-            {"step": 150, "loss": 0.5, "train_seconds": 40.0},
-            {"step": 150, "eval_loss": 0.4}]
+    rows = [
+        {"step": 50, "loss": 2.0, "train_seconds": 30.0},  # includes start-up
+        {"step": 100, "loss": 1.0, "train_seconds": 35.0},
+        {"step": 150, "loss": 0.5, "train_seconds": 40.0},
+        {"step": 150, "eval_loss": 0.4},
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert seconds_per_step(tmp_path) == pytest.approx(0.1)
 
@@ -52,7 +62,11 @@ def test_groups_are_chosen_in_order_and_unknown_ones_refused():
     config = ScaleConfig(groups=["small-to-large", "core"], target_model="tiny-xl", model="tiny-m")
     assert [g for g, *_ in config.chosen()] == ["small-to-large", "core"]
     assert config.study("sudoku6", ref_steps=1, stage_steps=1).target_model == "tiny-xl"
-    assert [g for g, *_ in ScaleConfig().chosen()] == ["core", "controls", "paper"]  # small-to-large on request
+    assert [g for g, *_ in ScaleConfig().chosen()] == [
+        "core",
+        "controls",
+        "paper",
+    ]  # small-to-large on request
     with pytest.raises(ValueError, match="unknown groups"):
         ScaleConfig(groups=["nope"])
     with pytest.raises(ValueError, match="choose a model"):

@@ -32,8 +32,19 @@ def prompt(tok, n):
 # partial block's masks are even (SDAR's schedule counts on the full block); the threshold
 # with 2 steps per block commits at least 2 a step (low_confidence_dynamic's fixed count),
 # the partial first block's last step what is left
-SETTINGS = [(5, 4, None), (7, 4, None), (6, 2, None), (8, 2, None), (3, 4, 0.6), (6, 4, 0.35), (9, 4, 0.8),
-            (5, 2, 0.3), (6, 2, 0.6), (8, 2, 0.45), (7, 1, 0.9)]
+SETTINGS = [
+    (5, 4, None),
+    (7, 4, None),
+    (6, 2, None),
+    (8, 2, None),
+    (3, 4, 0.6),
+    (6, 4, 0.35),
+    (9, 4, 0.8),
+    (5, 2, 0.3),
+    (6, 2, 0.6),
+    (8, 2, 0.45),
+    (7, 1, 0.9),
+]
 
 
 @pytest.mark.parametrize("length, per_block, threshold", SETTINGS)
@@ -44,7 +55,9 @@ def test_decoding_matches_sdars_own_procedure(sdar, length, per_block, threshold
     gen = 8
     expected = sdar_generate(model, ids, gen_length=gen, block=B, steps=per_block, threshold=threshold)
     schedule = dict(threshold=threshold, steps=per_block * gen // B)
-    out = rcd.generate(model, torch.tensor([ids]), gen_length=gen, block_length=B, use_cache=use_cache, **schedule)
+    out = rcd.generate(
+        model, torch.tensor([ids]), gen_length=gen, block_length=B, use_cache=use_cache, **schedule
+    )
     assert out.generated[0].tolist() == expected
 
 
@@ -53,8 +66,9 @@ def test_left_to_right_order_is_sdars_sequential_strategy(sdar, length, per_bloc
     model, tok = sdar
     ids = prompt(tok, length)
     expected = sdar_generate(model, ids, gen_length=8, block=B, steps=per_block, sequential=True)
-    out = rcd.generate(model, torch.tensor([ids]), gen_length=8, block_length=B, steps=per_block * 2,
-                       order="left-to-right")
+    out = rcd.generate(
+        model, torch.tensor([ids]), gen_length=8, block_length=B, steps=per_block * 2, order="left-to-right"
+    )
     assert out.generated[0].tolist() == expected
 
 
@@ -71,7 +85,9 @@ def test_rows_decode_the_same_alone_or_in_a_batch(sdar, residual):
         alone = rcd.generate(model, torch.tensor([p]), **kw)
         assert torch.equal(alone.generated[0], batch.generated[row])
         if residual is None:
-            assert alone.generated[0].tolist() == sdar_generate(model, p, gen_length=8, block=B, steps=B, threshold=0.5)
+            assert alone.generated[0].tolist() == sdar_generate(
+                model, p, gen_length=8, block=B, steps=B, threshold=0.5
+            )
 
 
 def test_a_stop_token_inside_the_prompt_does_not_stop_generation(sdar):
@@ -79,8 +95,9 @@ def test_a_stop_token_inside_the_prompt_does_not_stop_generation(sdar):
     eos = tok.convert_tokens_to_ids(";")
     ids = prompt(tok, 6)  # "7*8=56": the first decoded block holds "56"; put a stop id there
     ids[-1] = eos
-    out = rcd.generate(model, torch.tensor([ids]), gen_length=8, block_length=B, steps=8,
-                       eos_token_id=eos, stop_at_eos=True)
+    out = rcd.generate(
+        model, torch.tensor([ids]), gen_length=8, block_length=B, steps=8, eos_token_id=eos, stop_at_eos=True
+    )
     assert (out.generated[0] != tok.mask_token_id).all() and out.generated_tokens[0] > 0
 
 
@@ -103,13 +120,23 @@ def test_block_diffusion_training_sees_what_sdar_decoding_sees(sdar):
     masked = torch.zeros_like(clean, dtype=torch.bool)
     masked[:, 6:] = True
     noisy = clean.masked_fill(masked, tok.mask_token_id)
-    batch = NoisyBatch(clean=clean, noisy=noisy, masked=masked, weight=masked.double(),
-                       key_valid=torch.ones_like(masked), gen_start=6, mask_token_id=tok.mask_token_id,
-                       noise_key=(0, 0, [0]))
+    batch = NoisyBatch(
+        clean=clean,
+        noisy=noisy,
+        masked=masked,
+        weight=masked.double(),
+        key_valid=torch.ones_like(masked),
+        gen_start=6,
+        mask_token_id=tok.mask_token_id,
+        noise_key=(0, 0, [0]),
+    )
     positions = torch.arange(clean.shape[1])[None]
     blocks = positions[0] // B
     with torch.no_grad():
         train = noisy_logits(dm, dm.embed(noisy), batch, B)
-        decode = model(input_ids=noisy, attention_mask=(blocks[None, :] <= blocks[:, None])[None, None],
-                       position_ids=positions).logits
+        decode = model(
+            input_ids=noisy,
+            attention_mask=(blocks[None, :] <= blocks[:, None])[None, None],
+            position_ids=positions,
+        ).logits
     assert torch.allclose(train[:, 4:8], decode[:, 4:8], atol=1e-10)

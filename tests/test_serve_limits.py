@@ -9,10 +9,10 @@ import time
 
 import pytest
 import requests
-from conftest import require_extra
-from serving import Server, save_tiny
 
+from conftest import require_extra
 from rcd.cli import main
+from serving import Server, save_tiny
 
 require_extra("fastapi", "serve")
 
@@ -25,8 +25,25 @@ def guarded(tmp_path_factory):
     """One request decoded at a time, one waiting at most, a key on /v1."""
     root = tmp_path_factory.mktemp("serve-limits")
     model = save_tiny(root / "tiny", seed=3)
-    running = Server(["--model", str(model), "--gen-length", "16", "--block-length", "8", "--api-key", KEY,
-                      "--max-batch-size", "1", "--max-queue", "1", "--batch-wait-ms", "0"], root / "server.log")
+    running = Server(
+        [
+            "--model",
+            str(model),
+            "--gen-length",
+            "16",
+            "--block-length",
+            "8",
+            "--api-key",
+            KEY,
+            "--max-batch-size",
+            "1",
+            "--max-queue",
+            "1",
+            "--batch-wait-ms",
+            "0",
+        ],
+        root / "server.log",
+    )
     yield running
     running.stop()
 
@@ -80,13 +97,16 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(guarded):
         requests.get(guarded.url + "/health", timeout=5)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--port", "0"], "port must lie in [1, 65535]"),
-    (["--max-queue", "0"], "max_queue must be >= 1"),
-    (["--api-key", " "], "api_key is empty"),
-    (["--res-temperature", "0.9"], "add --rcd"),
-    (["--steps", "3"], "multiple of the number of blocks"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--port", "0"], "port must lie in [1, 65535]"),
+        (["--max-queue", "0"], "max_queue must be >= 1"),
+        (["--api-key", " "], "api_key is empty"),
+        (["--res-temperature", "0.9"], "add --rcd"),
+        (["--steps", "3"], "multiple of the number of blocks"),
+    ],
+)
 def test_bad_flags_fail_before_any_model_loads(flags, message, capsys):
     assert main(["serve", "--model", "/nonexistent/model", *flags]) == 2  # the model is never looked at
     assert message in capsys.readouterr().err

@@ -33,7 +33,9 @@ def test_max_tokens_sets_whole_blocks_and_keeps_steps_per_block():
     assert given.decode.steps == 96  # a given steps is used as given
     plain = resolve(DEFAULT, None, {}, max_tokens=None, temperature=None, baseline=False)
     assert plain.decode == DEFAULT and plain.max_tokens == 64
-    smaller_blocks = resolve(DEFAULT, None, {"block_length": 8}, max_tokens=None, temperature=None, baseline=False)
+    smaller_blocks = resolve(
+        DEFAULT, None, {"block_length": 8}, max_tokens=None, temperature=None, baseline=False
+    )
     assert (smaller_blocks.decode.steps, smaller_blocks.decode.tokens_per_step) == (32, 2.0)
     with pytest.raises(ValueError, match="exceeds rcd.gen_length"):
         resolve(DEFAULT, None, {"gen_length": 32}, max_tokens=40, temperature=None, baseline=False)
@@ -41,28 +43,43 @@ def test_max_tokens_sets_whole_blocks_and_keeps_steps_per_block():
 
 def test_residual_options_layer_over_the_server_defaults():
     server = ResidualConfig(init="reference", temperature=0.9)
-    on = resolve(DEFAULT, server, {"res_alpha": "confidence"}, max_tokens=None, temperature=None, baseline=False)
+    on = resolve(
+        DEFAULT, server, {"res_alpha": "confidence"}, max_tokens=None, temperature=None, baseline=False
+    )
     assert on.residual == ResidualConfig(init="reference", temperature=0.9, alpha="confidence")
     off = resolve(DEFAULT, server, {"rcd": False}, max_tokens=None, temperature=None, baseline=False)
     assert off.residual is None
-    switched = resolve(DEFAULT, None, {"rcd": True, "res_top_k": 4}, max_tokens=None, temperature=None,
-                       baseline=False)
+    switched = resolve(
+        DEFAULT, None, {"rcd": True, "res_top_k": 4}, max_tokens=None, temperature=None, baseline=False
+    )
     assert switched.residual == ResidualConfig(top_k=4)
-    for given, baseline, message in [({"res_top_k": 4}, False, "add \"rcd\": true"),
-                                     ({"rcd": True}, True, "plain SeqD"),
-                                     ({"res_temperature": 0.0, "rcd": True}, False, "must be a finite number > 0"),
-                                     ({"temperature": 0.5}, False, "differ")]:
+    for given, baseline, message in [
+        ({"res_top_k": 4}, False, 'add "rcd": true'),
+        ({"rcd": True}, True, "plain SeqD"),
+        ({"res_temperature": 0.0, "rcd": True}, False, "must be a finite number > 0"),
+        ({"temperature": 0.5}, False, "differ"),
+    ]:
         with pytest.raises(ValueError, match=message):
-            resolve(DEFAULT, None, given, max_tokens=None, temperature=0.0 if "temperature" in given else None,
-                    baseline=baseline)
+            resolve(
+                DEFAULT,
+                None,
+                given,
+                max_tokens=None,
+                temperature=0.0 if "temperature" in given else None,
+                baseline=baseline,
+            )
 
 
 def test_requests_that_draw_random_numbers_decode_alone():
     def own(given, residual=None):
-        return needs_own_batch(resolve(DEFAULT, residual, given, max_tokens=None, temperature=None, baseline=False))
+        return needs_own_batch(
+            resolve(DEFAULT, residual, given, max_tokens=None, temperature=None, baseline=False)
+        )
 
     assert not own({}) and not own({"threshold": 0.9, "steps": None})
-    assert own({"temperature": 0.7}) and own({"order": "random"}) and own({"rcd": True, "res_init": "dirichlet"})
+    assert (
+        own({"temperature": 0.7}) and own({"order": "random"}) and own({"rcd": True, "res_init": "dirichlet"})
+    )
 
 
 @pytest.fixture(scope="module")

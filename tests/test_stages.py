@@ -13,10 +13,10 @@ import torch
 
 from conftest import MASK, VOCAB, make_model
 from rcd.models.adapter import DiffusionModel
+from rcd.residual import ResidualConfig
 from rcd.train import ResidualTrainingConfig
 from rcd.train.noise import add_noise
 from rcd.train.objectives import noisy_logits
-from rcd.residual import ResidualConfig
 from rcd.train.reference_cache import ReferenceCache
 from rcd.train.stages import StageModule, reference_signal
 
@@ -49,8 +49,9 @@ class Recorder:
     def __init__(self, model):
         self.inputs, self.logits = [], []
         self.handles = [
-            model.register_forward_pre_hook(lambda m, a, kw: self.inputs.append(kw["inputs_embeds"].detach()),
-                                            with_kwargs=True),
+            model.register_forward_pre_hook(
+                lambda m, a, kw: self.inputs.append(kw["inputs_embeds"].detach()), with_kwargs=True
+            ),
             model.register_forward_hook(lambda m, a, out: self.logits.append(out.logits.detach())),
         ]
 
@@ -83,8 +84,10 @@ def test_block_causal_training_defaults_to_the_models_block_length():
     dm = DiffusionModel.wrap(model)
     noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0, block_length=4)
     with torch.no_grad():
-        assert torch.equal(noisy_logits(dm, dm.embed(noisy.noisy), noisy, None),
-                           noisy_logits(dm, dm.embed(noisy.noisy), noisy, 4))
+        assert torch.equal(
+            noisy_logits(dm, dm.embed(noisy.noisy), noisy, None),
+            noisy_logits(dm, dm.embed(noisy.noisy), noisy, 4),
+        )
 
 
 @pytest.fixture
@@ -99,7 +102,9 @@ def test_rcd_inputs_are_eq2_of_the_reference_over_the_target_table(pair):
     target, reference = pair
     noisy = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=0)
     options = ResidualTrainingConfig()
-    signal = reference_signal(DiffusionModel.wrap(reference), noisy, None, options)  # the reference is NOT frozen
+    signal = reference_signal(
+        DiffusionModel.wrap(reference), noisy, None, options
+    )  # the reference is NOT frozen
     seen = Recorder(target)
     loss = StageModule(target, residual=options)(noisy, signal)
     seen.remove()
@@ -132,7 +137,9 @@ def test_delta_gradient_reaches_embedding_rows_absent_from_the_batch(pair):
     module(noisy).backward()  # plain objective: these rows are untouched
     assert torch.all(E.grad[absent] == 0)
     E.grad = None
-    module(noisy, reference_signal(DiffusionModel.wrap(reference), noisy, None, ResidualTrainingConfig())).backward()
+    module(
+        noisy, reference_signal(DiffusionModel.wrap(reference), noisy, None, ResidualTrainingConfig())
+    ).backward()
     assert (E.grad[absent].abs().sum(-1) > 0).all()
 
 
@@ -158,7 +165,9 @@ def test_residual_sources(pair, source):
     if source == "self":
         assert len(target_seen.inputs) == 2  # the previous step, then the trained step
         previous = target.get_input_embeddings()(noisy.clean.masked_fill(all_masked, MASK)).detach()
-        assert torch.allclose(target_seen.inputs[0], eq2_by_hand(z_ref[all_masked], E_target, previous, all_masked))
+        assert torch.allclose(
+            target_seen.inputs[0], eq2_by_hand(z_ref[all_masked], E_target, previous, all_masked)
+        )
         z_own = target_seen.logits[0][noisy.masked]
         expect = eq2_by_hand(z_own, E_target, plain, noisy.masked)
     else:
@@ -190,14 +199,18 @@ def test_self_loop_unrolled_k_steps(pair):
     response = torch.zeros_like(noisy.masked)
     response[:, PROMPT:] = True
     for earlier, later in zip(masks, masks[1:]):
-        assert torch.equal(earlier | later, earlier) and (earlier & ~later).any()  # nested, each step unmasks some
+        assert (
+            torch.equal(earlier | later, earlier) and (earlier & ~later).any()
+        )  # nested, each step unmasks some
         fresh = (earlier & ~later).sum() / (response & ~later).sum()
         assert abs(fresh.item() - 0.3) < 0.08
     logits = [ref_seen.logits[0]] + target_seen.logits[:3]
     for step in range(3):  # step k reads the residual of the logits before it at its own masks
         where = masks[step]
         plain = embed(noisy.clean.masked_fill(where, MASK)).detach()
-        assert torch.allclose(target_seen.inputs[step], eq2_by_hand(logits[step][where], E_target, plain, where), atol=1e-10)
+        assert torch.allclose(
+            target_seen.inputs[step], eq2_by_hand(logits[step][where], E_target, plain, where), atol=1e-10
+        )
     plain = embed(noisy.noisy).detach()
     expect = eq2_by_hand(target_seen.logits[2][noisy.masked], E_target, plain, noisy.masked)
     assert torch.allclose(target_seen.inputs[3], expect, atol=1e-10)
@@ -235,7 +248,9 @@ def test_residual_dropout_feeds_plain_masks_where_it_drops(pair, unit):
     inputs = trained_inputs(target, noisy, signal, ResidualTrainingConfig(dropout=0.5, dropout_unit=unit))
     dropped = (inputs == E[MASK]).all(-1) & noisy.masked
     kept = noisy.masked & ~dropped
-    assert torch.allclose(inputs[kept], eq2[kept], atol=1e-10) and torch.equal(inputs[~noisy.masked], plain[~noisy.masked])
+    assert torch.allclose(inputs[kept], eq2[kept], atol=1e-10) and torch.equal(
+        inputs[~noisy.masked], plain[~noisy.masked]
+    )
     if unit == "sample":  # an example keeps all its residuals or none; about half the examples
         rows = noisy.masked.any(-1)
         assert torch.equal(dropped.any(-1)[rows], (dropped == noisy.masked).all(-1)[rows])
@@ -272,8 +287,11 @@ def test_cached_reference_signal_gives_the_inputs_of_the_live_one(pair):
     cache.store(noisy, live.logits)
     cached = cache.lookup(noisy, torch.device("cpu"))
     assert cached is not None and cached.logits is None
-    assert torch.allclose(trained_inputs(target, noisy, cached, options), trained_inputs(target, noisy, live, options),
-                          atol=1e-3)  # fp16 probabilities
+    assert torch.allclose(
+        trained_inputs(target, noisy, cached, options),
+        trained_inputs(target, noisy, live, options),
+        atol=1e-3,
+    )  # fp16 probabilities
     other = add_noise(sft_batch(), mask_token_id=MASK, seed=0, epoch=1)  # new masks: stale entries
     assert cache.lookup(other, torch.device("cpu")) is None and (cache.hits, cache.misses) == (1, 1)
 
@@ -286,8 +304,12 @@ def test_a_training_block_length_other_than_the_models_is_the_one_used():
         loss = {b: float(StageModule(model, attention="block-causal", block_length=b)(noisy)) for b in (4, 8)}
         dm = DiffusionModel.wrap(model)
         logits8 = noisy_logits(dm, dm.embed(noisy.noisy), noisy, 8)[noisy.masked]
-        by_hand = torch.nn.functional.cross_entropy(logits8.double(), noisy.clean[noisy.masked], reduction="none")
+        by_hand = torch.nn.functional.cross_entropy(
+            logits8.double(), noisy.clean[noisy.masked], reduction="none"
+        )
         rows = noisy.masked.nonzero()[:, 0]
-        per_example = torch.zeros(len(noisy.clean), dtype=torch.double).index_add(0, rows, by_hand * noisy.weight[noisy.masked])
+        per_example = torch.zeros(len(noisy.clean), dtype=torch.double).index_add(
+            0, rows, by_hand * noisy.weight[noisy.masked]
+        )
     assert loss[8] == pytest.approx(float(per_example.mean() / (LENGTH - PROMPT)), rel=1e-6)
     assert loss[4] != pytest.approx(loss[8])

@@ -33,7 +33,7 @@ def test_identical_arms_give_a_zero_difference_inside_the_ci():
 
 def test_noisy_arms_of_one_distribution_have_a_ci_containing_zero():
     rng = np.random.default_rng(2)
-    a, b = ((rng.random((2, 3, 1000)) < 0.5).astype(float))
+    a, b = (rng.random((2, 3, 1000)) < 0.5).astype(float)
     ci = paired_bootstrap(a, b, n_boot=1000)
     assert ci["lo"] < 0 < ci["hi"] and ci["hi"] - ci["lo"] < 0.12
 
@@ -95,22 +95,40 @@ def test_the_reported_interval_covers_a_true_zero_with_five_seeds():
 
 
 def test_the_interval_widens_with_t_quantiles_and_is_undefined_with_one_seed():
-    lo, hi = seed_t_interval([0.161, 0.197, 0.01, 0.021, 0.122])  # the fixed-alpha study's per-seed diffs at 4 tok/step
-    assert (round(100 * lo, 1), round(100 * hi, 1)) == (-0.2, 20.6)  # t(4) = 2.78; the bootstrap had [+3.4, +16.8]
+    lo, hi = seed_t_interval(
+        [0.161, 0.197, 0.01, 0.021, 0.122]
+    )  # the fixed-alpha study's per-seed diffs at 4 tok/step
+    assert (round(100 * lo, 1), round(100 * hi, 1)) == (
+        -0.2,
+        20.6,
+    )  # t(4) = 2.78; the bootstrap had [+3.4, +16.8]
     assert seed_t_interval([0.05]) == (None, None)
     one_seed = paired_difference(np.zeros((1, 50)), np.ones((1, 50)), n_boot=100)
     assert one_seed["lo"] is None and not beyond_ci(one_seed) and one_seed["diff"] == 1.0
-    row = {"base": "seqd", "new": "rcd", "setting": "steps=12", "at": "equal steps", "tokens_per_step": [4, 3.69],
-           "correct": one_seed, "cells": one_seed, "why": "w"}
+    row = {
+        "base": "seqd",
+        "new": "rcd",
+        "setting": "steps=12",
+        "at": "equal steps",
+        "tokens_per_step": [4, 3.69],
+        "correct": one_seed,
+        "cells": one_seed,
+        "why": "w",
+    }
     assert "undefined: 1 seed" in comparison_line(row) and "**" not in comparison_line(row)
     agreeing = {"diff": -0.007, "lo": -0.009, "hi": -0.005, "boot_lo": -0.017, "boot_hi": 0.002}
-    assert not beyond_ci(agreeing) and beyond_ci(agreeing | {"boot_hi": -0.001})  # the problem noise counts too
+    assert not beyond_ci(agreeing) and beyond_ci(
+        agreeing | {"boot_hi": -0.001}
+    )  # the problem noise counts too
 
 
 def test_the_table_says_how_many_comparisons_and_that_none_is_corrected():
     ci = {"diff": 0.1, "lo": 0.05, "hi": 0.15, "per_seed": [0.1, 0.1]}
-    rows = [{"at": "equal steps", "correct": ci}, {"at": "equal passes", "correct": ci | {"lo": -0.1}},
-            {"at": "equal tau", "correct": ci | {"lo": None, "hi": None}}]
+    rows = [
+        {"at": "equal steps", "correct": ci},
+        {"at": "equal passes", "correct": ci | {"lo": -0.1}},
+        {"at": "equal tau", "correct": ci | {"lo": None, "hi": None}},
+    ]
     note = multiplicity_note(rows)
     assert note.startswith("3 comparisons of exact match (1 at equal steps, 1 at equal passes")
     assert "2 with an interval, 1 beyond it" in note and "no multiplicity correction" in note
@@ -140,7 +158,11 @@ def test_cells_right_counts_the_blanks_only():
     assert cells_right(example, "103|056") == pytest.approx(1 / 3)  # 2 of the 3 blanks wrong
     assert cells_right(example, "") == 0.0
     assert cells_right({"prompt": "2+2=", "answer": "14"}, "15") == 0.5
-    worked = {"prompt": "46+27=", "response": "46+27=73", "answer": "73"}  # chain_sum: the answer ends the response
+    worked = {
+        "prompt": "46+27=",
+        "response": "46+27=73",
+        "answer": "73",
+    }  # chain_sum: the answer ends the response
     assert cells_right(worked, "46+27=73") == 1.0
     assert cells_right(worked, "46+27=74") == pytest.approx(7 / 8)
 
@@ -154,10 +176,17 @@ def test_calibration_picks_the_most_careful_threshold_that_is_parallel_enough():
 
 
 def test_recipes_are_chosen_on_validation_scores_only():
-    validation = {"rcd": {"steps=12": 0.2, "steps=6": 0.1}, "rcd-fixedalpha": {"steps=12": 0.3, "steps=6": 0.05},
-                  "seqd": {"steps=12": 0.9}}
+    validation = {
+        "rcd": {"steps=12": 0.2, "steps=6": 0.1},
+        "rcd-fixedalpha": {"steps=12": 0.3, "steps=6": 0.05},
+        "seqd": {"steps=12": 0.9},
+    }
     candidates = [m for m in validation if is_rcd_recipe(m)]
-    assert candidates == ["rcd", "rcd-fixedalpha"] and not is_rcd_recipe("rcd-off") and not is_rcd_recipe("rcd order")
+    assert (
+        candidates == ["rcd", "rcd-fixedalpha"]
+        and not is_rcd_recipe("rcd-off")
+        and not is_rcd_recipe("rcd order")
+    )
     choices = chosen_on_validation(validation, candidates)
     assert list(choices) == ["steps=6", "steps=12"]
     assert choices["steps=12"]["chosen"] == "rcd-fixedalpha" and choices["steps=6"]["chosen"] == "rcd"
@@ -173,8 +202,25 @@ def test_quick_study_end_to_end(tmp_path):
     from benchmarks.study import main
 
     out = tmp_path / "study"
-    args = ["--quick", "--out", str(out), "--arms", "seqd", "rcd", "--methods", "seqd", "rcd", "rcd-off", "seqd order",
-            "--tokens-per-step", "4", "8", "--taus", "0.5", "0.9"]
+    args = [
+        "--quick",
+        "--out",
+        str(out),
+        "--arms",
+        "seqd",
+        "rcd",
+        "--methods",
+        "seqd",
+        "rcd",
+        "rcd-off",
+        "seqd order",
+        "--tokens-per-step",
+        "4",
+        "8",
+        "--taus",
+        "0.5",
+        "0.9",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "study.json").read_text())
     assert {"seqd", "rcd", "rcd-off", "seqd order"} <= set(summary["curves"])
@@ -183,7 +229,9 @@ def test_quick_study_end_to_end(tmp_path):
     assert core and all(c["correct"]["lo"] <= c["correct"]["diff"] <= c["correct"]["hi"] for c in core)
     assert all(c["correct"]["boot_lo"] <= c["correct"]["boot_hi"] for c in core)
     assert {c["at"] for c in core} >= {"equal steps", "equal tau"}
-    assert list(out.glob("seed0/decode/rcd/val-steps*.json")) and list(out.glob("seed0/decode/rcd/test-steps*.json"))
+    assert list(out.glob("seed0/decode/rcd/val-steps*.json")) and list(
+        out.glob("seed0/decode/rcd/test-steps*.json")
+    )
     assert summary["choices"] and all(ch["chosen"] == "rcd" for ch in summary["choices"].values())
     assert "chosen on the validation split" in (out / "study.md").read_text()
     assert "reliability" in summary and "seqd" in summary["reliability"]
@@ -200,7 +248,19 @@ def test_model_option_sizes_every_arm_and_another_size_is_refused(tmp_path):
     from rcd.rundir import RunMismatchError
 
     out = tmp_path / "study"
-    args = ["--quick", "--out", str(out), "--seeds", "0", "--arms", "seqd", "--methods", "seqd", "--phases", "train"]
+    args = [
+        "--quick",
+        "--out",
+        str(out),
+        "--seeds",
+        "0",
+        "--arms",
+        "seqd",
+        "--methods",
+        "seqd",
+        "--phases",
+        "train",
+    ]
     assert main(args + ["--model", "tiny-s"]) == 0
     for stage in ("ref", "seqd"):
         config = json.loads((out / "seed0" / stage / "config.json").read_text())
@@ -225,13 +285,43 @@ def test_fresh_arms_are_new_target_models_trained_as_long_as_the_reference(tmp_p
     from benchmarks.study import main
 
     out = tmp_path / "study"
-    assert main(["--quick", "--out", str(out), "--seeds", "0", "--target-model", "tiny-s", "--arms", "seqd-fresh",
-                 "rcd-fresh", "--methods", "rcd-fresh", "--tokens-per-step", "8", "--phases", "train", "decode"]) == 0
-    sizes = {arm: json.loads((out / "seed0" / arm / "config.json").read_text())["hidden_size"]
-             for arm in ("ref", "seqd-fresh", "rcd-fresh")}
-    assert sizes == {"ref": 64, "seqd-fresh": 128, "rcd-fresh": 128}  # the smaller reference feeds the larger target
-    steps = {arm: json.loads((out / "seed0" / arm / "train_summary.json").read_text())["steps"]
-             for arm in ("ref", "seqd-fresh", "rcd-fresh")}
+    assert (
+        main(
+            [
+                "--quick",
+                "--out",
+                str(out),
+                "--seeds",
+                "0",
+                "--target-model",
+                "tiny-s",
+                "--arms",
+                "seqd-fresh",
+                "rcd-fresh",
+                "--methods",
+                "rcd-fresh",
+                "--tokens-per-step",
+                "8",
+                "--phases",
+                "train",
+                "decode",
+            ]
+        )
+        == 0
+    )
+    sizes = {
+        arm: json.loads((out / "seed0" / arm / "config.json").read_text())["hidden_size"]
+        for arm in ("ref", "seqd-fresh", "rcd-fresh")
+    }
+    assert sizes == {
+        "ref": 64,
+        "seqd-fresh": 128,
+        "rcd-fresh": 128,
+    }  # the smaller reference feeds the larger target
+    steps = {
+        arm: json.loads((out / "seed0" / arm / "train_summary.json").read_text())["steps"]
+        for arm in ("ref", "seqd-fresh", "rcd-fresh")
+    }
     assert len(set(steps.values())) == 1
     config = json.loads((out / "seed0" / "rcd-fresh" / "train_summary.json").read_text())["config"]
     assert config["reference"].endswith("ref") and config["model"] == "tiny-s"
@@ -264,7 +354,9 @@ def test_the_demos_held_out_puzzles_are_none_of_the_studys_test_or_validation_pu
     from rcd.data import read_jsonl
     from rcd.demo import DemoConfig, prepare_data
 
-    study = prepare(StudyConfig(out=str(tmp_path / "study"), n_train=1))  # the held-out sets do not depend on n_train
+    study = prepare(
+        StudyConfig(out=str(tmp_path / "study"), n_train=1)
+    )  # the held-out sets do not depend on n_train
     _, demo_test, *_ = prepare_data(replace(DemoConfig(), n_train=1), tmp_path)
     demo = {r["prompt"] for r in read_jsonl(demo_test)}
     studied = {r["prompt"] for split in ("test", "val") for r in read_jsonl(study[split])}
@@ -282,7 +374,10 @@ def test_another_data_seed_draws_fresh_problems_and_is_never_mixed_with_the_firs
 
     config = StudyConfig(out=str(tmp_path / "a"), task="sort", n_train=20, n_test=30, n_val=10)
     first = {r["prompt"] for r in read_jsonl(prepare(config)["test"])}
-    fresh = {r["prompt"] for r in read_jsonl(prepare(replace(config, out=str(tmp_path / "b"), data_seed=1))["test"])}
+    fresh = {
+        r["prompt"]
+        for r in read_jsonl(prepare(replace(config, out=str(tmp_path / "b"), data_seed=1))["test"])
+    }
     assert len(first) == len(fresh) == 30 and first != fresh
     with pytest.raises(SystemExit, match="holds data made with"):
         prepare(replace(config, data_seed=1))

@@ -29,19 +29,41 @@ def committed_positions(out):
 def test_left_to_right_order_commits_positions_in_order():
     model, tok = tiny()
     ids, mask = prompts(tok)
-    out = rcd.generate(model, ids, attention_mask=mask, gen_length=8, block_length=8, steps=4,
-                       order="left-to-right", return_trace=True)
+    out = rcd.generate(
+        model,
+        ids,
+        attention_mask=mask,
+        gen_length=8,
+        block_length=8,
+        steps=4,
+        order="left-to-right",
+        return_trace=True,
+    )
     assert committed_positions(out) == [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
 def test_random_order_is_seeded_and_not_the_confidence_order():
     model, tok = tiny()
     ids, mask = prompts(tok)
-    run = lambda order: committed_positions(rcd.generate(  # noqa: E731
-        model, ids, attention_mask=mask, gen_length=16, block_length=16, steps=16, order=order, return_trace=True))
+
+    def run(order):
+        out = rcd.generate(
+            model,
+            ids,
+            attention_mask=mask,
+            gen_length=16,
+            block_length=16,
+            steps=16,
+            order=order,
+            return_trace=True,
+        )
+        return committed_positions(out)
+
     assert run("random") == run("random") != run("confidence")
     with pytest.raises(ValueError, match="threshold"):
-        rcd.generate(model, ids, attention_mask=mask, gen_length=8, block_length=8, threshold=0.9, order="random")
+        rcd.generate(
+            model, ids, attention_mask=mask, gen_length=8, block_length=8, threshold=0.9, order="random"
+        )
 
 
 def test_reference_feedback_counts_its_passes_and_uses_the_reference():
@@ -49,25 +71,44 @@ def test_reference_feedback_counts_its_passes_and_uses_the_reference():
     reference, _ = tiny(1)
     ids, mask = prompts(tok)
     aligned = rcd.ResidualConfig(init="reference", feedback="reference")
-    out = rcd.generate(model, ids, attention_mask=mask, gen_length=8, block_length=8, steps=8,
-                       residual=aligned, reference=reference, return_trace=True)
+    out = rcd.generate(
+        model,
+        ids,
+        attention_mask=mask,
+        gen_length=8,
+        block_length=8,
+        steps=8,
+        residual=aligned,
+        reference=reference,
+        return_trace=True,
+    )
     # one warm-start pass, then one reference pass after every step that leaves masks
     assert out.nfe == 8 and out.reference_nfe == 8 and out.tokens_per_step == pytest.approx(0.5)
     # the alpha fed at step 1 is the reference's entropy on the sequence after step 0
     seq = out.sequences.clone()
-    gen = seq[:, out.prompt_length:]
+    gen = seq[:, out.prompt_length :]
     later = torch.ones_like(gen, dtype=torch.bool)
     for step in out.trace[:1]:
         later &= ~step.committed
     gen[later] = tok.mask_token_id
     with torch.no_grad():
         logits = reference(seq, attention_mask=torch.cat([mask, torch.ones_like(gen)], 1)).logits
-    _, alpha = rcd.residual.residual_from_logits(logits[:, out.prompt_length:], model.get_input_embeddings().weight,
-                                                 rcd.ResidualConfig())
+    _, alpha = rcd.residual.residual_from_logits(
+        logits[:, out.prompt_length :], model.get_input_embeddings().weight, rcd.ResidualConfig()
+    )
     fed = out.trace[1].alpha
     assert torch.allclose(fed[later], alpha[later].float(), atol=1e-5)
-    self_loop = rcd.generate(model, ids, attention_mask=mask, gen_length=8, block_length=8, steps=8,
-                             residual=rcd.ResidualConfig(init="reference"), reference=reference, return_trace=True)
+    self_loop = rcd.generate(
+        model,
+        ids,
+        attention_mask=mask,
+        gen_length=8,
+        block_length=8,
+        steps=8,
+        residual=rcd.ResidualConfig(init="reference"),
+        reference=reference,
+        return_trace=True,
+    )
     assert not torch.allclose(self_loop.trace[1].alpha[later], fed[later])
     with pytest.raises(ValueError, match="reference"):
         rcd.generate(model, ids, attention_mask=mask, gen_length=8, block_length=8, residual=aligned)
@@ -86,7 +127,9 @@ def test_selfcond_feeds_the_targets_own_plain_mask_prediction(tmp_path):
     noisy = batch_of(tok, tmp_path)
     module = StageModule(model, residual=ResidualTrainingConfig(source="selfcond"))
     seen = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["inputs_embeds"].detach()), with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["inputs_embeds"].detach()), with_kwargs=True
+    )
     module(noisy, rcd.train.stages.ReferenceSignal())
     hook.remove()
     assert len(seen) == 2  # the no-grad plain-mask pass, then the pass with its residual

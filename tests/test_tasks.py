@@ -158,7 +158,9 @@ def test_sudoku_checker_needs_givens_and_constraints():
     example = SYNTHETIC_TASKS["sudoku6"].generate(1, seed=5)[0]
     swap_digits = str.maketrans("12", "21")  # still a valid grid, but not these givens
     relabelled = example["response"].translate(swap_digits)
-    assert _is_valid_sudoku(_grid(relabelled)) and not SYNTHETIC_TASKS["sudoku6"].is_correct(example, relabelled)
+    assert _is_valid_sudoku(_grid(relabelled)) and not SYNTHETIC_TASKS["sudoku6"].is_correct(
+        example, relabelled
+    )
     row = example["response"][:6]
     swapped_in_row = row[1] + row[0] + example["response"][2:]  # rows fine, columns broken
     assert not SYNTHETIC_TASKS["sudoku6"].is_correct(example, swapped_in_row)

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import random_prompts
 from matplotlib.axes import Axes
 
 import rcd
+from conftest import random_prompts
 from rcd.eval.report import shaded_quantity, trace_plot
 
 

@@ -12,7 +12,7 @@ from .decode import (
     encode_prompts,
     generate,
 )
-from .models import DiffusionModel, load, RcdTinyConfig, RcdTinyForDiffusionLM, tiny_model
+from .models import DiffusionModel, RcdTinyConfig, RcdTinyForDiffusionLM, load, tiny_model
 from .residual import ResidualConfig
 from .tokenizer import char_tokenizer, word_tokenizer
 

@@ -92,10 +92,16 @@ def add_dataclass_arguments(
         default = getattr(shown, f.name) if shown is not None else _default(f)
         if dataclasses.is_dataclass(kind):
             title = f.metadata.get("help", kind.__name__)
-            group = parser.add_argument_group(title) if isinstance(parser, argparse.ArgumentParser) else parser
+            group = (
+                parser.add_argument_group(title) if isinstance(parser, argparse.ArgumentParser) else parser
+            )
             add_dataclass_arguments(
-                group, kind, prefix=prefix + f.metadata.get("prefix", ""), skip=f.metadata.get("skip", ()),
-                tracked=True, shown=default if default is not None else kind(),
+                group,
+                kind,
+                prefix=prefix + f.metadata.get("prefix", ""),
+                skip=f.metadata.get("skip", ()),
+                tracked=True,
+                shown=default if default is not None else kind(),
             )
             continue
         flag = "--" + (prefix + f.name).replace("_", "-")
@@ -106,7 +112,9 @@ def add_dataclass_arguments(
         if "(default:" not in help_text and default != "":  # a help that says what its default means keeps it
             help_text += f" (default: {'none' if default is None else default})"
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=arg_default, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=arg_default, help=help_text
+            )
         else:
             parser.add_argument(
                 flag,
@@ -135,8 +143,11 @@ def dataclass_flags(config: Any, *, prefix: str = "", base: Any = None) -> list[
             inner_prefix = prefix + f.metadata.get("prefix", "")
             inner = dataclass_flags(value, prefix=inner_prefix, base=_default(f) or kind())
             # at its class default, it must still be named once, or the parser keeps `assumed`
-            named = (_flag(inner_prefix, g, k, getattr(value, g.name)) for g, k, _ in _fields(kind)
-                     if getattr(value, g.name) is not None and not dataclasses.is_dataclass(k))
+            named = (
+                _flag(inner_prefix, g, k, getattr(value, g.name))
+                for g, k, _ in _fields(kind)
+                if getattr(value, g.name) is not None and not dataclasses.is_dataclass(k)
+            )
             argv += inner or next(named)
         elif value is None:
             raise ValueError(f"{_flag(prefix, f, kind, assumed)[0]}: no flag sets it back to none")
@@ -247,12 +258,15 @@ def options_file_arguments(path: str, parser: argparse.ArgumentParser) -> list[s
     try:
         data = yaml.safe_load(options_file(path).read_text())
     except OSError as err:
-        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err}); rcd ships "
-                         f"{', '.join(shipped_names())}") from err
+        raise UsageError(
+            f"--config {path}: cannot read it ({err.strerror or err}); rcd ships {', '.join(shipped_names())}"
+        ) from err
     except yaml.YAMLError as err:
         raise UsageError(f"--config {path}: not YAML or JSON ({' '.join(str(err).split())[:160]})") from err
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a mapping of options (key: value), not {type(data).__name__}")
+        raise UsageError(
+            f"--config {path}: expected a mapping of options (key: value), not {type(data).__name__}"
+        )
     actions = {flag: action for action in parser._actions for flag in action.option_strings}
     argv: list[str] = []
     for key, value in data.items():

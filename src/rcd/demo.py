@@ -43,19 +43,27 @@ QUICK_SWEEP = SweepConfig(tokens_per_step=(1, 8), thresholds=(0.5, 0.9), batch_s
 
 @dataclass(frozen=True)
 class DemoConfig:
-    task: str = field(default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(SYNTHETIC_TASKS)})
+    task: str = field(
+        default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(SYNTHETIC_TASKS)}
+    )
     out: str = field(default="runs/demo", metadata={"help": "output directory"})
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})
     tokenizer: str = field(
         default="char",
         metadata={"help": "char: one token per character; word: per word", "choices": TOKENIZERS},
     )
-    model: str = field(default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)})
-    attention: str = field(default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES})
+    model: str = field(
+        default="tiny-xs", metadata={"help": "tiny preset of the models", "choices": tuple(TINY_PRESETS)}
+    )
+    attention: str = field(
+        default="bidirectional", metadata={"help": "attention mode", "choices": ATTENTION_MODES}
+    )
     block_length: int | None = field(
         default=None,
-        metadata={"help": "block size of decoding, and of training with --attention block-causal "
-                  "(default: one block of the generation length)"},
+        metadata={
+            "help": "block size of decoding, and of training with --attention block-causal "
+            "(default: one block of the generation length)"
+        },
     )
     # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (6.9-9.6 measured); the
     # evidence for or against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
@@ -65,7 +73,9 @@ class DemoConfig:
     # same stream, and the demo's recipe was chosen on them: the demo's held-out problems come after them
     held_out_offset: int = field(
         default=HELD_OUT_OFFSET,
-        metadata={"help": "distinct problems of the data stream left out before the held-out ones (never trained on)"},
+        metadata={
+            "help": "distinct problems of the data stream left out before the held-out ones (never trained on)"
+        },
     )
     ref_steps: int = field(default=2400, metadata={"help": "optimizer steps of the reference"})
     stage_steps: int = field(default=600, metadata={"help": "optimizer steps of seqd and of rcd each"})
@@ -75,7 +85,8 @@ class DemoConfig:
     # its CI (fixed schedules of 4-8 tokens per step; docs/findings.md)
     residual: ResidualTrainingConfig = field(
         default_factory=lambda: ResidualTrainingConfig(
-            residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), dropout=0.3, source="self"),
+            residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), dropout=0.3, source="self"
+        ),
         metadata={"help": "RCD: the residual of stage rcd and of decoding (--res-*)", "prefix": "res-"},
     )
     sweep: SweepConfig = field(
@@ -84,13 +95,16 @@ class DemoConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
     overwrite: bool = field(
-        default=False, metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"}
+        default=False,
+        metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"},
     )
 
     def __post_init__(self) -> None:
         if self.model not in TINY_PRESETS or self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
-                             f"{list(TINY_PRESETS)} and the tokenizer {' or '.join(TOKENIZERS)}")
+            raise ValueError(
+                f"model {self.model!r} / tokenizer {self.tokenizer!r}: choose a model from "
+                f"{list(TINY_PRESETS)} and the tokenizer {' or '.join(TOKENIZERS)}"
+            )
         task = get_synthetic_task(self.task)  # an unknown task is refused here, with the known ones
         if self.tokenizer == "word" and task.words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
@@ -111,8 +125,16 @@ class DemoConfig:
             return self
         sweep = QUICK_SWEEP if self.sweep == DEMO_SWEEP else self.sweep
         # held_out_offset 0: a smoke test, no claim rests on its held-out problems (and sudoku puzzles are slow to make)
-        return replace(self, n_train=1000, n_test=100, ref_steps=100, stage_steps=40, batch_size=32, sweep=sweep,
-                       held_out_offset=0)
+        return replace(
+            self,
+            n_train=1000,
+            n_test=100,
+            ref_steps=100,
+            stage_steps=40,
+            batch_size=32,
+            sweep=sweep,
+            held_out_offset=0,
+        )
 
     def settings(self, gen_length: int, block_length: int) -> list[DecodeConfig]:
         """The sweep's decoding settings: fixed schedules, then thresholds."""
@@ -130,7 +152,9 @@ def prepare_data(config: DemoConfig, root: Path) -> tuple[Path, Path, Path, int]
     tokenizer = word_tokenizer(task.words) if config.tokenizer == "word" else char_tokenizer(task.alphabet)
     tokenizer.save_pretrained(root / "tokenizer")
     responses = [r["response"] for r in train_rows + test_rows]
-    gen_length = lengths.generation_length(tokenizer, responses, config.block_length, config.sweep.tokens_per_step)
+    gen_length = lengths.generation_length(
+        tokenizer, responses, config.block_length, config.sweep.tokens_per_step
+    )
     return root / "train.jsonl", root / "test.jsonl", root / "tokenizer", gen_length
 
 
@@ -172,25 +196,43 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     summaries = {
         "ref": train(
             TrainConfig(
-                stage="ref", model=config.model, tokenizer=str(tokenizer_dir), attention=config.attention,
-                out=str(ref_dir), max_steps=config.ref_steps, **common,
+                stage="ref",
+                model=config.model,
+                tokenizer=str(tokenizer_dir),
+                attention=config.attention,
+                out=str(ref_dir),
+                max_steps=config.ref_steps,
+                **common,
             )
         ),
         "seqd": train(
-            TrainConfig(stage="seqd", model=str(ref_dir), out=str(seqd_dir), max_steps=config.stage_steps, **common)
+            TrainConfig(
+                stage="seqd", model=str(ref_dir), out=str(seqd_dir), max_steps=config.stage_steps, **common
+            )
         ),
         "rcd": train(
             TrainConfig(
-                stage="rcd", model=str(ref_dir), reference=str(ref_dir), out=str(rcd_dir),
-                max_steps=config.stage_steps, residual=config.residual, **common,
+                stage="rcd",
+                model=str(ref_dir),
+                reference=str(ref_dir),
+                out=str(rcd_dir),
+                max_steps=config.stage_steps,
+                residual=config.residual,
+                **common,
             )
         ),
     }
     models = load_models(str(rcd_dir), reference=str(ref_dir), baseline=str(seqd_dir))
     methods = sweep_methods(models, config.residual.residual, cold_start=False, no_residual=False)
     test_rows = read_jsonl(test_file)
-    curves = sweep(methods, settings, test_rows, models.tokenizer, checker=get_synthetic_task(config.task).is_correct,
-                   batch_size=config.sweep.batch_size)
+    curves = sweep(
+        methods,
+        settings,
+        test_rows,
+        models.tokenizer,
+        checker=get_synthetic_task(config.task).is_correct,
+        batch_size=config.sweep.batch_size,
+    )
     shown = example_setting(settings)
     trace_example(methods[:2], test_rows[0]["prompt"], models.tokenizer, shown, out / "trace.png")
     training = {
@@ -198,7 +240,12 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
         for name, s in summaries.items()
     }
     report = sweep_report(
-        config.task, curves, models.device, started, training=training, config=asdict(config),
+        config.task,
+        curves,
+        models.device,
+        started,
+        training=training,
+        config=asdict(config),
         decoding={"gen_length": gen_length, "block_length": block, "attention": config.attention},
     )
     report["playground"] = shlex.join(playground_command(out, methods[1], shown))
@@ -213,7 +260,9 @@ def example_setting(settings: list[DecodeConfig]) -> DecodeConfig:
 
 def trace_example(methods: list[Method], prompt: str, tokenizer, config: DecodeConfig, path: Path) -> None:
     """Denoising trace of one test problem for SeqD and RCD."""
-    traces = {m.name: m.decoder(tokenizer, config).complete([prompt], return_trace=True)[1].trace for m in methods}
+    traces = {
+        m.name: m.decoder(tokenizer, config).complete([prompt], return_trace=True)[1].trace for m in methods
+    }
     trace_plot(traces, path, title=f"{prompt!r}, {config.describe()}")
 
 
@@ -221,7 +270,15 @@ def playground_command(out: Path, rcd: Method, config: DecodeConfig) -> list[str
     """`rcd serve` of the demo's models: the RCD model decoded as the sweep's `rcd` method (its
     residual, warm-started by the reference) and SeqD as the baseline, at `config`."""
     return [
-        "rcd", "serve", "--model", str(out / "rcd"), "--reference", str(out / "ref"),
-        "--baseline", str(out / "seqd"), *dataclass_flags(config),
-        "--rcd", *dataclass_flags(rcd.residual, prefix=RES_PREFIX),
+        "rcd",
+        "serve",
+        "--model",
+        str(out / "rcd"),
+        "--reference",
+        str(out / "ref"),
+        "--baseline",
+        str(out / "seqd"),
+        *dataclass_flags(config),
+        "--rcd",
+        *dataclass_flags(rcd.residual, prefix=RES_PREFIX),
     ]

@@ -71,14 +71,20 @@ class ResidualConfig:
     alpha: str = field(default="entropy", metadata={"help": "alpha strategy", "choices": ALPHA_STRATEGIES})
     fixed_alpha: float = field(default=0.3, metadata={"help": "alpha of the 'fixed' strategy"})
     temperature: float = field(default=1.0, metadata={"help": "residual temperature T_res"})
-    init: str = field(default="zero", metadata={"help": "residual of unseen positions", "choices": INIT_RULES})
+    init: str = field(
+        default="zero", metadata={"help": "residual of unseen positions", "choices": INIT_RULES}
+    )
     reinit_blocks: bool = field(default=False, metadata={"help": "re-apply init at every block start"})
     dirichlet_concentration: float = field(default=1.0, metadata={"help": "Dirichlet init concentration"})
     top_k: int | None = field(
         default=None, metadata={"help": "Delta from the renormalised top-k probabilities only (cheaper)"}
     )
     feedback: str = field(
-        default="self", metadata={"help": "next step's residual: own prediction or the reference's", "choices": FEEDBACK_SOURCES}
+        default="self",
+        metadata={
+            "help": "next step's residual: own prediction or the reference's",
+            "choices": FEEDBACK_SOURCES,
+        },
     )
 
     rule: str = field(default="rcd", metadata={"help": "feedback rule", "choices": RESIDUAL_RULES})

@@ -71,8 +71,12 @@ def file_sha256(path: Path) -> str:
 def model_files(directory: Path) -> list[Path]:
     """The files that make a model directory's model (run records and checkpoints excluded)."""
     return sorted(
-        p for p in directory.iterdir()
-        if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _RUN_RECORDS and not p.name.startswith(".")
+        p
+        for p in directory.iterdir()
+        if p.is_file()
+        and p.suffix in _MODEL_SUFFIXES
+        and p.name not in _RUN_RECORDS
+        and not p.name.startswith(".")
     )
 
 
@@ -166,7 +170,9 @@ class RunDir:
                 diff = differences(saved, record)
                 what = "a run with other options (" + "; ".join(diff[:3])
                 what += f"; {len(diff) - 3} more)" if len(diff) > 3 else ")"
-            raise RunMismatchError(f"{self.out} holds {what}; use another --out, or --overwrite to replace it")
+            raise RunMismatchError(
+                f"{self.out} holds {what}; use another --out, or --overwrite to replace it"
+            )
         self.clear()
         return False
 
@@ -213,7 +219,9 @@ class RunDir:
                 json.dump(me, f)
             self._locked = True
             return self
-        raise RunLockedError(f"could not take the lock {self.lock_path}; remove it if no rcd process uses {self.out}")
+        raise RunLockedError(
+            f"could not take the lock {self.lock_path}; remove it if no rcd process uses {self.out}"
+        )
 
     def unlock(self) -> None:
         if self._locked:
@@ -266,4 +274,3 @@ def normal_mode(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
-

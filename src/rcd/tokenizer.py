@@ -17,8 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 SPECIAL_TOKENS = {"pad": "<pad>", "eos": "<eos>", "unk": "<unk>", "mask": "<mask>"}
 # printable ASCII: the first 60 characters keep the ids of rcd's first alphabet (no uppercase)
 DEFAULT_ALPHABET = (
-    "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\n"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\"$%&'@\\^`~\t"
+    "0123456789+-*/=<>()[]{},.;:|_ #?!abcdefghijklmnopqrstuvwxyz\nABCDEFGHIJKLMNOPQRSTUVWXYZ\"$%&'@\\^`~\t"
 )
 _SPECIALS_PATTERN = "|".join(SPECIAL_TOKENS.values())
 # one piece per special token or character; `[\s\S]`, not `.`: the regex engine's `.` skips "\n",

@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 import transformers
+from safetensors.torch import load_file
 
 import rcd
 from rcd.models.legacy_remote import flash_attn_standin, transformers4_names
@@ -74,12 +74,22 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) ->
                 model = model_cls(config)
         else:
             config_cls, model_cls = NATIVE[kind]
-            model = model_cls(config_cls(
-                vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
-                tie_word_embeddings=False,
-            ))
+            model = model_cls(
+                config_cls(
+                    vocab_size=vocab,
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    num_key_value_heads=2,
+                    head_dim=8,
+                    max_position_embeddings=256,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    bos_token_id=None,
+                    tie_word_embeddings=False,
+                )
+            )
         with torch.no_grad():  # peaky logits, so thresholds commit several tokens per step
             for p in model.parameters():
                 if p.dim() > 1:

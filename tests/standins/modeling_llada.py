@@ -16,13 +16,17 @@ from .core import Block, sdpa
 class LLaDAModel(nn.Module):
     def __init__(self, config: LLaDAConfig):
         super().__init__()
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.d_model),
-            wpe=nn.Embedding(config.max_sequence_length, config.d_model),
-            blocks=nn.ModuleList(Block(config.d_model, config.n_heads, config.n_heads) for _ in range(config.n_layers)),
-            ln_f=nn.LayerNorm(config.d_model),
-            ff_out=nn.Linear(config.d_model, config.vocab_size, bias=False),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.d_model),
+                wpe=nn.Embedding(config.max_sequence_length, config.d_model),
+                blocks=nn.ModuleList(
+                    Block(config.d_model, config.n_heads, config.n_heads) for _ in range(config.n_layers)
+                ),
+                ln_f=nn.LayerNorm(config.d_model),
+                ff_out=nn.Linear(config.d_model, config.vocab_size, bias=False),
+            )
+        )
 
     def forward(self, input_ids=None, input_embeddings=None, attention_mask=None, attention_bias=None):
         t = self.transformer
@@ -33,7 +37,9 @@ class LLaDAModel(nn.Module):
         if attention_bias is not None:
             bias = attention_bias
             if bias.dtype == torch.bool:
-                bias = torch.zeros(bias.shape, device=x.device).masked_fill(~bias, torch.finfo(torch.float32).min)
+                bias = torch.zeros(bias.shape, device=x.device).masked_fill(
+                    ~bias, torch.finfo(torch.float32).min
+                )
         if attention_mask is not None and 0.0 in attention_mask:
             pad = (1.0 - attention_mask.float())[:, None, None, :] * torch.finfo(torch.float32).min
             bias = pad if bias is None else (bias + pad).clamp_min(torch.finfo(torch.float32).min)
@@ -51,15 +57,29 @@ class LLaDAModelLM(PreTrainedModel):
         super().__init__(config)
         self.model = LLaDAModel(config)
 
-    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, attention_bias=None,
-                past_key_values=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+    def forward(
+        self,
+        input_ids=None,
+        inputs_embeds=None,
+        attention_mask=None,
+        attention_bias=None,
+        past_key_values=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
         if use_cache is None:
             use_cache = self.config.use_cache  # LLaDA's default; transformers 5 configs lack it
         if use_cache or past_key_values is not None:
             raise AssertionError("The kvcache is not supported for MDM.")
-        logits = self.model(input_ids, input_embeddings=inputs_embeds, attention_mask=attention_mask,
-                            attention_bias=attention_bias)
+        logits = self.model(
+            input_ids,
+            input_embeddings=inputs_embeds,
+            attention_mask=attention_mask,
+            attention_bias=attention_bias,
+        )
         return CausalLMOutputWithPast(logits=logits)
 
     def get_input_embeddings(self):

@@ -63,7 +63,9 @@ class LLaDA2MoeAttention(nn.Module):
         super().__init__()
         self.layer, self.heads, self.kv_heads = layer, config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.query_key_value = nn.Linear(config.hidden_size, (self.heads + 2 * self.kv_heads) * self.head_dim, bias=False)
+        self.query_key_value = nn.Linear(
+            config.hidden_size, (self.heads + 2 * self.kv_heads) * self.head_dim, bias=False
+        )
         self.query_layernorm = LLaDA2MoeRMSNorm(self.head_dim, config.rms_norm_eps)
         self.key_layernorm = LLaDA2MoeRMSNorm(self.head_dim, config.rms_norm_eps)
         self.dense = nn.Linear(self.heads * self.head_dim, config.hidden_size, bias=False)
@@ -108,7 +110,9 @@ class LLaDA2MoeSparseMoeBlock(nn.Module):
     def __init__(self, config: LLaDA2MoeConfig):
         super().__init__()
         self.gate = LLaDA2MoeGate(config)
-        self.experts = nn.ModuleList(LLaDA2MoeMLP(config, config.moe_intermediate_size) for _ in range(config.num_experts))
+        self.experts = nn.ModuleList(
+            LLaDA2MoeMLP(config, config.moe_intermediate_size) for _ in range(config.num_experts)
+        )
         self.shared_experts = LLaDA2MoeMLP(config, config.moe_intermediate_size * config.num_shared_experts)
 
     def forward(self, x):
@@ -125,7 +129,9 @@ class LLaDA2MoeDecoderLayer(nn.Module):
         super().__init__()
         self.attention = LLaDA2MoeAttention(config, layer)
         dense = layer < config.first_k_dense_replace
-        self.mlp = LLaDA2MoeMLP(config, config.intermediate_size) if dense else LLaDA2MoeSparseMoeBlock(config)
+        self.mlp = (
+            LLaDA2MoeMLP(config, config.intermediate_size) if dense else LLaDA2MoeSparseMoeBlock(config)
+        )
         self.input_layernorm = LLaDA2MoeRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = LLaDA2MoeRMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -152,8 +158,16 @@ class LLaDA2MoeModel(LLaDA2MoePreTrainedModel):
     def get_input_embeddings(self):
         return self.word_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ):
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         b, n = x.shape[:2]
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -181,9 +195,23 @@ class LLaDA2MoeModelLM(LLaDA2MoePreTrainedModel):
     def get_input_embeddings(self):
         return self.model.word_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache)
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )
         logits = self.lm_head(out.last_hidden_state).float()  # float32 logits, as the real file returns
         return MoeCausalLMOutputWithPast(logits=logits, past_key_values=out.past_key_values)

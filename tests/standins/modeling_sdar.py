@@ -25,8 +25,7 @@ except ImportError:
     flash_attn_func = None
 
 
-class KwargsForCausalLM(LossKwargs):
-    ...
+class KwargsForCausalLM(LossKwargs): ...
 
 
 class RMSNorm(nn.Module):
@@ -44,14 +43,29 @@ class SDARModel(Backbone):
         self.padding_idx = config.pad_token_id
         self.norm = RMSNorm(config.hidden_size)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, store_kv=False, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        store_kv=False,
+        **kwargs,
+    ):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache()
         mask = attention_mask.bool() if attention_mask is not None else None
-        hidden = self.run(x, position_ids, lambda i: lambda q, k, v: self._attend(q, k, v, mask, past_key_values, store_kv, i))
-        return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=past_key_values if use_cache else None)
+        hidden = self.run(
+            x,
+            position_ids,
+            lambda i: lambda q, k, v: self._attend(q, k, v, mask, past_key_values, store_kv, i),
+        )
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden, past_key_values=past_key_values if use_cache else None
+        )
 
     @staticmethod
     def _attend(q, k, v, mask, cache, store_kv, layer):
@@ -62,7 +76,9 @@ class SDARModel(Backbone):
             k = torch.cat([past_k, k], dim=-2)
             v = torch.cat([past_v, v], dim=-2)
         if mask is not None and torch.all(mask):
-            return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=False).transpose(1, 2)
+            return flash_attn_func(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=False
+            ).transpose(1, 2)
         return sdpa(q, k, v, mask)
 
 
@@ -76,14 +92,25 @@ class SDARForCausalLM(PreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, store_kv=False, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        store_kv=False,
+        **kwargs,
+    ):
         if self.training and inputs_embeds is not None:
             raise ValueError("inputs_embeds is not supported in training mode")
-        out = self.model(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
-                         use_cache, store_kv)
-        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state),
-                                      past_key_values=out.past_key_values)
+        out = self.model(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, store_kv
+        )
+        return CausalLMOutputWithPast(
+            logits=self.lm_head(out.last_hidden_state), past_key_values=out.past_key_values
+        )
 
     def get_input_embeddings(self):
         return self.model.embed_tokens

@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
         module.register(command)
-        command.add_argument("--config", metavar="FILE", help="YAML/JSON file of this command's options "
-                             "(keys: flag names, e.g. `res-dropout: 0.3`); flags given here override it")
+        command.add_argument(
+            "--config",
+            metavar="FILE",
+            help="YAML/JSON file of this command's options "
+            "(keys: flag names, e.g. `res-dropout: 0.3`); flags given here override it",
+        )
     return parser
 
 

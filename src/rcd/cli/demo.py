@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..demo import DemoConfig, run_demo
 from ..config import add_dataclass_arguments, dataclass_from_args
+from ..demo import DemoConfig, run_demo
 
 HELP = "train tiny models on a synthetic task and compare RCD with SeqD"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..eval.runner import EvalConfig, evaluate
 from ..config import add_dataclass_arguments, dataclass_from_args
+from ..eval.runner import EvalConfig, evaluate
 from .options import add_decode_arguments, add_model_arguments, decode_config, load_config, residual_config
 
 HELP = "evaluate a model on a benchmark (resumable, data-parallel with accelerate)"

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for prompt, text in zip(args.prompt, texts):
         print(f"{prompt!r} -> {text!r}")
-    print(f"forward passes: {out.nfe} (+{out.reference_nfe} reference), "
-          f"tokens/step {out.tokens_per_step:.2f}, {seconds:.2f}s")
+    print(
+        f"forward passes: {out.nfe} (+{out.reference_nfe} reference), "
+        f"tokens/step {out.tokens_per_step:.2f}, {seconds:.2f}s"
+    )
     return 0

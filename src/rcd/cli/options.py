@@ -14,8 +14,12 @@ from ..residual import ResidualConfig
 def add_decode_arguments(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
     add_dataclass_arguments(parser.add_argument_group("decoding"), DecodeConfig, skip=skip)
     group = parser.add_argument_group("residual context (RCD)")
-    group.add_argument("--rcd", action="store_true", help="decode with residual context (default: plain SeqD)")
-    group.add_argument("--reference", default=None, help="reference model directory (for --res-init reference)")
+    group.add_argument(
+        "--rcd", action="store_true", help="decode with residual context (default: plain SeqD)"
+    )
+    group.add_argument(
+        "--reference", default=None, help="reference model directory (for --res-init reference)"
+    )
     add_dataclass_arguments(group, ResidualConfig, prefix=RES_PREFIX, tracked=True)
 
 
@@ -39,7 +43,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", required=True, help="checkpoint directory or hub id")
     add_dataclass_arguments(group, LoadConfig, skip=("block_length",))
     group.add_argument(
-        "--model-block-length", type=int, default=None,
+        "--model-block-length",
+        type=int,
+        default=None,
         help="block size a block-causal model was trained with (default: from config, preset or name)",
     )
 

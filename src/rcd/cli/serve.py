@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.backend import LocalBackend
         from ..serve.config import ServeConfig
     except ImportError as err:
-        raise UsageError(f"rcd serve needs the serve extra ({err.name} is missing): pip install 'rcd[serve]'") from err
+        raise UsageError(
+            f"rcd serve needs the serve extra ({err.name} is missing): pip install 'rcd[serve]'"
+        ) from err
     if args.api_key is None and os.environ.get("RCD_API_KEY"):
         args.api_key = os.environ["RCD_API_KEY"]
     config = dataclass_from_args(ServeConfig, args)  # every option before any model loads
@@ -47,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     # uvicorn drains on SIGTERM, then re-raises it to the handler it found: this one ends in exit 0
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(create_app(backend, config), host=config.host, port=config.port, log_level="info",
-                timeout_graceful_shutdown=None)
+    uvicorn.run(
+        create_app(backend, config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        timeout_graceful_shutdown=None,
+    )
     return 0
 
 

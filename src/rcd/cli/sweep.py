@@ -32,28 +32,52 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference model for the warm start (else cold start only)")
     parser.add_argument("--baseline", help="SeqD baseline model, decoded without residuals")
     parser.add_argument("--data", required=True, help="JSONL eval set with prompt and answer fields")
-    parser.add_argument("--task", choices=tuple(SYNTHETIC_TASKS),
-                        help="grade with this synthetic task's checker instead of exact match")
+    parser.add_argument(
+        "--task",
+        choices=tuple(SYNTHETIC_TASKS),
+        help="grade with this synthetic task's checker instead of exact match",
+    )
     parser.add_argument("--out", default="runs/sweep", help="output directory (default: runs/sweep)")
     parser.add_argument("--limit", type=int, help="evaluate the first N problems only")
     add_dataclass_arguments(parser.add_argument_group("settings"), SweepConfig)
     decoding = parser.add_argument_group("decoding")
-    decoding.add_argument("--gen-length", type=int, default=None, help="tokens to generate after the prompt "
-                          "(default: the longest answer + EOS, in whole blocks every tokens-per-step divides)")
-    decoding.add_argument("--block-length", type=int, default=None,
-                          help="tokens per block (default: one block of the generation length)")
+    decoding.add_argument(
+        "--gen-length",
+        type=int,
+        default=None,
+        help="tokens to generate after the prompt "
+        "(default: the longest answer + EOS, in whole blocks every tokens-per-step divides)",
+    )
+    decoding.add_argument(
+        "--block-length",
+        type=int,
+        default=None,
+        help="tokens per block (default: one block of the generation length)",
+    )
     add_dataclass_arguments(decoding, DecodeConfig, skip=SWEPT)
-    add_dataclass_arguments(parser.add_argument_group("residual (RCD methods)"), ResidualConfig,
-                            prefix=RES_PREFIX, skip=PER_METHOD)
+    add_dataclass_arguments(
+        parser.add_argument_group("residual (RCD methods)"),
+        ResidualConfig,
+        prefix=RES_PREFIX,
+        skip=PER_METHOD,
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     fixed = {f.name: getattr(args, f.name) for f in dataclasses.fields(DecodeConfig) if f.name not in SWEPT}
     job = SweepJob(
-        model=args.model, data=args.data, out=args.out, reference=args.reference, baseline=args.baseline,
-        task=args.task, limit=args.limit, gen_length=args.gen_length, block_length=args.block_length,
-        settings=dataclass_from_args(SweepConfig, args), decode=fixed,
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        reference=args.reference,
+        baseline=args.baseline,
+        task=args.task,
+        limit=args.limit,
+        gen_length=args.gen_length,
+        block_length=args.block_length,
+        settings=dataclass_from_args(SweepConfig, args),
+        decode=fixed,
         residual=dataclass_from_args(ResidualConfig, args, prefix=RES_PREFIX),
         config={k: v for k, v in vars(args).items() if k != "run"},
     )

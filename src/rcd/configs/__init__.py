@@ -19,7 +19,9 @@ def shipped_names() -> list[str]:
     names = []
     for folder in root.iterdir():
         if folder.is_dir():
-            names += [f"{folder.name}/{Path(f.name).stem}" for f in folder.iterdir() if f.name.endswith(SUFFIXES)]
+            names += [
+                f"{folder.name}/{Path(f.name).stem}" for f in folder.iterdir() if f.name.endswith(SUFFIXES)
+            ]
     return sorted(names)
 
 

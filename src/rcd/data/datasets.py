@@ -52,7 +52,11 @@ class DataOptions:
 
     def canonical(self, row: dict[str, Any], where: str) -> dict[str, Any]:
         """The row under the names `prompt_response_texts` reads (prompt/response or messages)."""
-        if (self.prompt_field, self.response_field, self.messages_field) == ("prompt", "response", "messages"):
+        if (self.prompt_field, self.response_field, self.messages_field) == (
+            "prompt",
+            "response",
+            "messages",
+        ):
             return row  # already those names; `prompt_response_texts` reports what is missing
         if self.messages_field in row and row[self.messages_field] is not None:
             return {"messages": row[self.messages_field]}
@@ -73,7 +77,9 @@ def open_dataset(source: str, split: str, streaming: bool = False):
     import datasets
 
     path = Path(source)
-    if path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+    if path.is_dir() and any(
+        (path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")
+    ):
         data = datasets.load_from_disk(str(path))
         if isinstance(data, datasets.DatasetDict):
             if split not in data:
@@ -83,14 +89,20 @@ def open_dataset(source: str, split: str, streaming: bool = False):
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix)
         if builder is None:
-            raise DataError(f"{source}: unknown data file type {path.suffix!r} (jsonl, {', '.join(FILE_BUILDERS)})")
+            raise DataError(
+                f"{source}: unknown data file type {path.suffix!r} (jsonl, {', '.join(FILE_BUILDERS)})"
+            )
         return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
-    if not path.exists() and (path.is_absolute() or source.startswith(".") or path.suffix in (*FILE_BUILDERS, ".jsonl")):
+    if not path.exists() and (
+        path.is_absolute() or source.startswith(".") or path.suffix in (*FILE_BUILDERS, ".jsonl")
+    ):
         raise FileNotFoundError(f"--data {source!r}: no such file or folder")
     try:
         return datasets.load_dataset(source, split=split, streaming=streaming)
     except (FileNotFoundError, ValueError, ConnectionError) as err:
-        raise DataError(f"--data {source!r}: datasets could not load it ({type(err).__name__}: {err})") from err
+        raise DataError(
+            f"--data {source!r}: datasets could not load it ({type(err).__name__}: {err})"
+        ) from err
 
 
 def iter_rows(source: str, options: DataOptions, dataset=None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -121,8 +133,11 @@ def load_examples(
             return _read_cache(path)
     stats = SftStats()
     rows = iter_rows(source, options, dataset)
-    examples = list(tokenize_rows(rows, tokenizer, options.max_prompt_length, options.max_response_length,
-                                  options.overflow, stats))
+    examples = list(
+        tokenize_rows(
+            rows, tokenizer, options.max_prompt_length, options.max_response_length, options.overflow, stats
+        )
+    )
     stats.kept = len(examples)
     if not examples:
         raise DataError(f"{source}: no usable examples ({stats.describe()})")
@@ -134,8 +149,14 @@ def load_examples(
 class StreamingExamples(torch.utils.data.IterableDataset):
     """Examples tokenised on the fly from a streamed dataset, shuffled in a buffer, per epoch."""
 
-    def __init__(self, source: str, tokenizer: PreTrainedTokenizerBase, options: DataOptions, seed: int,
-                 buffer_size: int = 10_000):
+    def __init__(
+        self,
+        source: str,
+        tokenizer: PreTrainedTokenizerBase,
+        options: DataOptions,
+        seed: int,
+        buffer_size: int = 10_000,
+    ):
         self.source, self.tokenizer, self.options = source, tokenizer, options
         self.stream = open_dataset(source, options.split, streaming=True)
         self.stream = self.stream.shuffle(seed=seed, buffer_size=buffer_size)
@@ -147,8 +168,9 @@ class StreamingExamples(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[SftExample]:
         o = self.options
         rows = iter_rows(self.source, o, self.stream)
-        yield from tokenize_rows(rows, self.tokenizer, o.max_prompt_length, o.max_response_length, o.overflow,
-                                 self.stats)
+        yield from tokenize_rows(
+            rows, self.tokenizer, o.max_prompt_length, o.max_response_length, o.overflow, self.stats
+        )
 
 
 def default_cache_dir() -> Path:
@@ -157,8 +179,12 @@ def default_cache_dir() -> Path:
 
 def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     """What decides the token ids: class, vocabulary, special tokens, chat template."""
-    parts = [type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens,
-             getattr(tokenizer, "chat_template", None)]
+    parts = [
+        type(tokenizer).__name__,
+        sorted(tokenizer.get_vocab().items()),
+        tokenizer.all_special_tokens,
+        getattr(tokenizer, "chat_template", None),
+    ]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         parts.append(backend.to_str())  # normaliser, pre-tokeniser and merges too
@@ -181,8 +207,10 @@ def _file_digest(path: str) -> str:
 def _write_cache(path: Path, examples: list[SftExample], stats: SftStats) -> None:
     """Flat token arrays plus offsets; written to a temporary name, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"index": np.array([e.index for e in examples], dtype=np.int64),
-              "stats": np.array([stats.kept, stats.dropped, stats.truncated], dtype=np.int64)}
+    arrays = {
+        "index": np.array([e.index for e in examples], dtype=np.int64),
+        "stats": np.array([stats.kept, stats.dropped, stats.truncated], dtype=np.int64),
+    }
     for name in ("prompt_ids", "response_ids"):
         seqs = [getattr(e, name) for e in examples]
         arrays[name] = np.fromiter((t for s in seqs for t in s), dtype=np.int64)
@@ -194,6 +222,7 @@ def _write_cache(path: Path, examples: list[SftExample], stats: SftStats) -> Non
 
 def _read_cache(path: Path) -> tuple[list[SftExample], SftStats]:
     with np.load(path) as z:
+
         def split(name):
             flat, offsets = z[name].tolist(), z[name + "_offsets"].tolist()
             return [tuple(flat[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]

@@ -50,8 +50,10 @@ def prompt_response_texts(
     """
     if "messages" in row:
         messages = row["messages"]
-        if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in messages
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages)
         ):
             raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
         if messages[-1]["role"] != "assistant":
@@ -64,7 +66,9 @@ def prompt_response_texts(
         return prompt, str(messages[-1]["content"])
     missing = [k for k in ("prompt", "response") if k not in row]
     if missing:
-        raise DataError(f"{where}: needs string fields 'prompt' and 'response' (or 'messages'); missing {missing}")
+        raise DataError(
+            f"{where}: needs string fields 'prompt' and 'response' (or 'messages'); missing {missing}"
+        )
     check_string_fields(row, ("prompt", "response"), where)
     return row["prompt"], row["response"]
 
@@ -73,7 +77,9 @@ def check_string_fields(row: dict[str, Any], keys: tuple[str, ...], where: str) 
     """Refuse a field of the wrong type by name (a number where text belongs is not 'missing')."""
     for key in keys:
         if not isinstance(row[key], str):
-            raise DataError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.40}")
+            raise DataError(
+                f"{where}: field {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.40}"
+            )
 
 
 def load_sft(
@@ -118,7 +124,9 @@ def tokenize_rows(
     for index, (where, row) in enumerate(rows):
         prompt, response = prompt_response_texts(row, tokenizer, where)
         prompt_ids = check_representable(tokenizer, prompt, f"{where}: prompt")
-        response_ids = check_representable(tokenizer, response, f"{where}: response") + [tokenizer.eos_token_id]
+        response_ids = check_representable(tokenizer, response, f"{where}: response") + [
+            tokenizer.eos_token_id
+        ]
         if not prompt_ids:
             raise DataError(f"{where}: empty prompt")
         too_long = len(prompt_ids) > max_prompt_length or len(response_ids) > max_response_length

@@ -36,7 +36,10 @@ class DecodeConfig:
     )
     order: str = field(
         default="confidence",
-        metadata={"help": "fixed schedule: commit order (confidence, random, left-to-right)", "choices": COMMIT_ORDERS},
+        metadata={
+            "help": "fixed schedule: commit order (confidence, random, left-to-right)",
+            "choices": COMMIT_ORDERS,
+        },
     )
     schedule: str = field(
         default="even",
@@ -90,7 +93,9 @@ class DecodeConfig:
         if self.order not in COMMIT_ORDERS:
             raise ValueError(f"order must be one of {COMMIT_ORDERS}, got {self.order!r}")
         if self.order != "confidence" and self.threshold is not None:
-            raise ValueError(f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only")
+            raise ValueError(
+                f"order must be one of {COMMIT_ORDERS}; a threshold rule commits by confidence only"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.schedule != "even" and self.threshold is not None:
@@ -98,20 +103,26 @@ class DecodeConfig:
         if self.confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         if self.confidence == "entropy" and self.threshold is not None:
-            raise ValueError("confidence 'entropy' (negative entropy) has no [0, 1] scale for a threshold: "
-                             "use prob or margin, or a fixed schedule")
+            raise ValueError(
+                "confidence 'entropy' (negative entropy) has no [0, 1] scale for a threshold: "
+                "use prob or margin, or a fixed schedule"
+            )
         if self.commit_temperature < 0:
             raise ValueError(f"commit_temperature must be >= 0, got {self.commit_temperature}")
         if self.commit_temperature > 0 and (self.threshold is not None or self.order != "confidence"):
-            raise ValueError("commit_temperature draws a fixed schedule's confidence order: "
-                             "drop it, or use --steps with --order confidence")
+            raise ValueError(
+                "commit_temperature draws a fixed schedule's confidence order: "
+                "drop it, or use --steps with --order confidence"
+            )
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
         if self.threshold is not None and self.steps is None:
             return
         steps, n_blocks = self.total_steps, self.n_blocks
         if steps <= 0 or steps % n_blocks:
-            raise ValueError(f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})")
+            raise ValueError(
+                f"steps ({steps}) must be a positive multiple of the number of blocks ({n_blocks})"
+            )
         if steps // n_blocks > self.block_length:
             raise ValueError(
                 f"{steps // n_blocks} steps per block exceed block_length ({self.block_length}): "
@@ -139,7 +150,9 @@ class DecodeConfig:
             per_block = None if self.steps is None else self.steps // self.n_blocks
             return Threshold(self.threshold, per_block, self.n_blocks)
         rule = TimeSchedule if self.schedule == "time" else FixedSchedule
-        return rule(self.total_steps // self.n_blocks, self.n_blocks, self.order, generator, self.commit_temperature)
+        return rule(
+            self.total_steps // self.n_blocks, self.n_blocks, self.order, generator, self.commit_temperature
+        )
 
     @property
     def tokens_per_step(self) -> float | None:

@@ -73,8 +73,14 @@ def generate(
     input_ids, attention_mask = _check_prompt(input_ids, attention_mask, model)
     eos_ids = _eos_list(eos_token_id)
     longest_prompt = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
-    cache = check_generation(model, config, residual=residual, reference=reference, eos_token_id=eos_ids,
-                             prompt_length=longest_prompt)
+    cache = check_generation(
+        model,
+        config,
+        residual=residual,
+        reference=reference,
+        eos_token_id=eos_ids,
+        prompt_length=longest_prompt,
+    )
     if policy is None:
         if config.order == "random" and generator is None:
             generator = torch.Generator(device=model.device).manual_seed(0)
@@ -85,10 +91,20 @@ def generate(
     eos_tensor = torch.tensor(eos_ids, device=device)
     mask_id = model.mask_token_id
     grid = model.block_grid if model.attention == "block-causal" else "generation"
-    grid_layout = layout(input_ids.to(device), attention_mask.to(device), gen_length=gen_length,
-                         block_length=block_length, mask_id=mask_id, grid=grid)
-    sequence = DecodeSequence(ids=grid_layout.ids, key_valid=grid_layout.key_valid,
-                              gen_start=grid_layout.window_start, block_length=block_length)
+    grid_layout = layout(
+        input_ids.to(device),
+        attention_mask.to(device),
+        gen_length=gen_length,
+        block_length=block_length,
+        mask_id=mask_id,
+        grid=grid,
+    )
+    sequence = DecodeSequence(
+        ids=grid_layout.ids,
+        key_valid=grid_layout.key_valid,
+        gen_start=grid_layout.window_start,
+        block_length=block_length,
+    )
     returned = grid_layout.generated_columns()
     target_pass = ModelPass(model, sequence, cache)
     # init passes see plain masks, so they must not fill an approximate cache meant for steps
@@ -101,7 +117,9 @@ def generate(
     reference_pass = init_passes.get("reference")
     state = None
     if residual is not None:
-        state = ResidualState(batch, sequence.length, model, residual, sequence=sequence, observer=residual_observer)
+        state = ResidualState(
+            batch, sequence.length, model, residual, sequence=sequence, observer=residual_observer
+        )
 
     active = torch.ones(batch, dtype=torch.bool, device=device)
     row_passes = torch.zeros(batch, dtype=torch.long, device=device)
@@ -125,7 +143,9 @@ def generate(
                 predict_start, predict_end = prompt_length, sequence.length
             else:
                 predict_start, predict_end = block_start, block_end
-            block_ids = sequence.ids[:, block_start:block_end]  # a view: commits write through to sequence.ids
+            block_ids = sequence.ids[
+                :, block_start:block_end
+            ]  # a view: commits write through to sequence.ids
 
             if state is not None:
                 need = (sequence.ids[:, predict_start:predict_end] == mask_id) & active[:, None]
@@ -142,7 +162,9 @@ def generate(
 
             masked_in_block = (block_ids == mask_id) & active[:, None]
             # a fixed schedule counts the whole block, also where prompt tokens fill part of it (SDAR's grid)
-            policy.start_block(masked_in_block if grid == "generation" else active[:, None].expand_as(block_ids))
+            policy.start_block(
+                masked_in_block if grid == "generation" else active[:, None].expand_as(block_ids)
+            )
             step = 0
             while (candidates := (block_ids == mask_id) & active[:, None]).any() and not policy.done():
                 logits, start = target_pass.logits(target_embeds, predict_start, predict_end, block_start)
@@ -150,7 +172,9 @@ def generate(
                 rows = candidates.any(-1)  # rows with masks left this step (idle rows keep their residuals)
                 row_passes += rows.long()
                 tokens, confidence = choose_tokens(
-                    logits[:, block_start - start : block_end - start], config.temperature, generator,
+                    logits[:, block_start - start : block_end - start],
+                    config.temperature,
+                    generator,
                     banned=mask_id,
                     confidence=config.confidence,
                 )
@@ -169,7 +193,9 @@ def generate(
                     if residual.feedback == "reference" and still.any():
                         logits, start = reference_pass.logits(
                             lambda first, end: reference.embed(sequence.ids[:, first:end]),
-                            predict_start, predict_end, block_start,
+                            predict_start,
+                            predict_end,
+                            block_start,
                         )
                         still = (sequence.ids[:, start : start + logits.shape[1]] == mask_id) & rows[:, None]
                         reference_nfe += 1
@@ -275,7 +301,9 @@ def _check_prompt(
         attention_mask = torch.ones_like(input_ids)
     attention_mask = torch.as_tensor(attention_mask)
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}"
+        )
     valid = attention_mask.bool()
     if (valid[:, :-1] & ~valid[:, 1:]).any():
         raise ValueError("prompts must be left-padded: attention_mask may not go from 1 back to 0")
@@ -339,7 +367,11 @@ def _check_model(
         raise TypeError("residual must be an rcd.ResidualConfig or None")
     if residual is not None and "reference" in (residual.init, residual.feedback):
         if reference is None:
-            raise ValueError("ResidualConfig(init='reference' or feedback='reference') needs reference=<model>")
+            raise ValueError(
+                "ResidualConfig(init='reference' or feedback='reference') needs reference=<model>"
+            )
         check_reference(model, reference)
     elif reference is not None:
-        warnings.warn("reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3)
+        warnings.warn(
+            "reference= is only used by ResidualConfig(init/feedback='reference'); ignored", stacklevel=3
+        )

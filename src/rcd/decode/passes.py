@@ -120,7 +120,11 @@ class ModelPass:
             return logits, block_start
         kept = length - (block_end - block_start)
         logits, self.kv_cache = self._forward(
-            embed(block_start, block_end), length, kept, self.kv_cache, keep=kept,
+            embed(block_start, block_end),
+            length,
+            kept,
+            self.kv_cache,
+            keep=kept,
             order=self._dual_order(block_start, block_end),
         )
         return logits, block_start

@@ -88,12 +88,16 @@ def order_scores(
     """
     if order == "confidence":
         if temperature > 0:
-            noise = torch.rand(confidence.shape, generator=generator, device=confidence.device, dtype=torch.float64)
+            noise = torch.rand(
+                confidence.shape, generator=generator, device=confidence.device, dtype=torch.float64
+            )
             return confidence.double() / temperature - torch.log(-torch.log(noise.clamp_min(1e-300)))
         return confidence
     if order == "random":
         return torch.rand(confidence.shape, generator=generator, device=confidence.device)
-    return -torch.arange(confidence.shape[-1], device=confidence.device, dtype=confidence.dtype).expand_as(confidence)
+    return -torch.arange(confidence.shape[-1], device=confidence.device, dtype=confidence.dtype).expand_as(
+        confidence
+    )
 
 
 def commit_top_k(confidence: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -186,8 +190,15 @@ class TimeSchedule(FixedSchedule):
     `eps` in `steps_per_block` equal steps; the step from t to s commits int(m (1 - s/t)) of
     the block's m remaining masks (float32, as Dream computes it), the last step all of them."""
 
-    def __init__(self, steps_per_block: int, n_blocks: int = 1, order: str = "confidence",
-                 generator: torch.Generator | None = None, commit_temperature: float = 0.0, eps: float = 1e-3):
+    def __init__(
+        self,
+        steps_per_block: int,
+        n_blocks: int = 1,
+        order: str = "confidence",
+        generator: torch.Generator | None = None,
+        commit_temperature: float = 0.0,
+        eps: float = 1e-3,
+    ):
         super().__init__(steps_per_block, n_blocks, order, generator, commit_temperature)
         self.times = torch.linspace(1, eps, steps_per_block + 1)
 

@@ -44,7 +44,9 @@ class ResidualState:
     ):
         self.config = config
         self.init_rule = init_rule(config)
-        self.rule = residual_rule(config)  # rcd.residual_rules: how p becomes (Delta, alpha) and enters inputs
+        self.rule = residual_rule(
+            config
+        )  # rcd.residual_rules: how p becomes (Delta, alpha) and enters inputs
         self.rule_parameters = rule_parameters(model.model, config)
         self.sequence, self.mask_token_id = sequence, model.mask_token_id  # block features of the rules
         self.observer = observer
@@ -75,8 +77,13 @@ class ResidualState:
                 self.observer(where, start, logits, self.sequence)
             self.set(where, start, *self.residual_of(where, start, logits[where]))
 
-    def residual_of(self, where: torch.Tensor, start: int, logits: torch.Tensor | None = None,
-                    probs: torch.Tensor | None = None) -> Residual:
+    def residual_of(
+        self,
+        where: torch.Tensor,
+        start: int,
+        logits: torch.Tensor | None = None,
+        probs: torch.Tensor | None = None,
+    ) -> Residual:
         """(Delta, alpha) of positions `where` (window at start) from their logits (at T_res) or p."""
         if self.config.rule == "rcd" and probs is None:  # needs no block features
             return residual_from_logits(logits, self.weight, self.config)
@@ -91,8 +98,12 @@ class ResidualState:
         """(progress, place in block) of positions `where` (window at start), from the live sequence."""
         sequence = self.sequence
         if sequence is None:
-            raise ValueError(f"residual rule {self.config.rule!r} reads the block layout: build ResidualState with sequence=")
-        progress, place = block_features(sequence.ids == self.mask_token_id, sequence.gen_start, sequence.block_length)
+            raise ValueError(
+                f"residual rule {self.config.rule!r} reads the block layout: build ResidualState with sequence="
+            )
+        progress, place = block_features(
+            sequence.ids == self.mask_token_id, sequence.gen_start, sequence.block_length
+        )
         end = start + where.shape[1]
         return progress[:, start:end][where], place[:, start:end][where]
 

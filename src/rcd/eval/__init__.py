@@ -1,8 +1,8 @@
 """Evaluation: benchmarks, grading, the resumable `rcd eval` runner, lm-eval integration."""
 
 from .grading import extract_answer, grade, is_equivalent
-from .scoring import rescore, summarize
 from .runner import EvalConfig, evaluate
+from .scoring import rescore, summarize
 from .tasks import BENCHMARKS, Problem, Task, get_benchmark, load_problems
 
 __all__ = [

@@ -26,7 +26,6 @@ import warnings
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather, gather_object
-
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm.auto import tqdm
@@ -63,7 +62,9 @@ def _options(
             residual = None
         reference = options.pop("reference", None)
         if options:
-            hint = " (res_* options need residual=ALPHA)" if any(k.startswith("res_") for k in options) else ""
+            hint = (
+                " (res_* options need residual=ALPHA)" if any(k.startswith("res_") for k in options) else ""
+            )
             raise ValueError(f"unknown {sorted(options)}{hint}")
     except (TypeError, ValueError) as err:
         raise ValueError(f"bad rcd model_args: {err}") from err
@@ -72,7 +73,9 @@ def _options(
 
 @register_model("rcd")
 class RcdLM(TemplateLM):
-    def __init__(self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, device=None, **kwargs):
+    def __init__(
+        self, pretrained: str, batch_size: int | str = 1, max_batch_size=None, device=None, **kwargs
+    ):
         super().__init__()
         self.state = PartialState(cpu=not torch.cuda.is_available())  # gloo process groups on CPUs
         self._rank, self._world_size = self.state.process_index, self.state.num_processes
@@ -92,7 +95,9 @@ class RcdLM(TemplateLM):
     def tokenizer_name(self) -> str:
         return self.tokenizer.name_or_path.replace("/", "__")
 
-    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         return self.tokenizer.apply_chat_template(
             chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
         )
@@ -113,7 +118,9 @@ class RcdLM(TemplateLM):
     def barrier(self) -> None:
         self.state.wait_for_everyone()
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+    def _loglikelihood_tokens(
+        self, requests, disable_tqdm: bool = False, **kwargs
+    ) -> list[tuple[float, bool]]:
         model = DiffusionModel.wrap(self.decoder.model)
         config = self.likelihood
         results = []
@@ -122,7 +129,9 @@ class RcdLM(TemplateLM):
         ):
             generator = torch.Generator().manual_seed(config.seed)  # per request: order-independent
             ll, _ = mc_loglikelihood(model, list(context_enc), list(continuation_enc), config, generator)
-            greedy = config.check_greedy and greedy_reproduces(model, list(context_enc), list(continuation_enc))
+            greedy = config.check_greedy and greedy_reproduces(
+                model, list(context_enc), list(continuation_enc)
+            )
             self.cache_hook.add_partial("loglikelihood", (context, continuation), (ll, greedy))
             results.append((ll, greedy))
         return results

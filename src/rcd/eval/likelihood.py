@@ -38,8 +38,12 @@ class LikelihoodConfig:
 
     mc_num: int = field(default=128, metadata={"help": "Monte-Carlo draws per request (LLaDA: 128)"})
     mc_batch_size: int = field(default=32, metadata={"help": "draws per forward pass (divides mc_num)"})
-    cfg: float = field(default=0.0, metadata={"help": "classifier-free guidance scale (prefix masked as unconditional)"})
-    check_greedy: bool = field(default=False, metadata={"help": "also report whether greedy decoding gives the continuation"})
+    cfg: float = field(
+        default=0.0, metadata={"help": "classifier-free guidance scale (prefix masked as unconditional)"}
+    )
+    check_greedy: bool = field(
+        default=False, metadata={"help": "also report whether greedy decoding gives the continuation"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the masks"})
 
     def __post_init__(self) -> None:
@@ -90,7 +94,10 @@ def _logits(model: DiffusionModel, clean: torch.Tensor, full_mask: torch.Tensor)
 
 @torch.no_grad()
 def mc_loglikelihood(
-    model: DiffusionModel, prefix: list[int], target: list[int], config: LikelihoodConfig,
+    model: DiffusionModel,
+    prefix: list[int],
+    target: list[int],
+    config: LikelihoodConfig,
     generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
     """(estimate, standard error) of the ELBO of `target` after `prefix`, from `config.mc_num` draws."""

@@ -37,5 +37,6 @@ def pass_at_k_table(rows: Iterable[dict]) -> dict[str, float]:
         return {}
     most = min(n for n, _ in counts.values())
     return {
-        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts) for k in range(1, most + 1)
+        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in counts.values()) / len(counts)
+        for k in range(1, most + 1)
     }

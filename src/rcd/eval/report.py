@@ -17,7 +17,9 @@ import numpy as np  # noqa: E402
 from ..decode.output import TraceStep  # noqa: E402
 
 
-def markdown_table(curves: Mapping[str, Sequence[dict]], note: Callable[[str, dict], str] | None = None) -> str:
+def markdown_table(
+    curves: Mapping[str, Sequence[dict]], note: Callable[[str, dict], str] | None = None
+) -> str:
     """One row per setting; per method 'accuracy % @ tokens/step' (+ `note(method, point)`)."""
     names = list(curves)
     settings = list(dict.fromkeys(p["setting"] for pts in curves.values() for p in pts))
@@ -46,7 +48,9 @@ def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: s
                 continue
             x = [p["tokens_per_step"] for p in pts]
             y = [100 * p["accuracy"] for p in pts]
-            (line,) = ax.plot(x, y, style, marker=marker, color=color, alpha=0.8, label=None if color else name)
+            (line,) = ax.plot(
+                x, y, style, marker=marker, color=color, alpha=0.8, label=None if color else name
+            )
             color = line.get_color()
     ax.set_xscale("log", base=2)
     ax.set_xlabel("tokens per forward pass (every pass counted)")
@@ -62,7 +66,10 @@ def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: s
 # what a trace picture (and the playground page) shades a still-masked position by: the alpha fed
 # back where it varies across positions; where it does not (SeqD's 0, a fixed alpha) the colour
 # would be flat, so the model's confidence instead
-SHADES = {"alpha": ("Oranges", "alpha fed into this step"), "confidence": ("Blues", "confidence (alpha constant)")}
+SHADES = {
+    "alpha": ("Oranges", "alpha fed into this step"),
+    "confidence": ("Blues", "confidence (alpha constant)"),
+}
 FLAT = 1e-6
 
 
@@ -105,7 +112,9 @@ def trace_plot(
         ax.set_ylabel("denoising step (forward pass)")
         ax.set_title(f"{name}: {len(trace)} steps")
         fig.colorbar(image, ax=ax, label=label)
-    fig.suptitle(title or "red x: committed at this step; colour: alpha fed back (confidence where alpha is flat)")
+    fig.suptitle(
+        title or "red x: committed at this step; colour: alpha fed back (confidence where alpha is flat)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -129,7 +138,10 @@ def write_report(report: dict[str, Any], out: Path, title: str | None = None) ->
         "",
     ]
     if report["training"]:
-        lines += ["| stage | steps | seconds | tokens/s | final loss | held-out loss |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| stage | steps | seconds | tokens/s | final loss | held-out loss |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, s in report["training"].items():
             lines.append(
                 f"| {name} | {s['steps']} | {s['train_seconds']:.0f} | {s['tokens_per_second']:.0f} | "

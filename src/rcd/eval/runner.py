@@ -48,13 +48,17 @@ class EvalConfig:
     shots: int | None = field(default=None, metadata={"help": "few-shot exemplars (default: the task's)"})
     chat: bool = field(default=False, metadata={"help": "format prompts with the tokenizer's chat template"})
     n_samples: int = field(
-        default=1, metadata={"help": "samples per problem; reports pass@1..n (unbiased estimator, needs temperature > 0)"}
+        default=1,
+        metadata={
+            "help": "samples per problem; reports pass@1..n (unbiased estimator, needs temperature > 0)"
+        },
     )
     limit: int | None = field(default=None, metadata={"help": "only the first N problems"})
     batch_size: int = field(default=1, metadata={"help": "prompts decoded together per process"})
     seed: int = field(default=0, metadata={"help": "seed of the sampling noise (temperature > 0)"})
     overwrite: bool = field(
-        default=False, metadata={"help": "discard the predictions --out holds (of other options) and start again"}
+        default=False,
+        metadata={"help": "discard the predictions --out holds (of other options) and start again"},
     )
 
     def __post_init__(self) -> None:
@@ -93,7 +97,9 @@ def evaluate(
     """Run (or resume) an evaluation into directory `out`; the summary on the main process."""
     load_config = load_config or LoadConfig()
     # Accelerate treats a process group on CPUs as distributed only when told it is on CPU
-    state = PartialState(cpu=load_config.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "") in ("1", "true"))
+    state = PartialState(
+        cpu=load_config.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "") in ("1", "true")
+    )
     task = get_benchmark(config.task)
     shots = task.default_shots if config.shots is None else config.shots
     problems = load_problems(task, config.data)[: config.limit]
@@ -114,7 +120,9 @@ def evaluate(
             cut_torn_tail(out / PREDICTIONS)
         state.wait_for_everyone()
         tokenizer, context = load_tokenizer(model_path, load_config.trust_remote_code)
-        prompts_fit(task, tokenizer, context, problems, shots, config.chat, decode.gen_length)  # before any model loads
+        prompts_fit(
+            task, tokenizer, context, problems, shots, config.chat, decode.gen_length
+        )  # before any model loads
         on_device = replace(load_config, device=load_config.device or str(state.device))
         run = _Run(Decoder.load(model_path, on_device, decode, residual, reference_path), task, shots, config)
         if state.is_main_process:
@@ -133,7 +141,9 @@ def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict
         path.parent.mkdir(exist_ok=True)
     with state.split_between_processes(pending) as mine:
         written = _decode_all(run, mine, path, state.process_index)
-    stats = gather_object([{"rank": state.process_index, "rows": written, "seconds": time.perf_counter() - started}])
+    stats = gather_object(
+        [{"rank": state.process_index, "rows": written, "seconds": time.perf_counter() - started}]
+    )
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
@@ -146,7 +156,10 @@ def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict
         "device": _device_name(run.decoder.model),
         "num_processes": state.num_processes,
         "batch_size": config.batch_size,
-        "this_run": {"rows_written": sum(s["rows"] for s in stats), "wall_seconds": max(s["seconds"] for s in stats)},
+        "this_run": {
+            "rows_written": sum(s["rows"] for s in stats),
+            "wall_seconds": max(s["seconds"] for s in stats),
+        },
         "options": {**record["options"], "eval": {**record["options"]["eval"], "limit": config.limit}},
         "inputs": record["inputs"],
         "versions": _versions(),
@@ -158,7 +171,10 @@ def _evaluate(run: _Run, problems: list[Problem], out: Path, state, record: dict
 
 def _decode_all(run: _Run, items: list[tuple[Problem, int]], path: Path, rank: int) -> int:
     size = run.config.batch_size
-    with RowWriter(path) as writer, tqdm(total=len(items), desc=f"{run.task.name} [{rank}]", position=rank) as bar:
+    with (
+        RowWriter(path) as writer,
+        tqdm(total=len(items), desc=f"{run.task.name} [{rank}]", position=rank) as bar,
+    ):
         for start in range(0, len(items), size):
             for row in _decode_batch(run, items[start : start + size], rank):
                 writer.write(row)
@@ -168,7 +184,9 @@ def _decode_all(run: _Run, items: list[tuple[Problem, int]], path: Path, rank: i
 
 def _decode_batch(run: _Run, batch: list[tuple[Problem, int]], rank: int) -> list[dict]:
     decoder = run.decoder
-    prompts = [prompt_text(run.task, decoder.tokenizer, p.question, run.shots, run.config.chat) for p, _ in batch]
+    prompts = [
+        prompt_text(run.task, decoder.tokenizer, p.question, run.shots, run.config.chat) for p, _ in batch
+    ]
     generator = None
     if decoder.decode.temperature > 0:  # seeded by the batch's first (problem, sample)
         first, sample = batch[0][0].index, batch[0][1]
@@ -183,20 +201,22 @@ def _decode_batch(run: _Run, batch: list[tuple[Problem, int]], rank: int) -> lis
         completion = cut_at_next_question(run.task, text) if run.shots else text
         answer, correct = grade(completion, problem.gold, run.task.style)
         ids = out.generated[i].tolist()
-        rows.append({
-            "index": problem.index,
-            "sample": sample,
-            "prompt": prompt,
-            "completion": completion,
-            "answer": answer,
-            "gold": problem.gold,
-            "correct": correct,
-            "nfe": int(out.row_forward_passes[i]),
-            "tokens": int(out.generated_tokens[i]),
-            "completion_tokens": next((k for k, t in enumerate(ids) if t in stops), len(ids)),
-            "seconds": round(seconds, 4),
-            "rank": rank,
-        })
+        rows.append(
+            {
+                "index": problem.index,
+                "sample": sample,
+                "prompt": prompt,
+                "completion": completion,
+                "answer": answer,
+                "gold": problem.gold,
+                "correct": correct,
+                "nfe": int(out.row_forward_passes[i]),
+                "tokens": int(out.generated_tokens[i]),
+                "completion_tokens": next((k for k, t in enumerate(ids) if t in stops), len(ids)),
+                "seconds": round(seconds, 4),
+                "rank": rank,
+            }
+        )
     return rows
 
 
@@ -205,7 +225,9 @@ def prompt_text(task: Task, tokenizer, question: str, shots: int, chat: bool) ->
     if chat:
         if tokenizer.chat_template is None:
             raise ValueError("--chat needs a tokenizer with a chat template")
-        return tokenizer.apply_chat_template(task.chat_messages(question, shots), tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            task.chat_messages(question, shots), tokenize=False, add_generation_prompt=True
+        )
     text = task.plain_prompt(question, shots)
     bos = tokenizer.bos_token
     adds_bos = bos is not None and tokenizer.bos_token_id in tokenizer("x")["input_ids"]
@@ -219,8 +241,15 @@ def cut_at_next_question(task: Task, text: str) -> str:
     return text[:cut].rstrip() if cut >= 0 else text
 
 
-def prompts_fit(task: Task, tokenizer, context: int | None, problems: list[Problem], shots: int, chat: bool,
-                gen_length: int) -> None:
+def prompts_fit(
+    task: Task,
+    tokenizer,
+    context: int | None,
+    problems: list[Problem],
+    shots: int,
+    chat: bool,
+    gen_length: int,
+) -> None:
     """Refuse a prompt that, with the generation, exceeds the model's context or that the
     tokenizer cannot represent: decoding it would give garbage silently."""
     for problem in problems:
@@ -239,7 +268,11 @@ def _options(load_config, decode, residual, config, shots) -> dict:
         "load": {**load_config.kwargs(), "device": None},
         "decode": asdict(decode),
         "residual": asdict(residual) if residual is not None else None,
-        "eval": {**{k: v for k, v in asdict(config).items() if k != "overwrite"}, "shots": shots, "limit": None},
+        "eval": {
+            **{k: v for k, v in asdict(config).items() if k != "overwrite"},
+            "shots": shots,
+            "limit": None,
+        },
     }
 
 
@@ -253,5 +286,9 @@ def _device_name(model: torch.nn.Module) -> str:
 def _versions() -> dict:
     import transformers
 
-    return {"rcd": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {
+        "rcd": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }

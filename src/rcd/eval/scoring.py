@@ -35,7 +35,9 @@ def summarize(rows: list[dict], task: str) -> dict:
     }
 
 
-def rescore(task_name: str, predictions: str | Path, data: str | Path | None = None) -> tuple[dict, list[dict]]:
+def rescore(
+    task_name: str, predictions: str | Path, data: str | Path | None = None
+) -> tuple[dict, list[dict]]:
     """Grade every row's `completion` against the data file's gold answer at row `index`.
 
     Returns the summary and the re-graded rows (`answer`, `gold`, `correct` replaced).
@@ -56,7 +58,9 @@ def rescore(task_name: str, predictions: str | Path, data: str | Path | None = N
         if not isinstance(index, int) or not 0 <= index < len(problems):
             raise DataError(f"{predictions}:{number}: index {index!r} is not a row of the data file")
         if not isinstance(row["completion"], str):
-            raise DataError(f"{predictions}:{number}: 'completion' must be a string, got {type(row['completion']).__name__}")
+            raise DataError(
+                f"{predictions}:{number}: 'completion' must be a string, got {type(row['completion']).__name__}"
+            )
         if (index, sample) in seen:
             raise DataError(
                 f"{predictions}:{number}: problem {index} sample {sample} was already scored at line "

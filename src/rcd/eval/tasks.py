@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..data.jsonl import DataError, iter_lines
 from . import fewshot
 from .fewshot import Exemplar
-from ..data.jsonl import DataError, iter_lines
 from .grading import extract_answer
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -65,8 +65,10 @@ class Task:
             return [{"role": "user", "content": f"{question}\n{BOXED_INSTRUCTION}"}]
         messages = []
         for e in self._shots(shots):
-            messages += [{"role": "user", "content": self._turn(e.question)},
-                         {"role": "assistant", "content": e.solution}]
+            messages += [
+                {"role": "user", "content": self._turn(e.question)},
+                {"role": "assistant", "content": e.solution},
+            ]
         return [*messages, {"role": "user", "content": self._turn(question)}]
 
     def _turn(self, question: str) -> str:
@@ -108,7 +110,9 @@ def load_problems(task: Task, path: str | Path | None = None) -> list[Problem]:
             row = {k.lower(): v for k, v in json.loads(line).items()}
         except (json.JSONDecodeError, AttributeError):
             raise DataError(f"{path}:{number}: not a JSON object") from None
-        problems.append(Problem(index, _field(row, ("problem", "question"), path, index), _gold(task, row, path, index)))
+        problems.append(
+            Problem(index, _field(row, ("problem", "question"), path, index), _gold(task, row, path, index))
+        )
     if not problems:
         raise DataError(f"{path}: no problems (the file is empty)")
     return problems

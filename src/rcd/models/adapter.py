@@ -56,14 +56,18 @@ class DiffusionModel:
         if isinstance(model, DiffusionModel):
             if attention is None or attention == model.attention:
                 return model
-            return cls(model.model, model.mask_token_id, attention, model.block_length, model.convention,
-                       model.block_grid)
+            return cls(
+                model.model,
+                model.mask_token_id,
+                attention,
+                model.block_length,
+                model.convention,
+                model.block_grid,
+            )
         config = getattr(model, "config", None)
         mask_id = getattr(config, "mask_token_id", None)
         if mask_id is None:
-            raise ValueError(
-                "the model has no mask token: set model.config.mask_token_id (a dLLM needs one)"
-            )
+            raise ValueError("the model has no mask token: set model.config.mask_token_id (a dLLM needs one)")
         convention = get_convention(convention_name(config))
         mode = attention or getattr(config, "attention", None) or "bidirectional"
         grid = getattr(config, "rcd_block_grid", None) or block_grid_of(config)
@@ -214,9 +218,13 @@ def check_reference(target: DiffusionModel, reference: DiffusionModel, tokenizer
     if tokenizers is not None:
         ours, theirs = tokenizers
         if theirs.get_vocab() != ours.get_vocab():
-            raise ValueError("the reference uses a different tokenizer than the target: RCD needs a shared vocabulary")
+            raise ValueError(
+                "the reference uses a different tokenizer than the target: RCD needs a shared vocabulary"
+            )
         if min(ref_vocab, vocab) < len(ours):
-            raise ValueError(f"output vocabularies ({vocab}, reference {ref_vocab}) are smaller than the tokenizer's")
+            raise ValueError(
+                f"output vocabularies ({vocab}, reference {ref_vocab}) are smaller than the tokenizer's"
+            )
     elif ref_vocab != vocab:
         raise ValueError(
             f"reference vocabulary ({ref_vocab}) differs from the model's ({vocab}): "

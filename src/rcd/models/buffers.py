@@ -24,7 +24,9 @@ class BufferError(RuntimeError):
     """A buffer loading left empty that rcd cannot recompute."""
 
 
-def restore_buffers(model: nn.Module, build: Callable[[], nn.Module], saved: Iterable[str] | None) -> list[str]:
+def restore_buffers(
+    model: nn.Module, build: Callable[[], nn.Module], saved: Iterable[str] | None
+) -> list[str]:
     """Refill from `build()` every buffer of `model` the checkpoint did not hold.
 
     build: constructs the same architecture (called with parameters on the meta device).
@@ -58,7 +60,9 @@ def restore_buffers(model: nn.Module, build: Callable[[], nn.Module], saved: Ite
     return sorted(loaded)
 
 
-def _repoint_aliases(owner: nn.Module, fresh_owner: nn.Module, fresh: torch.Tensor, new: torch.Tensor) -> None:
+def _repoint_aliases(
+    owner: nn.Module, fresh_owner: nn.Module, fresh: torch.Tensor, new: torch.Tensor
+) -> None:
     """Plain tensor attributes that alias the buffer in `__init__` (`original_inv_freq = inv_freq`)."""
     for attr, value in vars(fresh_owner).items():
         if value is fresh and not attr.startswith("_"):

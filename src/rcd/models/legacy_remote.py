@@ -37,8 +37,7 @@ from collections.abc import Iterator
 from typing import TypedDict
 
 import torch
-from transformers import DynamicCache, GenerationConfig, PretrainedConfig
-from transformers import modeling_rope_utils
+from transformers import DynamicCache, GenerationConfig, PretrainedConfig, modeling_rope_utils
 from transformers import utils as hf_utils
 from transformers.utils import import_utils
 
@@ -86,11 +85,15 @@ class AttentionMaskConverter(metaclass=_Removed):
         raise NotImplementedError(_removed_message("AttentionMaskConverter"))
 
 
-def prepare_4d_mask_for_sdpa(attention_mask, input_shape, inputs_embeds, past_key_values_length, sliding_window=None):
+def prepare_4d_mask_for_sdpa(
+    attention_mask, input_shape, inputs_embeds, past_key_values_length, sliding_window=None
+):
     """transformers 4's `_prepare_4d_causal_attention_mask_for_sdpa` for the masks rcd passes:
     a 4D mask is SDPA's mask as it is; any other use is refused."""
     if attention_mask is None or attention_mask.dim() != 4:
-        raise NotImplementedError(_removed_message("_prepare_4d_causal_attention_mask_for_sdpa (for 2D masks)"))
+        raise NotImplementedError(
+            _removed_message("_prepare_4d_causal_attention_mask_for_sdpa (for 2D masks)")
+        )
     return attention_mask
 
 
@@ -148,7 +151,9 @@ def transformers4_names() -> Iterator[None]:
             module = types.ModuleType(_MASK_UTILS, "rcd placeholder for a module removed in transformers 5")
             module.AttentionMaskConverter = AttentionMaskConverter
             module._prepare_4d_causal_attention_mask_for_sdpa = prepare_4d_mask_for_sdpa
-            module._prepare_4d_causal_attention_mask = _refused_mask_helper("_prepare_4d_causal_attention_mask")
+            module._prepare_4d_causal_attention_mask = _refused_mask_helper(
+                "_prepare_4d_causal_attention_mask"
+            )
             stack.enter_context(_modules({_MASK_UTILS: module}))
         if not hasattr(import_utils, "is_torch_fx_available"):
             import_utils.is_torch_fx_available = _torch_fx_available
@@ -247,11 +252,15 @@ def _flash_attn_modules() -> dict[str, types.ModuleType]:
         ),
         "flash_attn.bert_padding": package(
             "flash_attn.bert_padding",
-            **{n: _unsupported(f"bert_padding.{n}") for n in ("index_first_axis", "pad_input", "unpad_input")},
+            **{
+                n: _unsupported(f"bert_padding.{n}") for n in ("index_first_axis", "pad_input", "unpad_input")
+            },
         ),
         "flash_attn.ops": package("flash_attn.ops"),
         "flash_attn.ops.triton": package("flash_attn.ops.triton"),
-        "flash_attn.ops.triton.layer_norm": package("flash_attn.ops.triton.layer_norm", rms_norm_fn=_rms_norm_fn),
+        "flash_attn.ops.triton.layer_norm": package(
+            "flash_attn.ops.triton.layer_norm", rms_norm_fn=_rms_norm_fn
+        ),
     }
 
 

@@ -19,6 +19,9 @@ import transformers
 from transformers import AutoConfig, PreTrainedTokenizerBase
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+from ..residual_rules import load_rule_parameters
+from ..rundir import looks_like_path
+from ..tokenizer import tokenizer_from_pretrained
 from .adapter import DiffusionModel, config_context_length
 from .attention import ATTENTION_MODES
 from .buffers import checkpoint_keys, restore_buffers
@@ -26,14 +29,21 @@ from .compat import TRANSFORMERS_MAJOR, adapt_remote_class
 from .conventions import get_convention
 from .flash_fallback import install_sdpa_fallback
 from .hub import resolve_hub_name
+from .legacy_remote import (
+    adapt_generation_configs,
+    fill_config_defaults,
+    flash_attn_standin,
+    transformers4_names,
+)
 from .lora import adapter_base, is_adapter_dir, load_adapter
-from .legacy_remote import adapt_generation_configs, fill_config_defaults, flash_attn_standin, transformers4_names
-from ..residual_rules import load_rule_parameters
-from ..rundir import looks_like_path
-from ..tokenizer import tokenizer_from_pretrained
 from .presets import PRESETS, Preset, detect_preset, get_preset
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
 # transformers before 4.56 knows only `torch_dtype` (5.x: `dtype`)
 _DTYPE_KWARG = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 # custom 4D masks reach the kernel with these two; flash-attention kernels take no masks
@@ -49,13 +59,16 @@ class LoadConfig:
         metadata={"help": "model family (default: detected from the config)", "choices": tuple(PRESETS)},
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "run the modeling code shipped with the checkpoint (LLaDA, Dream, SDAR)"}
+        default=False,
+        metadata={"help": "run the modeling code shipped with the checkpoint (LLaDA, Dream, SDAR)"},
     )
     dtype: str | None = field(default=None, metadata={"help": "weights dtype", "choices": tuple(DTYPES)})
     device: str | None = field(
         default=None,
-        metadata={"help": "device, e.g. cuda, cuda:1 or cpu (default: a GPU when there is one; "
-                  "under accelerate launch, each process's own)"},
+        metadata={
+            "help": "device, e.g. cuda, cuda:1 or cpu (default: a GPU when there is one; "
+            "under accelerate launch, each process's own)"
+        },
     )
     mask_token_id: int | None = field(default=None, metadata={"help": "override the mask token id"})
     attention: str | None = field(
@@ -77,7 +90,9 @@ class LoadConfig:
         if self.mask_token_id is not None and self.mask_token_id < 0:
             raise ValueError(f"mask_token_id must be >= 0, got {self.mask_token_id}")
         if self.attention is not None and self.attention not in ATTENTION_MODES:
-            raise ValueError(f"attention {self.attention!r} is unknown; choose one of {', '.join(ATTENTION_MODES)}")
+            raise ValueError(
+                f"attention {self.attention!r} is unknown; choose one of {', '.join(ATTENTION_MODES)}"
+            )
         if self.block_length is not None and self.block_length < 1:
             raise ValueError(f"the model's block_length must be >= 1, got {self.block_length}")
 
@@ -124,9 +139,18 @@ def load(
     mask_token_id / attention / block_length: override the checkpoint's and the preset's.
     """
     if is_adapter_dir(path_or_id):
-        return load_adapter(path_or_id, load, preset=preset, trust_remote_code=trust_remote_code, dtype=dtype,
-                            device=device, mask_token_id=mask_token_id, attention=attention,
-                            block_length=block_length, attn_implementation=attn_implementation)
+        return load_adapter(
+            path_or_id,
+            load,
+            preset=preset,
+            trust_remote_code=trust_remote_code,
+            dtype=dtype,
+            device=device,
+            mask_token_id=mask_token_id,
+            attention=attention,
+            block_length=block_length,
+            attn_implementation=attn_implementation,
+        )
     if device is not None:
         check_device(device)
     source = check_source(path_or_id)
@@ -263,8 +287,9 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
     """Write mask id, attention mode, block size, convention and stop ids into the config."""
     config = model.config
     vocab = get_convention(preset.forward).embeddings(model).weight.shape[0]
-    mask_id = _first(mask_token_id, getattr(config, "mask_token_id", None), preset.mask_token_id,
-                     tokenizer.mask_token_id)
+    mask_id = _first(
+        mask_token_id, getattr(config, "mask_token_id", None), preset.mask_token_id, tokenizer.mask_token_id
+    )
     if mask_id is None:
         raise ValueError(
             "no mask token id: the config, the tokenizer and the preset give none; pass mask_token_id"
@@ -272,9 +297,13 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
     if not 0 <= mask_id < vocab:
         raise ValueError(f"mask token id {mask_id} is outside the embedding table ({vocab} rows)")
     config_attention = getattr(config, "attention", None)
-    mode = _first(attention, config_attention if config_attention in ATTENTION_MODES else None, preset.attention)
+    mode = _first(
+        attention, config_attention if config_attention in ATTENTION_MODES else None, preset.attention
+    )
     block = _first(
-        block_length, preset.block_length, getattr(config, "block_length", None),
+        block_length,
+        preset.block_length,
+        getattr(config, "block_length", None),
         getattr(config, "block_size", None) if preset.forward == "sdar" else None,  # SDAR's own name
     )
     if mode == "block-causal" and block is None:
@@ -302,8 +331,9 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def check_shared_vocabulary(tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase,
-                            reference: str) -> None:
+def check_shared_vocabulary(
+    tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase, reference: str
+) -> None:
     """RCD feeds the reference's probabilities through the model's embedding table: the same
     token must have the same id in both (a same-sized but permuted vocabulary is garbage)."""
     if tokenizer.get_vocab() != reference_tokenizer.get_vocab():
@@ -314,7 +344,9 @@ def check_shared_vocabulary(tokenizer: PreTrainedTokenizerBase, reference_tokeni
         )
 
 
-def load_tokenizer(path_or_id: str | Path, trust_remote_code: bool = False) -> tuple[PreTrainedTokenizerBase, int | None]:
+def load_tokenizer(
+    path_or_id: str | Path, trust_remote_code: bool = False
+) -> tuple[PreTrainedTokenizerBase, int | None]:
     """A checkpoint's tokenizer and context length without its weights (an adapter folder:
     its base's), for the checks made before any model loads."""
     source = check_source(adapter_base(path_or_id) if is_adapter_dir(path_or_id) else path_or_id)

@@ -33,7 +33,9 @@ def load_adapter(path: str | Path, load: Callable, **options):
     try:
         from peft import PeftModel
     except ImportError as err:
-        raise ImportError(f"{path} is a LoRA adapter: loading it needs peft (pip install 'rcd[lora]')") from err
+        raise ImportError(
+            f"{path} is a LoRA adapter: loading it needs peft (pip install 'rcd[lora]')"
+        ) from err
     device = options.pop("device", None)
     base, tokenizer = load(adapter_base(path), **options)
     model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()

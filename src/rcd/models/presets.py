@@ -118,15 +118,23 @@ PRESETS: dict[str, Preset] = {
         _DREAM,
         _LLADA2,
         _SDAR,
-        *(replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
-          for b in SDAR_BLOCK_SIZES),
+        *(
+            replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
+            for b in SDAR_BLOCK_SIZES
+        ),
         _HF,
         _RCD_TINY,
     )
 }
 
 # config.model_type of each family's checkpoints
-_MODEL_TYPES = {"llada": "llada", "dream": "dream", "sdar": "sdar", "llada2_moe": "llada2", "rcd-tiny": "rcd-tiny"}
+_MODEL_TYPES = {
+    "llada": "llada",
+    "dream": "dream",
+    "sdar": "sdar",
+    "llada2_moe": "llada2",
+    "rcd-tiny": "rcd-tiny",
+}
 
 
 def get_preset(name: str) -> Preset:

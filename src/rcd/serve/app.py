@@ -36,8 +36,18 @@ from .text import Cutter, Finished
 
 log = logging.getLogger("rcd.serve")
 STATIC = Path(str(resources.files("rcd.serve") / "static"))
-ROUTES = frozenset({"/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
-                    "/v1/rcd/denoise", "/v1/rcd/info"})
+ROUTES = frozenset(
+    {
+        "/",
+        "/health",
+        "/metrics",
+        "/v1/models",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/rcd/denoise",
+        "/v1/rcd/info",
+    }
+)
 SSE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -45,8 +55,13 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
     """The ASGI app serving `backend`'s models (already loaded) with `config`'s limits."""
     config = config or ServeConfig()
     metrics = Metrics()
-    scheduler = Scheduler(backend, metrics, max_batch_size=config.max_batch_size, max_queue=config.max_queue,
-                          batch_wait=config.batch_wait_ms / 1000)
+    scheduler = Scheduler(
+        backend,
+        metrics,
+        max_batch_size=config.max_batch_size,
+        max_queue=config.max_queue,
+        batch_wait=config.batch_wait_ms / 1000,
+    )
     ready = asyncio.Event()
     created = int(time.time())
 
@@ -58,8 +73,12 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
         ready.clear()
         await asyncio.to_thread(scheduler.stop)  # uvicorn has let the open requests finish
 
-    app = FastAPI(title="rcd serve", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible serving of RCD / SeqD diffusion LMs (see docs/serving.md)")
+    app = FastAPI(
+        title="rcd serve",
+        version="1",
+        lifespan=lifespan,
+        description="OpenAI-compatible serving of RCD / SeqD diffusion LMs (see docs/serving.md)",
+    )
     install(app)
     api = _Api(backend, scheduler, metrics)
 
@@ -75,7 +94,9 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
 
     @app.get("/v1/models")
     async def models():
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "rcd"} for name in backend.models]
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "rcd"} for name in backend.models
+        ]
         return {"object": "list", "data": data}
 
     @app.get("/v1/rcd/info")
@@ -83,7 +104,9 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
         served = list(backend.models.values())
         rcd = served[0].decoder
         return {
-            "models": [{"id": m.name, "residual": m.decoder.residual is not None, "role": m.role} for m in served],
+            "models": [
+                {"id": m.name, "residual": m.decoder.residual is not None, "role": m.role} for m in served
+            ],
             "defaults": {**_flags(rcd.decode, rcd.residual), "max_tokens": rcd.decode.gen_length},
         }
 
@@ -96,8 +119,13 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
     async def chat(body: ChatRequest, request: Request):
         model = api.model(body.model)
         if model.tokenizer.chat_template is None:
-            raise ApiError(400, f"model {model.name!r} has no chat template (its tokenizer defines none): "
-                           "use /v1/completions with a plain prompt", "messages", "no_chat_template")
+            raise ApiError(
+                400,
+                f"model {model.name!r} has no chat template (its tokenizer defines none): "
+                "use /v1/completions with a plain prompt",
+                "messages",
+                "no_chat_template",
+            )
         messages = [m.model_dump() for m in body.messages]
         try:
             prompt = model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -113,8 +141,9 @@ def create_app(backend: LocalBackend, config: ServeConfig | None = None):
             ticket = api.submit(job, "all")
         finally:
             scheduler.checked(request.scope)
-        return StreamingResponse(api.steps(model, job, ticket, body.prompt), media_type="text/event-stream",
-                                 headers=SSE)
+        return StreamingResponse(
+            api.steps(model, job, ticket, body.prompt), media_type="text/event-stream", headers=SSE
+        )
 
     @app.get("/", include_in_schema=False)
     async def playground():
@@ -137,25 +166,48 @@ class _Api:
 
     def model(self, name: str) -> ServedModel:
         if name not in self.backend.models:
-            raise ApiError(404, f"model {name!r} is not served here; served: {sorted(self.backend.models)}",
-                           "model", "model_not_found")
+            raise ApiError(
+                404,
+                f"model {name!r} is not served here; served: {sorted(self.backend.models)}",
+                "model",
+                "model_not_found",
+            )
         return self.backend.models[name]
 
-    def job(self, model: ServedModel, body, prompts: list[str], *, seed: int | None, n: int = 1,
-            temperature: float | None = None) -> Job:
+    def job(
+        self,
+        model: ServedModel,
+        body,
+        prompts: list[str],
+        *,
+        seed: int | None,
+        n: int = 1,
+        temperature: float | None = None,
+    ) -> Job:
         """Every check of a request, before it may join a batch (ApiError 400 naming the cause)."""
         given = {k: getattr(body.rcd, k) for k in body.rcd.model_fields_set} if body.rcd is not None else {}
         decoder = model.decoder
         try:
-            options = resolve(decoder.decode, decoder.residual, given, max_tokens=body.max_tokens,
-                              temperature=temperature, baseline=model.role == "baseline")
+            options = resolve(
+                decoder.decode,
+                decoder.residual,
+                given,
+                max_tokens=body.max_tokens,
+                temperature=temperature,
+                baseline=model.role == "baseline",
+            )
         except ValueError as err:
             raise ApiError(400, str(err), "rcd", "invalid_value") from err
         lengths = []
         for i, prompt in enumerate(prompts):
             try:
-                lengths.append(len(self.backend.encode(model.name, prompt, "prompt" if len(prompts) == 1 else
-                                                       f"prompt {i}")))
+                lengths.append(
+                    len(
+                        self.backend.encode(
+                            model.name, prompt, "prompt" if len(prompts) == 1 else f"prompt {i}"
+                        )
+                    )
+                )
             except ValueError as err:
                 raise ApiError(400, str(err), "prompt", "unrepresentable_text") from err
         try:
@@ -186,8 +238,11 @@ class _Api:
             self.scheduler.checked(request.scope)
         cutter = Cutter(model.tokenizer, frozenset(model.decoder.stops), body.stops(), job.options.max_tokens)
         prompt_tokens = job.prompt_tokens
-        head = {"id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
-                "created": int(time.time()), "model": model.name}
+        head = {
+            "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": model.name,
+        }
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
             chunks = self.chunks(ticket, cutter, kind, head, prompt_tokens, include_usage)
@@ -195,8 +250,12 @@ class _Api:
         rows = await self.wait(ticket, request)
         finished = [cutter.finish(r.ids) for r in rows]
         self.count(model.name, prompt_tokens, finished)
-        return {**head, "object": kind, "choices": [_choice(kind, i, f) for i, f in enumerate(finished)],
-                "usage": _usage(prompt_tokens, finished, rows)}
+        return {
+            **head,
+            "object": kind,
+            "choices": [_choice(kind, i, f) for i, f in enumerate(finished)],
+            "usage": _usage(prompt_tokens, finished, rows),
+        }
 
     async def wait(self, ticket: Ticket, request: Request) -> list[RowResult]:
         """The rows of a non-streamed request; a client that goes away meanwhile frees its slot."""
@@ -218,8 +277,9 @@ class _Api:
         self.metrics.prompt_tokens.labels(model).inc(prompt_tokens)
         self.metrics.completion_tokens.labels(model).inc(sum(f.tokens for f in finished))
 
-    async def chunks(self, ticket: Ticket, cutter: Cutter, kind: str, head: dict, prompt_tokens: int,
-                     include_usage: bool) -> AsyncIterator[str]:
+    async def chunks(
+        self, ticket: Ticket, cutter: Cutter, kind: str, head: dict, prompt_tokens: int, include_usage: bool
+    ) -> AsyncIterator[str]:
         """OpenAI's stream: each row's text as its blocks complete, then finish reasons, [DONE]."""
         chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
         rows = len(ticket.job.prompts)
@@ -227,8 +287,11 @@ class _Api:
 
         def chunk(index: int, text: str | None, reason: str | None = None, first: bool = False) -> str:
             if kind == "chat.completion":
-                delta = {"role": "assistant", "content": text or ""} if first else \
-                    ({"content": text} if text else {})
+                delta = (
+                    {"role": "assistant", "content": text or ""}
+                    if first
+                    else ({"content": text} if text else {})
+                )
                 choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
             else:
                 choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
@@ -244,21 +307,29 @@ class _Api:
                 if event == "step":
                     text = cutter.finish(_prefix(step.canvas), complete=False).text
                     if text.startswith(sent[value]) and len(text) > len(sent[value]):
-                        yield chunk(value, text[len(sent[value]):])
+                        yield chunk(value, text[len(sent[value]) :])
                         sent[value] = text
                 elif event == "done":
                     finished = [cutter.finish(r.ids) for r in value]
                     for i, f in enumerate(finished):
                         if not f.text.startswith(sent[i]):  # cannot happen with a prefix-stable decoder
-                            log.warning("stream of row %d sent text that the final text does not start with", i)
-                        rest = f.text[len(sent[i]):]
+                            log.warning(
+                                "stream of row %d sent text that the final text does not start with", i
+                            )
+                        rest = f.text[len(sent[i]) :]
                         if rest:
                             yield chunk(i, rest)
                         yield chunk(i, None, f.reason)
                     self.count(ticket.job.model, prompt_tokens, finished)
                     if include_usage:
-                        yield _event({**head, "object": chunk_kind, "choices": [],
-                                      "usage": _usage(prompt_tokens, finished, value)})
+                        yield _event(
+                            {
+                                **head,
+                                "object": chunk_kind,
+                                "choices": [],
+                                "usage": _usage(prompt_tokens, finished, value),
+                            }
+                        )
                     done = True
                     break
                 else:
@@ -277,19 +348,42 @@ class _Api:
         cutter = Cutter(model.tokenizer, frozenset(model.decoder.stops), (), job.options.max_tokens)
         done = False
         try:
-            yield _event({"type": "start", "model": model.name, "residual": job.options.residual is not None,
-                          "gen_length": decode.gen_length, "block_length": decode.block_length, "prompt": prompt})
+            yield _event(
+                {
+                    "type": "start",
+                    "model": model.name,
+                    "residual": job.options.residual is not None,
+                    "gen_length": decode.gen_length,
+                    "block_length": decode.block_length,
+                    "prompt": prompt,
+                }
+            )
             while True:
                 event, value, step = await ticket.events.get()
                 if event == "step":
-                    yield _event({"type": "step", "block": step.block, "step": step.step, "nfe": step.nfe,
-                                  "canvas": [self.piece(model, t) for t in step.canvas], "committed": step.committed,
-                                  "order": step.order, "confidence": step.confidence, "alpha": step.alpha})
+                    yield _event(
+                        {
+                            "type": "step",
+                            "block": step.block,
+                            "step": step.step,
+                            "nfe": step.nfe,
+                            "canvas": [self.piece(model, t) for t in step.canvas],
+                            "committed": step.committed,
+                            "order": step.order,
+                            "confidence": step.confidence,
+                            "alpha": step.alpha,
+                        }
+                    )
                 elif event == "done":
                     finished = [cutter.finish(r.ids) for r in value]
                     self.count(model.name, job.prompt_tokens, finished)
-                    yield _event({"type": "done", "text": finished[0].text,
-                                  "usage": _usage(job.prompt_tokens, finished, value)})
+                    yield _event(
+                        {
+                            "type": "done",
+                            "text": finished[0].text,
+                            "usage": _usage(job.prompt_tokens, finished, value),
+                        }
+                    )
                     done = True
                     break
                 else:
@@ -323,8 +417,12 @@ def _event(payload: dict) -> str:
 
 def _choice(kind: str, index: int, finished: Finished) -> dict:
     if kind == "chat.completion":
-        return {"index": index, "message": {"role": "assistant", "content": finished.text}, "logprobs": None,
-                "finish_reason": finished.reason}
+        return {
+            "index": index,
+            "message": {"role": "assistant", "content": finished.text},
+            "logprobs": None,
+            "finish_reason": finished.reason,
+        }
     return {"index": index, "text": finished.text, "logprobs": None, "finish_reason": finished.reason}
 
 

@@ -67,10 +67,18 @@ class LocalBackend:
         server's default options against each, so a bad default fails before the port opens."""
         names = [served_name(model_path)] + ([served_name(baseline_path)] if baseline_path else [])
         if len(set(names)) != len(names):
-            raise ValueError(f"--model and --baseline are both named {names[0]!r}: serve directories of distinct names")
-        served = [ServedModel(names[0], "rcd", load_decoder(model_path, load_config, decode, residual, reference_path))]
+            raise ValueError(
+                f"--model and --baseline are both named {names[0]!r}: serve directories of distinct names"
+            )
+        served = [
+            ServedModel(
+                names[0], "rcd", load_decoder(model_path, load_config, decode, residual, reference_path)
+            )
+        ]
         if baseline_path:
-            served.append(ServedModel(names[1], "baseline", load_decoder(baseline_path, load_config, decode, None)))
+            served.append(
+                ServedModel(names[1], "baseline", load_decoder(baseline_path, load_config, decode, None))
+            )
         backend = cls(served)
         for model in served:
             backend.check(model.name, model.decoder.decode, model.decoder.residual, prompt_length=0)
@@ -82,12 +90,20 @@ class LocalBackend:
         with model.encode_lock:  # a fast tokenizer's padding state is shared: one call at a time
             return check_representable(model.tokenizer, text, where)
 
-    def check(self, name: str, decode: DecodeConfig, residual: ResidualConfig | None, prompt_length: int) -> None:
+    def check(
+        self, name: str, decode: DecodeConfig, residual: ResidualConfig | None, prompt_length: int
+    ) -> None:
         """What `generate` would refuse for these options on this model (ValueError), checked
         before the request joins a batch so that it cannot fail the others."""
         decoder = self.models[name].decoder
-        check_generation(decoder.model, decode, residual=residual, reference=_reference(decoder, residual),
-                         eos_token_id=decoder.stops or None, prompt_length=prompt_length)
+        check_generation(
+            decoder.model,
+            decode,
+            residual=residual,
+            reference=_reference(decoder, residual),
+            eos_token_id=decoder.stops or None,
+            prompt_length=prompt_length,
+        )
 
     def run(
         self,

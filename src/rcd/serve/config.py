@@ -19,10 +19,14 @@ class ServeConfig:
     )
     batch_wait_ms: float = field(
         default=10.0,
-        metadata={"help": "a batch waits this long after the latest request for more with the same options "
-                  "(at most 10 times as long in all)"},
+        metadata={
+            "help": "a batch waits this long after the latest request for more with the same options "
+            "(at most 10 times as long in all)"
+        },
     )
-    max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body accepted (413 above)"})
+    max_body_bytes: int = field(
+        default=1_000_000, metadata={"help": "largest request body accepted (413 above)"}
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

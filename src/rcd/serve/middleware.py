@@ -14,9 +14,17 @@ from .metrics import Metrics
 
 async def _send_error(send, status: int, message: str, code: str | None = None, headers=()) -> None:
     body = json.dumps(error_body(status, message, code=code)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -31,12 +39,19 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if self.api_key is not None and scope["path"].startswith("/v1") and not self._authorized(scope):
-            return await _send_error(send, 401, "missing or wrong API key: send `Authorization: Bearer KEY`",
-                                     "invalid_api_key", [(b"www-authenticate", b"Bearer")])
+            return await _send_error(
+                send,
+                401,
+                "missing or wrong API key: send `Authorization: Bearer KEY`",
+                "invalid_api_key",
+                [(b"www-authenticate", b"Bearer")],
+            )
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            return await _send_error(send, 413, f"request body over {self.max_body_bytes} bytes", "body_too_large")
+            return await _send_error(
+                send, 413, f"request body over {self.max_body_bytes} bytes", "body_too_large"
+            )
         chunks, size = [], 0
         while True:  # read the whole body first: a chunked body is held to the same limit
             message = await receive()
@@ -45,8 +60,9 @@ class Guard:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_body_bytes:
-                return await _send_error(send, 413, f"request body over {self.max_body_bytes} bytes",
-                                         "body_too_large")
+                return await _send_error(
+                    send, 413, f"request body over {self.max_body_bytes} bytes", "body_too_large"
+                )
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False

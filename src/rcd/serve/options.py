@@ -57,18 +57,26 @@ def resolve(
     the server's steps per block. temperature: OpenAI's top-level field (same as the key).
     """
     decode_keys = {k: v for k, v in given.items() if k != SWITCH and not k.startswith(RES)}
-    residual_keys = {k[len(RES):]: v for k, v in given.items() if k.startswith(RES)}
+    residual_keys = {k[len(RES) :]: v for k, v in given.items() if k.startswith(RES)}
     if temperature is not None:
         if "temperature" in decode_keys and decode_keys["temperature"] != temperature:
-            raise ValueError(f"temperature {temperature} and rcd.temperature {decode_keys['temperature']} differ: "
-                             "give one")
+            raise ValueError(
+                f"temperature {temperature} and rcd.temperature {decode_keys['temperature']} differ: give one"
+            )
         decode_keys["temperature"] = temperature
     block_length = decode_keys.get("block_length", default_decode.block_length)
     if max_tokens is not None and "gen_length" in decode_keys and max_tokens > decode_keys["gen_length"]:
         raise ValueError(f"max_tokens {max_tokens} exceeds rcd.gen_length {decode_keys['gen_length']}")
-    if max_tokens is not None and "gen_length" not in decode_keys and isinstance(block_length, int) and block_length > 0:
+    if (
+        max_tokens is not None
+        and "gen_length" not in decode_keys
+        and isinstance(block_length, int)
+        and block_length > 0
+    ):
         decode_keys["gen_length"] = -(-max_tokens // block_length) * block_length
-    if ("gen_length" in decode_keys or "block_length" in decode_keys) and not {"steps", "threshold"} & set(given):
+    if ("gen_length" in decode_keys or "block_length" in decode_keys) and not {"steps", "threshold"} & set(
+        given
+    ):
         decode_keys.update(_steps_per_block_kept(default_decode, decode_keys))
     try:
         decode = dataclasses.replace(default_decode, **decode_keys)
@@ -78,15 +86,21 @@ def resolve(
     on = given.get(SWITCH)
     if baseline:
         if on or residual_keys:
-            raise ValueError("the baseline model is decoded as plain SeqD: drop rcd.rcd and the rcd.res_* options")
+            raise ValueError(
+                "the baseline model is decoded as plain SeqD: drop rcd.rcd and the rcd.res_* options"
+            )
         residual = None
     elif on is False:
         if residual_keys:
-            raise ValueError("rcd.res_* options set the residual of RCD decoding: drop them, or set rcd.rcd true")
+            raise ValueError(
+                "rcd.res_* options set the residual of RCD decoding: drop them, or set rcd.rcd true"
+            )
         residual = None
     elif on is None and default_residual is None:
         if residual_keys:
-            raise ValueError("rcd.res_* options set the residual of RCD decoding: add \"rcd\": true, or drop them")
+            raise ValueError(
+                'rcd.res_* options set the residual of RCD decoding: add "rcd": true, or drop them'
+            )
         residual = None
     else:
         residual = dataclasses.replace(default_residual or ResidualConfig(), **residual_keys)
@@ -99,7 +113,10 @@ def _steps_per_block_kept(default: DecodeConfig, keys: dict[str, Any]) -> dict[s
     its tokens per step); none where the server decodes one token per step or by threshold."""
     if default.steps is None or default.threshold is not None:
         return {}
-    gen_length, block_length = keys.get("gen_length", default.gen_length), keys.get("block_length", default.block_length)
+    gen_length, block_length = (
+        keys.get("gen_length", default.gen_length),
+        keys.get("block_length", default.block_length),
+    )
     if not (isinstance(gen_length, int) and isinstance(block_length, int) and block_length > 0):
         return {}
     per_block = default.steps // default.n_blocks
@@ -112,4 +129,8 @@ def needs_own_batch(options: Options) -> bool:
     the loop takes one generator per batch, so such a request decodes alone, its result then
     set by its seed only."""
     decode, residual = options.decode, options.residual
-    return decode.temperature > 0 or decode.order == "random" or (residual is not None and residual.init == "dirichlet")
+    return (
+        decode.temperature > 0
+        or decode.order == "random"
+        or (residual is not None and residual.init == "dirichlet")
+    )

@@ -84,8 +84,15 @@ class Ticket:
 
 
 class Scheduler:
-    def __init__(self, backend: LocalBackend, metrics: Metrics, *, max_batch_size: int, max_queue: int,
-                 batch_wait: float):
+    def __init__(
+        self,
+        backend: LocalBackend,
+        metrics: Metrics,
+        *,
+        max_batch_size: int,
+        max_queue: int,
+        batch_wait: float,
+    ):
         self.backend, self.metrics = backend, metrics
         self.max_batch_size, self.max_queue, self.batch_wait = max_batch_size, max_queue, batch_wait
         self.pending: list[Ticket] = []
@@ -121,8 +128,10 @@ class Scheduler:
 
     def submit(self, job: Job, steps: str | None = None) -> Ticket:
         if len(job.prompts) > self.max_batch_size:
-            raise ValueError(f"the request has {len(job.prompts)} rows (prompts x n); this server decodes at most "
-                             f"{self.max_batch_size} together: send fewer prompts or a smaller n")
+            raise ValueError(
+                f"the request has {len(job.prompts)} rows (prompts x n); this server decodes at most "
+                f"{self.max_batch_size} together: send fewer prompts or a smaller n"
+            )
         ticket = Ticket(job, asyncio.get_running_loop(), steps)
         with self.condition:
             if len(self.pending) >= self.max_queue:
@@ -213,7 +222,9 @@ class Scheduler:
         self.metrics.batch_size.observe(len(prompts))
         started = time.perf_counter()
         try:
-            out = self.backend.run(job.model, prompts, job.options.decode, job.options.residual, job.seed, on_step)
+            out = self.backend.run(
+                job.model, prompts, job.options.decode, job.options.residual, job.seed, on_step
+            )
         except Cancelled:
             self.metrics.aborted_batches.inc()
             self.metrics.cancelled.inc(len(batch))

@@ -30,7 +30,10 @@ class StreamOptions(BaseModel):
 
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Stop = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | Annotated[str, Field(min_length=1)]
+Stop = (
+    Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)]
+    | Annotated[str, Field(min_length=1)]
+)
 
 
 class Sampling(BaseModel):
@@ -54,7 +57,9 @@ class Sampling(BaseModel):
 
 
 class CompletionRequest(Sampling):
-    prompt: Annotated[str, Field(max_length=1_000_000)] | Annotated[list[str], Field(min_length=1, max_length=64)]
+    prompt: (
+        Annotated[str, Field(max_length=1_000_000)] | Annotated[list[str], Field(min_length=1, max_length=64)]
+    )
     echo: Literal[False] = False
     logprobs: Literal[0] | None = None
 

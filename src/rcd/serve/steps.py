@@ -39,7 +39,9 @@ class BatchCanvas:
     def update(self, step: TraceStep) -> None:
         """Apply one step's commits (all rows)."""
         self.candidates = ~step.confidence.isnan()
-        self.columns = step.block_start + torch.arange(step.committed.shape[1])[None] - step.gen_starts[:, None]
+        self.columns = (
+            step.block_start + torch.arange(step.committed.shape[1])[None] - step.gen_starts[:, None]
+        )
         self.inside = (self.columns >= 0) & (self.columns < self.gen_length)
         self.step = step
         active = self.candidates.any(-1)
@@ -52,7 +54,9 @@ class BatchCanvas:
 
     def block_done(self, row: int) -> bool:
         """The last step committed this row's last masked position of the block."""
-        return bool(self.candidates[row].any()) and not bool((self.candidates[row] & ~self.step.committed[row]).any())
+        return bool(self.candidates[row].any()) and not bool(
+            (self.candidates[row] & ~self.step.committed[row]).any()
+        )
 
     def row(self, row: int) -> RowStep:
         """The snapshot of one row after the last `update`."""

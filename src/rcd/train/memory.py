@@ -61,7 +61,9 @@ class ReferenceModule(nn.Module):
 
     @torch.no_grad()
     def forward(self, batch: NoisyBatch) -> torch.Tensor:
-        return reference_signal(DiffusionModel.wrap(self.model), batch, self.block_length, self.options).logits
+        return reference_signal(
+            DiffusionModel.wrap(self.model), batch, self.block_length, self.options
+        ).logits
 
     def signal(self, batch: NoisyBatch) -> ReferenceSignal:
         return ReferenceSignal(logits=self(batch))

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-
 STREAMS = {"level": 0, "position": 1, "extra": 2, "dropout": 3}
 
 
@@ -22,11 +21,11 @@ def example_generator(seed: int, epoch: int, index: int, stream: str) -> torch.G
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def per_example_uniforms(
-    seed: int, epoch: int, indices: list[int], stream: str, count: int
-) -> torch.Tensor:
+def per_example_uniforms(seed: int, epoch: int, indices: list[int], stream: str, count: int) -> torch.Tensor:
     """(len(indices), count) uniforms in [0, 1), one row per example from its own stream."""
-    return torch.stack([torch.rand(count, generator=example_generator(seed, epoch, i, stream)) for i in indices])
+    return torch.stack(
+        [torch.rand(count, generator=example_generator(seed, epoch, i, stream)) for i in indices]
+    )
 
 
 @dataclass

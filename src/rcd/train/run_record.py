@@ -28,9 +28,13 @@ def train_record(config: TrainConfig, residual: ResidualTrainingConfig | None) -
     options = {k: v for k, v in asdict(config).items() if k not in INPUTS + OPERATIONAL}
     options["residual"] = asdict(residual or ResidualTrainingConfig()) if config.stage == "rcd" else None
     inputs = {
-        "model": {"preset": config.model} if config.model in TINY_PRESETS else fingerprint(config.model, what="--model"),
+        "model": {"preset": config.model}
+        if config.model in TINY_PRESETS
+        else fingerprint(config.model, what="--model"),
         "reference": fingerprint(config.reference, what="--reference"),
-        "tokenizer": fingerprint(config.tokenizer, what="--tokenizer") if config.tokenizer not in (None, "char") else None,
+        "tokenizer": fingerprint(config.tokenizer, what="--tokenizer")
+        if config.tokenizer not in (None, "char")
+        else None,
         "data": fingerprint(config.data, what="--data"),
         "eval_data": fingerprint(config.eval_data, what="--eval-data"),
     }

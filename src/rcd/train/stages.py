@@ -50,8 +50,9 @@ class ResidualSource:
         """The positions of the reference's prediction kept as the signal, in `masked` order."""
         return batch.masked
 
-    def target_signal(self, module: StageModule, target: DiffusionModel, batch: NoisyBatch,
-                      signal: ReferenceSignal) -> ReferenceSignal:
+    def target_signal(
+        self, module: StageModule, target: DiffusionModel, batch: NoisyBatch, signal: ReferenceSignal
+    ) -> ReferenceSignal:
         """The residual the target is fed at the batch's masked positions."""
         return signal
 
@@ -91,10 +92,16 @@ class SelfLoopSource(MoreMaskedSource):
     @torch.no_grad()
     def target_signal(self, module, target, batch, signal):
         options = module.residual
-        copies = [earlier_step(batch, options.more_masked_fraction, back) for back in range(options.unroll, -1, -1)]
+        copies = [
+            earlier_step(batch, options.more_masked_fraction, back) for back in range(options.unroll, -1, -1)
+        ]
         for previous, later in zip(copies, copies[1:]):  # each copy once, oldest first
-            embeds = module.residual_inputs(target, previous, target.embed(previous.noisy), signal, dropout=False)
-            signal = ReferenceSignal(logits=noisy_logits(target, embeds, previous, module.block_length)[later.masked])
+            embeds = module.residual_inputs(
+                target, previous, target.embed(previous.noisy), signal, dropout=False
+            )
+            signal = ReferenceSignal(
+                logits=noisy_logits(target, embeds, previous, module.block_length)[later.masked]
+            )
         return signal
 
 
@@ -149,15 +156,20 @@ class ResidualTrainingConfig:
         default=0.25, metadata={"help": "extra masking rate of unmasked response tokens (more-masked, self)"}
     )
     unroll: int = field(
-        default=1, metadata={"help": "source self: denoising steps of the self-loop unrolled, without backpropagation (K)"}
+        default=1,
+        metadata={
+            "help": "source self: denoising steps of the self-loop unrolled, without backpropagation (K)"
+        },
     )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout <= 1.0 or not 0.0 <= self.more_masked_fraction <= 1.0:
             raise ValueError("residual dropout and more_masked_fraction must lie in [0, 1]")
         if self.unroll < 1 or (self.unroll > 1 and self.source != "self"):
-            raise ValueError(f"residual unroll {self.unroll} with source {self.source!r}: unroll is >= 1, and above 1 "
-                             "only with source 'self' (--res-source self)")
+            raise ValueError(
+                f"residual unroll {self.unroll} with source {self.source!r}: unroll is >= 1, and above 1 "
+                "only with source 'self' (--res-source self)"
+            )
         if self.source not in SOURCES or self.dropout_unit not in DROPOUT_UNITS:
             raise ValueError(f"source must be one of {tuple(SOURCES)}, dropout_unit one of {DROPOUT_UNITS}")
         if any(getattr(self.residual, name) != getattr(ResidualConfig(), name) for name in DECODE_ONLY):
@@ -254,5 +266,9 @@ class StageModule(nn.Module):
         full_alpha = torch.zeros(batch.masked.shape, dtype=alpha.dtype, device=alpha.device)
         full_alpha[batch.masked] = alpha
         if dropout and self.training and options.dropout > 0:  # held-out loss: residual always on
-            full_alpha = full_alpha.masked_fill(dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0)
-        return residual_rule(config).mix(embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked, parameters)
+            full_alpha = full_alpha.masked_fill(
+                dropped_residuals(batch, options.dropout, options.dropout_unit), 0.0
+            )
+        return residual_rule(config).mix(
+            embeds, target.mask_embedding(), full_delta, full_alpha, batch.masked, parameters
+        )

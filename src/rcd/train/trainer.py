@@ -115,7 +115,9 @@ def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, lora_dropout=0.0)
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, lora_dropout=0.0
+    )
     return get_peft_model(model, lora)
 
 
@@ -134,13 +136,16 @@ class Trainer:
             gradient_accumulation_steps=config.grad_accum,
             dataloader_config=DataLoaderConfiguration(
                 # a stream is read by every process, each keeping its share of the examples
-                use_seedable_sampler=True, data_seed=config.seed, dispatch_batches=False if config.streaming else None
+                use_seedable_sampler=True,
+                data_seed=config.seed,
+                dispatch_batches=False if config.streaming else None,
             ),
         )
         set_seed(config.seed)
         if config.stage == "rcd":  # the shared vocabulary, from the tokenizers: before any model loads
-            check_shared_vocabulary(tokenizer_of(config), tokenizer_of(replace(config, model=config.reference)),
-                                    config.reference)
+            check_shared_vocabulary(
+                tokenizer_of(config), tokenizer_of(replace(config, model=config.reference)), config.reference
+            )
         model, self.tokenizer = build_model(config)
         context = context_length(model)
         if context is not None and config.max_prompt_length + config.max_response_length > context:
@@ -160,12 +165,18 @@ class Trainer:
         self.reference = None
         if config.stage == "rcd":
             reference = load_reference(
-                config.reference, target, self.tokenizer, config.trust_remote_code, config.reference_dtype or config.dtype
+                config.reference,
+                target,
+                self.tokenizer,
+                config.trust_remote_code,
+                config.reference_dtype or config.dtype,
             )
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
             )
-        self.cache = ReferenceCache(config.cache_top_k, self.residual.residual) if config.cache_reference else None
+        self.cache = (
+            ReferenceCache(config.cache_top_k, self.residual.residual) if config.cache_reference else None
+        )
         collate = SftCollator(
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
@@ -174,7 +185,11 @@ class Trainer:
         )
         loader = self._train_loader(collate)
         eval_loader = (
-            DataLoader(self._load(config.eval_data, config.eval_split), batch_size=config.batch_size, collate_fn=collate)
+            DataLoader(
+                self._load(config.eval_data, config.eval_split),
+                batch_size=config.batch_size,
+                collate_fn=collate,
+            )
             if config.eval_data
             else None
         )
@@ -185,10 +200,14 @@ class Trainer:
             residual=self.residual,
         )
         optimizer = torch.optim.AdamW(
-            [p for p in module.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+            [p for p in module.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
-        self.steps_per_epoch = None if config.streaming else math.ceil(
-            math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum
+        self.steps_per_epoch = (
+            None
+            if config.streaming
+            else math.ceil(math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum)
         )
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         # a prepared scheduler is stepped once per process at each optimizer step (Accelerate
@@ -197,7 +216,8 @@ class Trainer:
         scheduler = get_scheduler(
             config.schedule,
             optimizer,
-            num_warmup_steps=(config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps)) * processes,
+            num_warmup_steps=(config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps))
+            * processes,
             num_training_steps=self.total_steps * processes,
         )
         prepared = self.accelerator.prepare(module, optimizer, loader, scheduler)
@@ -209,8 +229,15 @@ class Trainer:
 
     def _data_options(self, split: str) -> DataOptions:
         c = self.config
-        return DataOptions(c.max_prompt_length, c.max_response_length, c.overflow, c.prompt_field,
-                           c.response_field, c.messages_field, split)
+        return DataOptions(
+            c.max_prompt_length,
+            c.max_response_length,
+            c.overflow,
+            c.prompt_field,
+            c.response_field,
+            c.messages_field,
+            split,
+        )
 
     def _load(self, path: str, split: str):
         cache = None if self.config.cache_dir == "none" else (self.config.cache_dir or default_cache_dir())
@@ -265,7 +292,9 @@ class Trainer:
         for batch in self.eval_loader:
             noisy = self._noisy(batch, EVAL_EPOCH)
             loss = self.module(noisy, self._signal(noisy, use_cache=False))
-            total += torch.stack([loss * len(batch["index"]), torch.tensor(len(batch["index"]), device=loss.device)])
+            total += torch.stack(
+                [loss * len(batch["index"]), torch.tensor(len(batch["index"]), device=loss.device)]
+            )
         self.module.train()
         total = self.accelerator.reduce(total, reduction="sum")
         return float(total[0] / total[1])
@@ -290,7 +319,11 @@ class Trainer:
         while self.state.step < self.total_steps:
             epoch = self.state.epoch
             self.loader.set_epoch(epoch)
-            batches = acc.skip_first_batches(self.loader, self.state.batch_in_epoch) if self.state.batch_in_epoch else self.loader
+            batches = (
+                acc.skip_first_batches(self.loader, self.state.batch_in_epoch)
+                if self.state.batch_in_epoch
+                else self.loader
+            )
             noise_epoch = 0 if self.cache is not None else epoch
             for batch in batches:
                 started = time.perf_counter()
@@ -398,7 +431,9 @@ class Trainer:
     def _save_adapter(self, model) -> None:
         """OUT/adapter: the LoRA weights and the base they adapt (absolute path or Hub id)."""
         base = Path(self.config.model)
-        model.peft_config["default"].base_model_name_or_path = str(base.resolve()) if base.is_dir() else self.config.model
+        model.peft_config["default"].base_model_name_or_path = (
+            str(base.resolve()) if base.is_dir() else self.config.model
+        )
         model.save_pretrained(self.out / ADAPTER_DIR, safe_serialization=True)
         self.tokenizer.save_pretrained(self.out / ADAPTER_DIR)
 
@@ -422,7 +457,9 @@ class Trainer:
         if self.cache is not None:
             summary["reference_cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
         model = acc.unwrap_model(self.module).model
-        rule_module = getattr(model, PARAMETERS_ATTRIBUTE, None)  # a learned feedback rule's (kept past a merge)
+        rule_module = getattr(
+            model, PARAMETERS_ATTRIBUTE, None
+        )  # a learned feedback rule's (kept past a merge)
         if self.config.lora_rank:
             if acc.is_main_process:
                 self._save_adapter(model)
@@ -476,7 +513,9 @@ def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -
     """
     if residual is not None:  # the older spelling of TrainConfig(residual=...)
         config = replace(config, residual=residual)
-    options, inputs = train_record(config, config.residual)  # before any model loads: a missing path fails here
+    options, inputs = train_record(
+        config, config.residual
+    )  # before any model loads: a missing path fails here
     summary_path = Path(config.out) / SUMMARY_FILE
     saved = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     run = RunDir(config.out, "train", (*WORK, *saved.get("files", [])))
@@ -486,8 +525,10 @@ def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -
         continuing = run.check(record, overwrite=config.overwrite) if state.is_main_process else None
         continuing = bool(_broadcast(continuing))
         if continuing and not config.resume:
-            raise UsageError(f"{config.out} holds a run of these options; drop --no-resume to continue it, "
-                             "or pass --overwrite to start again")
+            raise UsageError(
+                f"{config.out} holds a run of these options; drop --no-resume to continue it, "
+                "or pass --overwrite to start again"
+            )
         if continuing and summary_path.exists():
             PartialState().print(f"{config.out}: this run is complete ({SUMMARY_FILE}); nothing to do")
             return json.loads(summary_path.read_text())
