@@ -127,7 +127,8 @@ def generate(
     generated = torch.zeros(batch, dtype=torch.long, device=device)
     nfe = reference_nfe = 0
     trace: list[TraceStep] | None = [] if return_trace else None
-    gen_starts = grid_layout.gen_starts.cpu()
+    # where each row's generation starts in the block grid: only the trace's steps need it
+    gen_starts = grid_layout.gen_starts.cpu() if return_trace or on_step is not None else None
 
     def target_embeds(start: int, end: int) -> torch.Tensor:
         ids = sequence.ids[:, start:end]
@@ -143,9 +144,8 @@ def generate(
                 predict_start, predict_end = prompt_length, sequence.length
             else:
                 predict_start, predict_end = block_start, block_end
-            block_ids = sequence.ids[
-                :, block_start:block_end
-            ]  # a view: commits write through to sequence.ids
+            # a view: commits write through to sequence.ids
+            block_ids = sequence.ids[:, block_start:block_end]
 
             if state is not None:
                 need = (sequence.ids[:, predict_start:predict_end] == mask_id) & active[:, None]
