@@ -361,11 +361,14 @@ def test_other_errors_are_error_objects_too(server):
     )
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/rcd/denoise"])
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(server, route):
     passes = server.metric("rcd_forward_passes_total", 'model="seqd",kind="model"')
     aborted = server.metric("rcd_aborted_batches_total")
-    long = {"model": "seqd", "prompt": "1", "stream": True, "rcd": {"gen_length": 512, "steps": 512}}
-    with post(server, "/v1/completions", long, stream=True) as response:
+    long = {"model": "seqd", "prompt": "1", "rcd": {"gen_length": 512, "steps": 512}}
+    if route == "/v1/completions":
+        long["stream"] = True
+    with post(server, route, long, stream=True) as response:
         first = next(line for line in response.iter_lines() if line)
         assert first.startswith(b"data: ")
     for _ in range(300):  # the batch stops at its next step once its only request is gone

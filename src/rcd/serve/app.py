@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -297,13 +297,12 @@ class _Api:
                 choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
             return _event({**head, "object": chunk_kind, "choices": [choice]})
 
-        done = False
-        try:
+        with self.released_early(ticket):
             if kind == "chat.completion":
                 for i in range(rows):
                     yield chunk(i, "", first=True)
-            while True:
-                event, value, step = await ticket.events.get()
+            while not ticket.finished:
+                event, value, step = await ticket.next_event()
                 if event == "step":
                     text = cutter.finish(_prefix(step.canvas), complete=False).text
                     if text.startswith(sent[value]) and len(text) > len(sent[value]):
@@ -330,24 +329,16 @@ class _Api:
                                 "usage": _usage(prompt_tokens, finished, value),
                             }
                         )
-                    done = True
-                    break
                 else:
                     yield _event(error_body(500, value))
-                    done = True
-                    break
             yield "data: [DONE]\n\n"
-        finally:
-            if not done:
-                self.scheduler.cancel(ticket)
 
     async def steps(self, model: ServedModel, job: Job, ticket: Ticket, prompt: str) -> AsyncIterator[str]:
         """The playground's stream: start, every denoising step (canvas, commits, confidence,
         alpha), done with the text and usage, [DONE]."""
         decode = job.options.decode
         cutter = Cutter(model.tokenizer, frozenset(model.decoder.stops), (), job.options.max_tokens)
-        done = False
-        try:
+        with self.released_early(ticket):
             yield _event(
                 {
                     "type": "start",
@@ -358,8 +349,8 @@ class _Api:
                     "prompt": prompt,
                 }
             )
-            while True:
-                event, value, step = await ticket.events.get()
+            while not ticket.finished:
+                event, value, step = await ticket.next_event()
                 if event == "step":
                     yield _event(
                         {
@@ -384,15 +375,18 @@ class _Api:
                             "usage": _usage(job.prompt_tokens, finished, value),
                         }
                     )
-                    done = True
-                    break
                 else:
                     yield _event({"type": "error", **error_body(500, value)})
-                    done = True
-                    break
             yield "data: [DONE]\n\n"
+
+    @contextlib.contextmanager
+    def released_early(self, ticket: Ticket) -> Iterator[None]:
+        """A stream that stops before its ticket's last event (the client went away, the
+        response was closed) frees the ticket's slot in the queue or its batch."""
+        try:
+            yield
         finally:
-            if not done:
+            if not ticket.finished:
                 self.scheduler.cancel(ticket)
 
     def piece(self, model: ServedModel, token: int) -> str | None:

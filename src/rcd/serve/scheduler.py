@@ -67,16 +67,23 @@ class Ticket:
     steps: str | None = None
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
+    finished: bool = False
     arrived: float = field(default_factory=time.monotonic)
 
     def post(self, *event) -> None:
         if not self.cancelled:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
+    async def next_event(self) -> tuple:
+        """The next event; `finished` turns true with the last ("done" or "error")."""
+        event = await self.events.get()
+        self.finished = event[0] != "step"
+        return event
+
     async def result(self) -> list[RowResult]:
         """Wait for the rows (steps, if any, are skipped); RuntimeError on a decoding failure."""
         while True:
-            kind, value, _ = await self.events.get()
+            kind, value, _ = await self.next_event()
             if kind == "done":
                 return value
             if kind == "error":
