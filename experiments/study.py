@@ -1,8 +1,8 @@
 """A study that can tell RCD's gain from noise: seeds x arms x decodings, paired CIs over seeds.
 
-    python -m benchmarks.study --out runs/study                    # train, decode, report
-    python -m benchmarks.study --out runs/study --phases report    # tables from what is there
-    python -m benchmarks.study --quick --out /tmp/study            # the pipeline at toy size
+    python -m experiments.study --out runs/study                    # train, decode, report
+    python -m experiments.study --out runs/study --phases report    # tables from what is there
+    python -m experiments.study --quick --out /tmp/study            # the pipeline at toy size
 
 Per training seed (the data and the held-out problems stay fixed; the seed changes the
 models' init, data order and noise), the `rcd demo` pipeline trains a reference and, from
@@ -1102,7 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = HfArgumentParser(
         StudyConfig,
-        prog="python -m benchmarks.study",
+        prog="python -m experiments.study",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

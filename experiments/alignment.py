@@ -1,6 +1,6 @@
 """The residual's train/test alignment on a trained RCD model (rcd.eval.alignment).
 
-    python -m benchmarks.alignment --model runs/demo/rcd --reference runs/demo/ref \
+    python -m experiments.alignment --model runs/demo/rcd --reference runs/demo/ref \
         --data runs/demo/data/test.jsonl --limit 200 [--bins 10] \
         [--gen-length 42 --block-length 42 --threshold 0.9 ...] [--res-temperature 0.9 ...] [--json OUT]
 
@@ -57,7 +57,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.alignment",
+        prog="python -m experiments.alignment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

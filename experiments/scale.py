@@ -1,8 +1,8 @@
-"""The study (`benchmarks.study`) at a scale a CPU cannot reach, in one timed run on one GPU.
+"""The study (`experiments.study`) at a scale a CPU cannot reach, in one timed run on one GPU.
 
-    python -m benchmarks.scale --out runs/scale --budget 480     # a GPU machine: ~8 minutes
-    python -m benchmarks.scale --out /tmp/scale --quick          # the pipeline at toy size (CPU)
-    python -m benchmarks.scale --out runs/s2l --model tiny-m --target-model tiny-xl \
+    python -m experiments.scale --out runs/scale --budget 480     # a GPU machine: ~8 minutes
+    python -m experiments.scale --out /tmp/scale --quick          # the pipeline at toy size (CPU)
+    python -m experiments.scale --out runs/s2l --model tiny-m --target-model tiny-xl \
         --groups small-to-large --ref-steps 550 --jobs sudoku6:0,1,2,3,4,5,6,7   # small-to-large
 
 Every (task, seed) of `--jobs` runs the study in its own process, all at once on the one
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = HfArgumentParser(
         ScaleConfig,
-        prog="python -m benchmarks.scale",
+        prog="python -m experiments.scale",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

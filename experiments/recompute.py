@@ -1,9 +1,9 @@
 """Recompute a study report's intervals from the per-seed figures it prints (issue #32).
 
-    python -m benchmarks.recompute docs/study-report.md [more reports]   # rewrites them in place
+    python -m experiments.recompute experiments/reports/study-report.md [more]   # rewritten in place
 
-The reports in docs/ were written with a percentile bootstrap CI that is too narrow with 3-8
-seeds, and their per-problem records were not kept. Each printed comparison row lists its
+The reports in experiments/reports/ were written with a percentile bootstrap CI that is too
+narrow with 3-8 seeds, and their per-problem records were not kept. Each printed comparison row lists its
 per-seed differences (0.1-point rounding), and each accuracy table its per-seed accuracies, so
 the study's reported interval (`seed_t_interval`: a t-interval over the per-seed differences)
 can be recomputed from the markdown alone. Rows are rewritten in the study's current format
@@ -34,7 +34,7 @@ from .study import (
 )
 
 NOTE = (
-    "Recomputed by `python -m benchmarks.recompute` (issue #32) from the per-seed differences printed in "
+    "Recomputed by `python -m experiments.recompute` (issue #32) from the per-seed differences printed in "
     "this report (rounded to 0.1 point; the per-problem records were not kept): the CI is a t-interval "
     "over them, the bootstrap column is the report's original CI. Rows at equal passes interpolate the "
     "baseline's per-seed accuracies of the table above; their bootstrap column is the equal-steps row's, "
@@ -199,7 +199,7 @@ def recompute(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.recompute",
+        prog="python -m experiments.recompute",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
