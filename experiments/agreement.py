@@ -25,7 +25,7 @@ from rcd.eval.agreement import TOP_K, Variant, compare, top_k_variants
 from rcd.eval.evalset import EvalSet
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.agreement",
         description=__doc__,
@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_arguments(parser.add_argument_group("decoding"), rcd.DecodeConfig, skip=("cache",))
     group = parser.add_argument_group("residual (top-k comes from --k)")
     add_dataclass_arguments(group, rcd.ResidualConfig, prefix=RES_PREFIX, skip=("top_k",))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     model, tokenizer = rcd.load(args.model, device=args.device)
     reference = rcd.load(args.reference, device=args.device)[0] if args.reference else None

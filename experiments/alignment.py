@@ -55,7 +55,7 @@ def measure(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.alignment",
         description=__doc__,
@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     add_dataclass_arguments(parser.add_argument_group("decoding"), rcd.DecodeConfig)
     add_dataclass_arguments(parser.add_argument_group("residual"), rcd.ResidualConfig, prefix=RES_PREFIX)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.bins < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
         parser.error("--bins, --limit and --batch-size must be >= 1")

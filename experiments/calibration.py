@@ -111,7 +111,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.calibration",
         description=__doc__,
@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--limit", type=int, default=300, help="held-out problems decoded")
     parser.add_argument("--out", type=Path, default=Path("experiments/reports"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.demo / "report.json").exists():
         parser.error(f"{args.demo}/report.json not found: run `make demo` first")

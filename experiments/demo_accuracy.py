@@ -100,7 +100,7 @@ def demo_accuracy_markdown(result: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.demo_accuracy",
         description=__doc__,
@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("experiments/reports"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="100 problems, two settings")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.demo / "report.json").exists():
         parser.error(

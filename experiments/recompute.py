@@ -197,13 +197,18 @@ def recompute(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.recompute",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("reports", nargs="+", type=Path, help="study reports (markdown), rewritten in place")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     for path in parser.parse_args(argv).reports:
         path.write_text(recompute(path.read_text()))
         print(f"rewrote {path}")

@@ -6,16 +6,15 @@ import json
 
 import pytest
 
+from experiments.arms import ARMS, GROUPS, METHODS
 from experiments.scale import (
     CORE_OVERHEAD,
-    GROUPS,
     STAGE_SHARE,
     STEP_COST,
     ScaleConfig,
     ref_steps_for,
     seconds_per_step,
 )
-from experiments.study import ARMS, METHODS
 
 
 def test_every_group_names_known_arms_and_methods():
