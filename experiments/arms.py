@@ -87,9 +87,8 @@ class Group(NamedTuple):
 
 WARM = ResidualConfig(init="reference")
 COLD = ResidualConfig(init="zero")
-SELF = ResidualTrainingConfig(
-    source="self", dropout=0.3
-)  # the study's RCD recipe: entropy alpha (the paper's)
+# the study's RCD recipe: entropy alpha (the paper's), the residual from the target's own pass
+SELF = ResidualTrainingConfig(source="self", dropout=0.3)
 HALF = dict(alpha="fixed", fixed_alpha=0.5)  # alpha fixed at 0.5 (the demo's recipe)
 
 ARM_TABLE: tuple[Arm, ...] = (
@@ -103,9 +102,8 @@ ARM_TABLE: tuple[Arm, ...] = (
     Arm("rcd-unroll3", "rcd", residual=replace(SELF, unroll=3)),
     Arm("rcd-fixedalpha", "rcd", residual=replace(SELF, residual=ResidualConfig(**HALF))),
     Arm("seqd-fresh", "seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
-    Arm(
-        "rcd-fresh", "rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")
-    ),  # ... the paper's recipe
+    # ... and the same new model trained with the paper's recipe
+    Arm("rcd-fresh", "rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")),
 )
 
 METHOD_TABLE: tuple[MethodSpec, ...] = (
@@ -115,9 +113,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec("ref+res order", REFERENCE, COLD, "orders"),
     MethodSpec("seqd", "seqd", reliability=True, equal_passes=True, plot=0),
     MethodSpec("rcd", "rcd", WARM, reliability=True, barred=True, plot=1),
-    MethodSpec(
-        "rcd-off", "rcd", None, "core", reliability=True, plot=3
-    ),  # the RCD model without its residual
+    # the RCD model without its residual
+    MethodSpec("rcd-off", "rcd", None, "core", reliability=True, plot=3),
     MethodSpec("seqd-long", "seqd-long", None, "core", equal_passes=True, plot=2),
     MethodSpec("seqd+res", "seqd", COLD, "fixed", plot=4),  # training-free soft tokens
     MethodSpec("seqd order", "seqd", None, "orders"),
@@ -141,9 +138,8 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec("seqd-fresh", "seqd-fresh", None, "core", equal_passes=True, plot=7),
     # warm start: the smaller reference's pass, counted
     MethodSpec("rcd-fresh", "rcd-fresh", WARM, "core", plot=8),
-    MethodSpec(
-        "rcd-fresh aligned", "rcd-fresh", replace(WARM, feedback="reference"), "core", plot=9
-    ),  # as in training
+    # the residual of the reference each step, as in training
+    MethodSpec("rcd-fresh aligned", "rcd-fresh", replace(WARM, feedback="reference"), "core", plot=9),
     MethodSpec("rcd-fresh-off", "rcd-fresh", None, "core"),
 )
 
