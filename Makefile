@@ -55,7 +55,7 @@ $(TF4_DIR)/.installed: Makefile | $(STAMP)
 	touch $@
 
 # the rules of docs/architecture.md (import contracts in pyproject.toml) and ruff's lint rules.
-LINTED := src tests benchmarks scripts
+LINTED := src tests benchmarks experiments scripts
 lint: $(STAMP)
 	PYTHONPATH=src:. $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check $(LINTED)

@@ -8,8 +8,8 @@ Sections: training (also trains the small models other sections decode), memory 
 training memory of seqd vs rcd, with and without activation checkpointing), decode (SeqD vs
 RCD per step on tiny demo models), shapes (the residual at real vocabulary/width),
 kv-cache (block-causal), approx-cache (prefix/dual on bidirectional), top-k, serving (`rcd serve`
-under 1/4/16 concurrent clients, overhead vs offline decoding; CPU); with --demo DIR,
-demo-accuracy (top-k and caches on the trained `rcd demo` models, see benchmarks.demo_accuracy).
+under 1/4/16 concurrent clients, overhead vs offline decoding; CPU). What top-k and the caches
+cost in accuracy on the trained `rcd demo` models: `python -m experiments.demo_accuracy`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import bidir_cache, demo_accuracy, kv_cache, memory, real_shapes, serving, tiny_decode, topk, training
+from . import bidir_cache, kv_cache, memory, real_shapes, serving, tiny_decode, topk, training
 from .measure import machine, pick_device
 from .report import markdown
 
@@ -41,9 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument(
-        "--demo", type=Path, help="a finished `rcd demo` output: adds the demo-accuracy section on its models"
-    )
-    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -52,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     device = pick_device(args.device)
-    if args.demo is not None and not (args.demo / "report.json").exists():
-        parser.error(f"--demo: {args.demo}/report.json not found (run `make demo` first)")
-    sections_to_run = list(args.sections) + (["demo-accuracy"] if args.demo is not None else [])
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -69,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     trained = None
     with tempfile.TemporaryDirectory(prefix="rcd-bench-") as work:
-        for section in tqdm(sections_to_run, desc="benchmark sections"):
+        for section in tqdm(args.sections, desc="benchmark sections"):
             sections = results["sections"]
             section_start = time.perf_counter()
             if section == "training":
@@ -88,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
                 sections[section] = topk.run(device, args.quick, trained)
             elif section == "serving":
                 sections[section] = serving.run(args.quick, args.threads)
-            elif section == "demo-accuracy":
-                sections[section] = demo_accuracy.run(args.demo, device, args.quick)
             results["section_seconds"][section] = time.perf_counter() - section_start
     results["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 
 import rcd
+from rcd.eval.agreement import Variant, compare
+from rcd.eval.evalset import EvalSet
 from rcd.models.tiny import TINY_PRESETS
 
-from .agreement import Variant, compare
-from .evalset import EvalSet
 from .measure import time_call
 from .tiny_decode import VOCAB
 from .training import TrainedModels

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
-from rcd.eval.report import markdown_table
-
 STAGES = ("seqd", "rcd", "rcd (source self)", "rcd, 2 epochs", "rcd, 2 epochs, cached reference")
 
 
@@ -285,28 +281,4 @@ def markdown(results: dict) -> str:
             ),
             "",
         ]
-    if "demo-accuracy" in sections:
-        out += [demo_accuracy_markdown(sections["demo-accuracy"]), ""]
     return "\n".join(out)
-
-
-def demo_accuracy_markdown(result: dict) -> str:
-    def agreement(name: str, point: dict) -> str:
-        exact = name in ("seqd", "rcd")
-        return "" if exact else f" ({100 * point['token_agreement_with_exact']:.0f}% same)"
-
-    curves = result["curves"]
-    seconds = " | ".join(f"{sum(p['seconds'] for p in pts):.1f}" for pts in curves.values())
-    stderr = 100 * math.sqrt(0.25 / result["n"])
-    return "\n".join(
-        [
-            f"## Top-k residual and approximate caches on the demo task ({result['task']}, {result['n']} problems)",
-            "",
-            f"Accuracy @ tokens per forward pass (binomial standard error <= {stderr:.1f} points); in brackets,",
-            "the share of generated tokens equal to exact dense decoding's, same method and setting.",
-            "",
-            markdown_table(curves, agreement),
-            f"| seconds | {seconds} |",
-            "",
-        ]
-    )

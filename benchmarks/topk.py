@@ -10,11 +10,11 @@ import torch
 from tqdm.auto import tqdm
 
 import rcd
+from rcd.eval.agreement import TOP_K, compare, top_k_variants
+from rcd.eval.evalset import EvalSet
 from rcd.models.tiny import TINY_PRESETS
 from rcd.residual import residual_from_logits, residual_probs
 
-from .agreement import TOP_K, compare, top_k_variants
-from .evalset import EvalSet
 from .tiny_decode import VOCAB
 from .training import TrainedModels
 

@@ -103,7 +103,7 @@ def test_feedback_from_the_reference_is_refused():
 
 
 def test_alignment_command_writes_its_tables(tmp_path, capsys):
-    from benchmarks.alignment import main
+    from experiments.alignment import main
 
     tok = rcd.char_tokenizer()
     for name, seed in (("rcd", 0), ("ref", 7)):

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import rcd
-from benchmarks.agreement import Variant, compare
-from benchmarks.evalset import EvalSet
 from benchmarks.measure import PeakMemory, StepClock
 from benchmarks.topk import delta_error
 from conftest import make_model, random_prompts
+from rcd.eval.agreement import Variant, compare
 from rcd.eval.decoder import Decoder
+from rcd.eval.evalset import EvalSet
 
 
 def test_step_clock_times_every_forward_pass():

@@ -102,7 +102,7 @@ def test_sweep_command_on_demo_models(demo_dir, tmp_path):
 
 
 def test_demo_accuracy_benchmark_on_demo_models(demo_dir, tmp_path):
-    from benchmarks.demo_accuracy import main as demo_accuracy
+    from experiments.demo_accuracy import main as demo_accuracy
 
     assert demo_accuracy(["--demo", str(demo_dir), "--out", str(tmp_path), "--quick"]) == 0
     result = json.loads((tmp_path / "demo-accuracy-cpu-quick.json").read_text())
@@ -115,7 +115,7 @@ def test_demo_accuracy_benchmark_on_demo_models(demo_dir, tmp_path):
 
 
 def test_calibration_benchmark_on_demo_models(demo_dir, tmp_path):
-    from benchmarks.calibration import main as calibration
+    from experiments.calibration import main as calibration
 
     assert calibration(["--demo", str(demo_dir), "--out", str(tmp_path), "--limit", "20"]) == 0
     result = json.loads((tmp_path / "demo-calibration.json").read_text())

@@ -52,7 +52,15 @@ def test_usage_runs_every_training_stage_and_the_comparison():
         assert command in blocks, f"no `bash local` block of docs/usage.md runs {command}"
 
 
-@pytest.mark.parametrize("document", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+DOCUMENTS = [
+    README,
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "benchmarks" / "README.md",
+    *sorted((ROOT / "experiments").rglob("*.md")),
+]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_point_to_existing_files(document):
     missing = [
         target

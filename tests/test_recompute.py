@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.recompute import recompute
+from experiments.recompute import recompute
 
 OLD = """# RCD study: sudoku6
 

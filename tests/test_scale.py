@@ -1,4 +1,4 @@
-"""The GPU study driver's sizing and checks (its pipeline: `python -m benchmarks.scale --quick`)."""
+"""The GPU study driver's sizing and checks (its pipeline: `python -m experiments.scale --quick`)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import json
 
 import pytest
 
-from benchmarks.scale import (
+from experiments.arms import ARMS, GROUPS, METHODS
+from experiments.scale import (
     CORE_OVERHEAD,
-    GROUPS,
     STAGE_SHARE,
     STEP_COST,
     ScaleConfig,
     ref_steps_for,
     seconds_per_step,
 )
-from benchmarks.study import ARMS, METHODS
 
 
 def test_every_group_names_known_arms_and_methods():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.study import (
+from experiments.study import (
     StudyConfig,
     at_tokens_per_pass,
     beyond_ci,
@@ -199,7 +199,7 @@ def test_bad_arm_fails_before_anything_runs():
 
 @pytest.mark.slow
 def test_quick_study_end_to_end(tmp_path):
-    from benchmarks.study import main
+    from experiments.study import main
 
     out = tmp_path / "study"
     args = [
@@ -244,7 +244,7 @@ def test_quick_study_end_to_end(tmp_path):
 
 @pytest.mark.slow  # trains the study's arms
 def test_model_option_sizes_every_arm_and_another_size_is_refused(tmp_path):
-    from benchmarks.study import main
+    from experiments.study import main
     from rcd.rundir import RunMismatchError
 
     out = tmp_path / "study"
@@ -282,7 +282,7 @@ def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
 
 @pytest.mark.slow  # trains the study's arms
 def test_fresh_arms_are_new_target_models_trained_as_long_as_the_reference(tmp_path):
-    from benchmarks.study import main
+    from experiments.study import main
 
     out = tmp_path / "study"
     assert (
@@ -350,7 +350,7 @@ def test_the_demos_held_out_puzzles_are_none_of_the_studys_test_or_validation_pu
     """The demo's recipe was chosen on the study's test puzzles: its held-out ones must be others."""
     from dataclasses import replace
 
-    from benchmarks.study import prepare
+    from experiments.study import prepare
     from rcd.data import read_jsonl
     from rcd.demo import DemoConfig, prepare_data
 
@@ -369,7 +369,7 @@ def test_another_data_seed_draws_fresh_problems_and_is_never_mixed_with_the_firs
     the data of another seed is refused."""
     from dataclasses import replace
 
-    from benchmarks.study import prepare
+    from experiments.study import prepare
     from rcd.data import read_jsonl
 
     config = StudyConfig(out=str(tmp_path / "a"), task="sort", n_train=20, n_test=30, n_val=10)

@@ -66,10 +66,10 @@ class DemoConfig:
         },
     )
     # sized to keep `make demo` under 10 minutes on 2 CPU cores, install included (6.9-9.6 measured); the
-    # evidence for or against RCD is the study's (benchmarks.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
+    # evidence for or against RCD is the study's (experiments.study: 5 seeds, 1000 problems, 2000 + 500 steps at batch 64)
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=300, metadata={"help": "held-out problems"})
-    # the study (benchmarks.study, data seed 0) takes its test and validation problems from the start of the
+    # the study (experiments.study, data seed 0) takes its test and validation problems from the start of the
     # same stream, and the demo's recipe was chosen on them: the demo's held-out problems come after them
     held_out_offset: int = field(
         default=HELD_OUT_OFFSET,
@@ -82,7 +82,7 @@ class DemoConfig:
     batch_size: int = field(default=32, metadata={"help": "training batch size"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     # alpha fixed at 0.5 in training and decoding: the one recipe of the study ahead of SeqD beyond
-    # its CI (fixed schedules of 4-8 tokens per step; docs/findings.md)
+    # its CI (fixed schedules of 4-8 tokens per step; experiments/findings.md)
     residual: ResidualTrainingConfig = field(
         default_factory=lambda: ResidualTrainingConfig(
             residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), dropout=0.3, source="self"

@@ -58,7 +58,7 @@ class ResidualConfig:
     top_k: if set, Delta uses the renormalised top-k probabilities only (k gathered
         embedding rows instead of the dense V x D product, the residual's main cost at
         real vocabularies); alpha (entropy, confidence) still uses the full distribution.
-        Opt-in: `python -m benchmarks` measures its speed, `python -m benchmarks.agreement`
+        Opt-in: `python -m benchmarks` measures its speed, `python -m experiments.agreement`
         its effect on a trained model's tokens and accuracy. Rule soft-mask: its top-k.
     rule: the feedback rule (`rcd.residual_rules`, docs/method.md section 2.5). `rcd` (Eq. 1-3);
         `soft-mask` (learned confidence weight, top-k of p; `soft-mask-slerp`: its spherical

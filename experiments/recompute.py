@@ -1,9 +1,9 @@
 """Recompute a study report's intervals from the per-seed figures it prints (issue #32).
 
-    python -m benchmarks.recompute docs/study-report.md [more reports]   # rewrites them in place
+    python -m experiments.recompute experiments/reports/study-report.md [more]   # rewritten in place
 
-The reports in docs/ were written with a percentile bootstrap CI that is too narrow with 3-8
-seeds, and their per-problem records were not kept. Each printed comparison row lists its
+The reports in experiments/reports/ were written with a percentile bootstrap CI that is too
+narrow with 3-8 seeds, and their per-problem records were not kept. Each printed comparison row lists its
 per-seed differences (0.1-point rounding), and each accuracy table its per-seed accuracies, so
 the study's reported interval (`seed_t_interval`: a t-interval over the per-seed differences)
 can be recomputed from the markdown alone. Rows are rewritten in the study's current format
@@ -34,7 +34,7 @@ from .study import (
 )
 
 NOTE = (
-    "Recomputed by `python -m benchmarks.recompute` (issue #32) from the per-seed differences printed in "
+    "Recomputed by `python -m experiments.recompute` (issue #32) from the per-seed differences printed in "
     "this report (rounded to 0.1 point; the per-problem records were not kept): the CI is a t-interval "
     "over them, the bootstrap column is the report's original CI. Rows at equal passes interpolate the "
     "baseline's per-seed accuracies of the table above; their bootstrap column is the equal-steps row's, "
@@ -197,13 +197,18 @@ def recompute(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.recompute",
+        prog="python -m experiments.recompute",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("reports", nargs="+", type=Path, help="study reports (markdown), rewritten in place")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     for path in parser.parse_args(argv).reports:
         path.write_text(recompute(path.read_text()))
         print(f"rewrote {path}")

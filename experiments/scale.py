@@ -1,8 +1,8 @@
-"""The study (`benchmarks.study`) at a scale a CPU cannot reach, in one timed run on one GPU.
+"""The study (`experiments.study`) at a scale a CPU cannot reach, in one timed run on one GPU.
 
-    python -m benchmarks.scale --out runs/scale --budget 480     # a GPU machine: ~8 minutes
-    python -m benchmarks.scale --out /tmp/scale --quick          # the pipeline at toy size (CPU)
-    python -m benchmarks.scale --out runs/s2l --model tiny-m --target-model tiny-xl \
+    python -m experiments.scale --out runs/scale --budget 480     # a GPU machine: ~8 minutes
+    python -m experiments.scale --out /tmp/scale --quick          # the pipeline at toy size (CPU)
+    python -m experiments.scale --out runs/s2l --model tiny-m --target-model tiny-xl \
         --groups small-to-large --ref-steps 550 --jobs sudoku6:0,1,2,3,4,5,6,7   # small-to-large
 
 Every (task, seed) of `--jobs` runs the study in its own process, all at once on the one
@@ -13,7 +13,7 @@ trains the reference for `--probe-steps` steps at the same time, and their secon
 under that load size the reference (R steps) and stage 2 (R/2 steps each arm) so that the
 core group of every seed should end within `--core-share` of the budget (`--ref-steps R`
 skips the probe: to repeat a run's lengths, or to resume it in the same OUT). Then each
-process runs the groups of `--groups` (`GROUPS`) in order (each a study call: train its arms, decode its
+process runs the groups of `--groups` (`experiments.arms.GROUPS`) in order (each a study call: train its arms, decode its
 methods); at the end of the budget the processes still running are stopped, and each task's
 report (`OUT/TASK/study.md`, `.json`, `-pareto.png`) is made from whatever was decoded (a
 record is one file; the report says which seeds each row has). `OUT/scale.json` keeps the
@@ -32,25 +32,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from .arms import GROUPS, Group
 from .study import LOG_EVERY, StudyConfig, prepare, report
 from .study import run as run_study
 
-# (name, training arms, decodings), in priority order: the core comparison, then the controls
-# that separate "more training" from "using the residual", then the paper's recipe; last the
-# paper's small-to-large (a new --target-model fed the reference's residual), run on request
-GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("core", ("seqd", "rcd"), ("seqd", "rcd", "rcd-off")),
-    ("controls", ("seqd-long",), ("seqd-long", "seqd+res", "seqd order", "rcd order", "rcd-off order")),
-    ("paper", ("rcd-paper",), ("rcd-paper", "rcd-paper-off", "rcd-paper aligned")),
-    (
-        "small-to-large",
-        ("seqd-fresh", "rcd-fresh"),
-        ("ref", "seqd-fresh", "rcd-fresh", "rcd-fresh aligned", "rcd-fresh-off"),
-    ),
-)
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
 # cost of a training step relative to a plain one: stage rcd with source `self` adds a
 # reference pass and a no-grad target pass (a forward is about a third of forward + backward)
 STEP_COST = {"seqd": 1.0, "rcd": 1.67}
@@ -74,8 +66,8 @@ class ScaleConfig:
         default="", metadata={"help": "tiny preset of the new targets of small-to-large (default: --model)"}
     )
     groups: list[str] = field(
-        default_factory=lambda: [g for g, *_ in GROUPS[:3]],
-        metadata={"help": f"groups run, in order: {[g for g, *_ in GROUPS]}"},
+        default_factory=lambda: [g.name for g in GROUPS[:3]],
+        metadata={"help": f"groups run, in order: {[g.name for g in GROUPS]}"},
     )
     budget: float = field(default=480.0, metadata={"help": "wall seconds for probe, training and decoding"})
     core_share: float = field(
@@ -113,9 +105,9 @@ class ScaleConfig:
             raise ValueError(
                 f"budget > 0, core_share in (0, 1], probe_steps >= {2 * LOG_EVERY}, ref_steps >= 0"
             )
-        unknown = set(self.groups) - {g for g, *_ in GROUPS}
+        unknown = set(self.groups) - {g.name for g in GROUPS}
         if unknown or not self.groups:
-            raise ValueError(f"unknown groups {sorted(unknown)}: choose from {[g for g, *_ in GROUPS]}")
+            raise ValueError(f"unknown groups {sorted(unknown)}: choose from {[g.name for g in GROUPS]}")
         if self.target_model and "small-to-large" not in self.groups:
             raise ValueError(
                 "--target-model sizes the new targets of --groups small-to-large only: add that group or drop it"
@@ -164,9 +156,9 @@ class ScaleConfig:
             **sizes,
         )
 
-    def chosen(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    def chosen(self) -> list[Group]:
         """The groups of --groups, in its order."""
-        return [next(g for g in GROUPS if g[0] == name) for name in self.groups]
+        return [next(g for g in GROUPS if g.name == name) for name in self.groups]
 
     def seeds(self) -> list[tuple[str, int]]:
         return [
@@ -185,7 +177,7 @@ def _probe(study: StudyConfig, seed: int, log: Path) -> None:
     run_study(replace(study, seeds=[seed], arms=[], methods=[], phases=["train"]))
 
 
-def _smoke(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
+def _smoke(study: StudyConfig, seed: int, log: Path, groups: list[Group]) -> None:
     """Every code path of the groups at toy size on the same device, next to the probe: a
     failure then costs seconds, not the budget."""
     _quiet(log)
@@ -194,14 +186,14 @@ def _smoke(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
             study,
             quick=True,
             seeds=[seed],
-            arms=[a for _, arms, _ in groups for a in arms],
-            methods=[m for *_, ms in groups for m in ms],
+            arms=[a for g in groups for a in g.arms],
+            methods=[m for g in groups for m in g.methods],
             phases=["train", "decode", "report"],
         )
     )
 
 
-def _worker(study: StudyConfig, seed: int, log: Path, groups: list) -> None:
+def _worker(study: StudyConfig, seed: int, log: Path, groups: list[Group]) -> None:
     """The groups in order, one study call each (finished runs are skipped by the study)."""
     _quiet(log)
     for name, arms, methods in groups:
@@ -251,15 +243,19 @@ def ref_steps_for(config: ScaleConfig, per_step: float, seconds_left: float) -> 
     return int(steps // 50 * 50 if steps >= 100 else steps)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> HfArgumentParser:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(
+    return HfArgumentParser(
         ScaleConfig,
-        prog="python -m benchmarks.scale",
+        prog="python -m experiments.scale",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     config = config.scaled()
     started = time.time()
@@ -325,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ended = _run_all([(partial(_worker, groups=groups), *job) for job in jobs], deadline)
     done = {
-        f"{s.task}:{seed}": [g for g, *_ in groups if (Path(s.out) / f"seed{seed}" / f"done-{g}").exists()]
+        f"{s.task}:{seed}": [
+            g.name for g in groups if (Path(s.out) / f"seed{seed}" / f"done-{g.name}").exists()
+        ]
         for s, seed, _ in jobs
     }
     for study in {s.task: s for s, _, _ in jobs}.values():
@@ -333,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             replace(
                 study,
                 seeds=[seed for t, seed in config.seeds() if t == study.task],
-                methods=[m for *_, ms in groups for m in ms],
+                methods=[m for g in groups for m in g.methods],
             )
         )
     record = {

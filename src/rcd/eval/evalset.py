@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcd.data import SYNTHETIC_TASKS, read_jsonl
-from rcd.eval.sweep import Checker, exact_match
+from ..data import SYNTHETIC_TASKS, read_jsonl
+from .sweep import Checker, exact_match
 
 
 @dataclass

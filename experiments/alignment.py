@@ -1,6 +1,6 @@
 """The residual's train/test alignment on a trained RCD model (rcd.eval.alignment).
 
-    python -m benchmarks.alignment --model runs/demo/rcd --reference runs/demo/ref \
+    python -m experiments.alignment --model runs/demo/rcd --reference runs/demo/ref \
         --data runs/demo/data/test.jsonl --limit 200 [--bins 10] \
         [--gen-length 42 --block-length 42 --threshold 0.9 ...] [--res-temperature 0.9 ...] [--json OUT]
 
@@ -55,9 +55,9 @@ def measure(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.alignment",
+        prog="python -m experiments.alignment",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     add_dataclass_arguments(parser.add_argument_group("decoding"), rcd.DecodeConfig)
     add_dataclass_arguments(parser.add_argument_group("residual"), rcd.ResidualConfig, prefix=RES_PREFIX)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.bins < 1 or (args.limit is not None and args.limit < 1) or args.batch_size < 1:
         parser.error("--bins, --limit and --batch-size must be >= 1")

@@ -7,7 +7,7 @@ section decodes the demo's held-out set again, over the demo's parallelism setti
 and reports accuracy vs tokens per forward pass for each, plus the share of generated
 tokens equal to the exact dense decoding's (same setting) and the seconds each took.
 
-    python -m benchmarks.demo_accuracy --demo runs/demo     # after `make demo`
+    python -m experiments.demo_accuracy --demo runs/demo     # after `make demo`
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 import rcd
+from rcd.app import choose_device
 from rcd.config import dataclass_from_dict
 from rcd.demo import DemoConfig
-from rcd.eval.report import pareto_plot
-
-from .agreement import Variant, compare, top_k_variants
-from .evalset import EvalSet
-from .measure import pick_device
-from .report import demo_accuracy_markdown
+from rcd.eval.agreement import Variant, compare, top_k_variants
+from rcd.eval.evalset import EvalSet
+from rcd.eval.report import markdown_table, pareto_plot
 
 CACHES = ("prefix", "dual")
 
@@ -79,22 +78,49 @@ def run(demo_dir: Path, device: torch.device, quick: bool = False) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def demo_accuracy_markdown(result: dict) -> str:
+    def agreement(name: str, point: dict) -> str:
+        exact = name in ("seqd", "rcd")
+        return "" if exact else f" ({100 * point['token_agreement_with_exact']:.0f}% same)"
+
+    curves = result["curves"]
+    seconds = " | ".join(f"{sum(p['seconds'] for p in pts):.1f}" for pts in curves.values())
+    stderr = 100 * math.sqrt(0.25 / result["n"])
+    return "\n".join(
+        [
+            f"## Top-k residual and approximate caches on the demo task ({result['task']}, {result['n']} problems)",
+            "",
+            f"Accuracy @ tokens per forward pass (binomial standard error <= {stderr:.1f} points); in brackets,",
+            "the share of generated tokens equal to exact dense decoding's, same method and setting.",
+            "",
+            markdown_table(curves, agreement),
+            f"| seconds | {seconds} |",
+            "",
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.demo_accuracy",
+        prog="python -m experiments.demo_accuracy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="output directory of `rcd demo`")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/reports"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="100 problems, two settings")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.demo / "report.json").exists():
         parser.error(
             f"{args.demo}/report.json not found: run `make demo` (or `rcd demo --out {args.demo}`) first"
         )
-    device = pick_device(args.device)
+    device = torch.device(choose_device(None if args.device == "auto" else args.device))
     result = run(args.demo, device, args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"demo-accuracy-{device.type}{'-quick' if args.quick else ''}"

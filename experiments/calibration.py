@@ -5,7 +5,7 @@ confidence runs ahead of its accuracy commits wrong tokens early. On the trained
 models this decodes the held-out set once per method with `return_trace=True` and reports,
 per confidence bin of the committed tokens, how often they equal the gold response token.
 
-    python -m benchmarks.calibration --demo runs/demo --threshold 0.9 --limit 300
+    python -m experiments.calibration --demo runs/demo --threshold 0.9 --limit 300
 """
 
 from __future__ import annotations
@@ -111,16 +111,21 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.calibration",
+        prog="python -m experiments.calibration",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="output directory of `rcd demo`")
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--limit", type=int, default=300, help="held-out problems decoded")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/reports"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.demo / "report.json").exists():
         parser.error(f"{args.demo}/report.json not found: run `make demo` first")

@@ -2,102 +2,32 @@
 
 On any trained model and graded JSONL set:
 
-    python -m benchmarks.agreement --model DIR --data test.jsonl [--task sudoku6] \
+    python -m experiments.agreement --model DIR --data test.jsonl [--task sudoku6] \
         [--reference REF --res-init reference] [--k 8 32 128] [--cache prefix dual] [--seqd] \
         [--gen-length 42 --block-length 42 --threshold 0.9 ...] [--json OUT]
 
 prints, per variant, accuracy with its binomial standard error, the share of generated
-tokens equal to exact dense decoding's, and the speed-up. `--seqd` decodes without
-residuals (then only `--cache` variants apply). A variant can become a default only where
-its accuracy stays within that noise of the exact one on real tasks.
+tokens equal to exact dense decoding's, and the speed-up (`rcd.eval.agreement.compare`).
+`--seqd` decodes without residuals (then only `--cache` variants apply). A variant can
+become a default only where its accuracy stays within that noise of the exact one on real
+tasks.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import time
-from collections.abc import Sequence
 from pathlib import Path
-
-import torch
 
 import rcd
 from rcd.config import RES_PREFIX, add_dataclass_arguments, dataclass_from_args
-from rcd.eval.decoder import Decoder
-
-from .evalset import EvalSet
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    top_k: int | None = None
-    cache: str = "exact"
-
-    @property
-    def name(self) -> str:
-        parts = ([f"top{self.top_k}"] if self.top_k else []) + ([self.cache] if self.cache != "exact" else [])
-        return "+".join(parts) or "exact"
+from rcd.eval.agreement import TOP_K, Variant, compare, top_k_variants
+from rcd.eval.evalset import EvalSet
 
 
-EXACT = Variant()
-TOP_K = (8, 32, 128)
-
-
-def top_k_variants(model: torch.nn.Module, ks: Sequence[int] = TOP_K) -> list[Variant]:
-    """Top-k variants that are sparse for this model (k >= its embedding rows is the dense residual)."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    return [Variant(top_k=k) for k in ks if k < rows]
-
-
-def compare(
-    model: torch.nn.Module,
-    tokenizer,
-    evalset: EvalSet,
-    decode_config: rcd.DecodeConfig,
-    residual: rcd.ResidualConfig | None,
-    variants: list[Variant],
-    reference: torch.nn.Module | None = None,
-    batch_size: int = 64,
-) -> list[dict]:
-    """Exact dense decoding, then each variant: accuracy, token agreement, tokens per pass, seconds."""
-    rows, exact_ids, exact_seconds = [], None, None
-    for variant in [EXACT, *variants]:
-        config = residual if residual is None else dataclasses.replace(residual, top_k=variant.top_k)
-        decoder = Decoder(
-            model, tokenizer, dataclasses.replace(decode_config, cache=variant.cache), config, reference
-        )
-        started = time.perf_counter()
-        ids, texts, tokens, passes = [], [], 0, 0
-        for start in range(0, len(evalset.rows), batch_size):
-            batch_texts, out = decoder.complete(
-                [r["prompt"] for r in evalset.rows[start : start + batch_size]]
-            )
-            ids.append(out.generated.cpu())
-            texts += batch_texts
-            tokens += int(out.generated_tokens.sum())
-            passes += int(out.row_forward_passes.sum())
-        seconds = time.perf_counter() - started
-        ids = torch.cat(ids)
-        if variant == EXACT:
-            exact_ids, exact_seconds = ids, seconds
-        rows.append(
-            {
-                "variant": variant.name,
-                **evalset.score(texts),
-                "token_agreement_with_exact": float((ids == exact_ids).float().mean()),
-                "tokens_per_step": tokens / max(passes, 1),
-                "seconds": seconds,
-                "speedup_vs_exact": exact_seconds / seconds,
-            }
-        )
-    return rows
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.agreement",
+        prog="python -m experiments.agreement",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -115,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_arguments(parser.add_argument_group("decoding"), rcd.DecodeConfig, skip=("cache",))
     group = parser.add_argument_group("residual (top-k comes from --k)")
     add_dataclass_arguments(group, rcd.ResidualConfig, prefix=RES_PREFIX, skip=("top_k",))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     model, tokenizer = rcd.load(args.model, device=args.device)
     reference = rcd.load(args.reference, device=args.device)[0] if args.reference else None

@@ -1,14 +1,15 @@
 """A study that can tell RCD's gain from noise: seeds x arms x decodings, paired CIs over seeds.
 
-    python -m benchmarks.study --out runs/study                    # train, decode, report
-    python -m benchmarks.study --out runs/study --phases report    # tables from what is there
-    python -m benchmarks.study --quick --out /tmp/study            # the pipeline at toy size
+    python -m experiments.study --out runs/study                    # train, decode, report
+    python -m experiments.study --out runs/study --phases report    # tables from what is there
+    python -m experiments.study --quick --out /tmp/study            # the pipeline at toy size
 
 Per training seed (the data and the held-out problems stay fixed; the seed changes the
 models' init, data order and noise), the `rcd demo` pipeline trains a reference and, from
-it, every training arm (`ARMS`: SeqD, SeqD trained 60% longer, RCD recipes). Every decoding
-(`METHODS`: a trained arm, a residual config, commit settings) runs on the same held-out
+it, every training arm (SeqD, SeqD trained 60% longer, RCD recipes). Every decoding (a
+trained arm, a residual config, commit settings) runs on the same held-out
 problems and keeps per-problem exact match and cells right, so two methods compare paired.
+The arms, decodings and comparisons are the tables of `experiments.arms`.
 Every run writes its own file and is skipped when the file exists: a restart loses nothing.
 
 The report (`study.md`, `study.json`):
@@ -35,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,11 +48,14 @@ from rcd.demo import DEMO_SWEEP, TOKENIZERS, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import Method, evaluate
 from rcd.models.tiny import TINY_PRESETS
-from rcd.residual import ResidualConfig
-from rcd.train import ResidualTrainingConfig, TrainConfig, train
+from rcd.train import TrainConfig, train
 from rcd.train.config import PRECISIONS
 
+from .arms import ARMS, BARRED, COMPARISONS, EQUAL_PASS_BASELINES, METHODS, PLOTTED, RELIABILITY, MethodSpec
 from .calibration import BINS, committed_confidence, gold_tokens
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 # ---------------------------------------------------------------------------- statistics
 
@@ -158,159 +162,13 @@ def passes_to_reach(points: Sequence[dict], accuracy: float) -> float | None:
 # ---------------------------------------------------------------------------- what is run
 
 
-@dataclass(frozen=True)
-class Arm:
-    """A trained model: stage `seqd` or `rcd`, fine-tuned from the seed's reference for `steps`
-    x stage_steps; or, `fresh`, a new `--target-model` that never saw the task, trained for
-    `steps` x ref_steps (the paper's small-to-large: a smaller reference feeds a larger target)."""
-
-    stage: str
-    steps: float = 1.0
-    residual: ResidualTrainingConfig | None = None
-    fresh: bool = False
-
-
-ARMS: dict[str, Arm] = {
-    "seqd": Arm("seqd"),
-    "rcd": Arm(
-        "rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3)
-    ),  # entropy alpha (the paper's)
-    "seqd-long": Arm("seqd", steps=1.6),  # the paper's "SeqD trained 60% longer"
-    "rcd-paper": Arm("rcd", residual=ResidualTrainingConfig(source="noisy")),
-    "rcd-selfcond": Arm("rcd", residual=ResidualTrainingConfig(source="selfcond", dropout=0.5)),
-    "rcd-long": Arm("rcd", steps=1.6, residual=ResidualTrainingConfig(source="self", dropout=0.3)),
-    "rcd-unroll2": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=2)),
-    "rcd-unroll3": Arm("rcd", residual=ResidualTrainingConfig(source="self", dropout=0.3, unroll=3)),
-    "rcd-fixedalpha": Arm(
-        "rcd",
-        residual=ResidualTrainingConfig(
-            residual=ResidualConfig(alpha="fixed", fixed_alpha=0.5), source="self", dropout=0.3
-        ),
-    ),  # the demo's recipe
-    "seqd-fresh": Arm("seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
-    "rcd-fresh": Arm(
-        "rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")
-    ),  # ... the paper's recipe
-}
-
 LOG_EVERY = 50  # training steps per metrics row
 DEVICE = (
     "cuda" if torch.cuda.is_available() else "cpu"
 )  # decoding; training picks its device through Accelerate
 FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
 TAUS = (0.8, 0.9, 0.95)  # threshold grid (validation and test)
-WARM = ResidualConfig(init="reference")
-COLD = ResidualConfig(init="zero")
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A decoding of one arm: residual None = plain decoding. Sweeps (CPU-sized): 'full' =
-    fixed schedules of 1/2/4/8 tokens per step and the threshold grid on validation and test;
-    'core' = the fixed schedules and tau 0.9; 'fixed' = 2/4/8 tokens per step; 'orders' =
-    random and left-to-right commit orders at 4 tokens per step."""
-
-    arm: str
-    residual: ResidualConfig | None = None
-    sweep: str = "full"
-
-
-METHODS: dict[str, MethodSpec] = {
-    "ref": MethodSpec("ref", None, "fixed"),  # the seed's reference (stage 1 only)
-    "ref+res": MethodSpec("ref", COLD, "fixed"),  # ... decoded with residuals, training-free
-    "ref order": MethodSpec("ref", None, "orders"),
-    "ref+res order": MethodSpec("ref", COLD, "orders"),
-    "seqd": MethodSpec("seqd"),
-    "rcd": MethodSpec("rcd", WARM),
-    "rcd-off": MethodSpec("rcd", None, "core"),  # the RCD model without its residual
-    "seqd-long": MethodSpec("seqd-long", None, "core"),
-    "seqd+res": MethodSpec("seqd", COLD, "fixed"),  # training-free soft tokens
-    "seqd order": MethodSpec("seqd", None, "orders"),
-    "rcd order": MethodSpec("rcd", WARM, "orders"),
-    "rcd-off order": MethodSpec("rcd", None, "orders"),
-    "rcd-paper": MethodSpec("rcd-paper", WARM, "fixed"),
-    "rcd-paper aligned": MethodSpec("rcd-paper", replace(WARM, feedback="reference"), "fixed"),
-    "rcd-paper-off": MethodSpec("rcd-paper", None, "fixed"),
-    "rcd-selfcond": MethodSpec("rcd-selfcond", COLD, "fixed"),
-    "rcd-selfcond-off": MethodSpec("rcd-selfcond", None, "fixed"),
-    "rcd-cold": MethodSpec("rcd", COLD, "fixed"),
-    "rcd-long": MethodSpec("rcd-long", WARM, "core"),
-    "rcd-long-off": MethodSpec("rcd-long", None, "fixed"),
-    "rcd-unroll2": MethodSpec("rcd-unroll2", WARM, "core"),
-    "rcd-unroll3": MethodSpec("rcd-unroll3", WARM, "core"),
-    "rcd T1.5": MethodSpec("rcd", replace(WARM, temperature=1.5), "fixed"),
-    "rcd alpha0.5": MethodSpec("rcd", replace(WARM, alpha="fixed", fixed_alpha=0.5), "fixed"),
-    "rcd-fixedalpha": MethodSpec("rcd-fixedalpha", replace(WARM, alpha="fixed", fixed_alpha=0.5)),
-    "seqd-fresh": MethodSpec("seqd-fresh", None, "core"),
-    "rcd-fresh": MethodSpec("rcd-fresh", WARM, "core"),  # warm start: the smaller reference's pass, counted
-    "rcd-fresh aligned": MethodSpec(
-        "rcd-fresh", replace(WARM, feedback="reference"), "core"
-    ),  # as in training
-    "rcd-fresh-off": MethodSpec("rcd-fresh", None, "core"),
-}
-RELIABILITY = ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
 RELIABILITY_TAU = 0.9
-BARRED = ("rcd", "rcd-fixedalpha")  # the RCD recipes the issue's bars are checked for
-# baselines that also get a row at equal forward passes: interpolated on their fixed schedules
-# to the challenger's measured tokens per pass (RCD's warm start adds a pass)
-EQUAL_PASS_BASELINES = ("seqd", "seqd-long", "seqd-fresh")
-# the curves of the report's plot, when decoded (the others only in its tables)
-PLOTTED = (
-    "seqd",
-    "rcd",
-    "seqd-long",
-    "rcd-off",
-    "seqd+res",
-    "rcd-fixedalpha",
-    "ref",
-    "seqd-fresh",
-    "rcd-fresh",
-    "rcd-fresh aligned",
-)
-
-# the comparisons of the report: (baseline, challenger, why)
-COMPARISONS = (
-    ("ref", "ref+res", "training-free soft tokens on the stage-1 model"),
-    ("ref order", "ref+res order", "training-free soft tokens, orders that do not pick easy cells first"),
-    ("seqd", "rcd", "the core comparison (source self, entropy alpha)"),
-    ("seqd-long", "rcd", "RCD vs SeqD trained 60% longer"),
-    ("seqd", "seqd-long", "more training alone"),
-    ("seqd", "seqd+res", "training-free soft tokens on SeqD"),
-    ("rcd-off", "rcd", "the residual's worth to the RCD model"),
-    ("seqd", "rcd-off", "base skill lost by stage 2"),
-    ("seqd", "rcd-cold", "cold start"),
-    ("seqd order", "rcd order", "commit orders that do not pick easy cells first"),
-    ("rcd-off order", "rcd order", "the residual under those orders"),
-    ("seqd", "rcd-paper", "the paper's residual source, self-loop"),
-    ("seqd", "rcd-paper aligned", "the paper's source with the train-aligned residual"),
-    ("rcd-paper", "rcd-paper aligned", "aligned vs self-loop residual"),
-    ("rcd-paper-off", "rcd-paper", "the residual's worth to the paper-source model"),
-    ("seqd", "rcd-selfcond", "self-conditioning training (cold start)"),
-    ("rcd-selfcond-off", "rcd-selfcond", "the residual's worth to the self-conditioned model"),
-    ("seqd-long", "rcd-long", "stage 2 60% longer, both arms"),
-    ("rcd-long-off", "rcd-long", "the residual's worth after a longer stage 2"),
-    ("rcd", "rcd-unroll2", "the self-loop unrolled 2 steps in training instead of 1"),
-    ("rcd", "rcd-unroll3", "the self-loop unrolled 3 steps in training instead of 1"),
-    ("seqd", "rcd-unroll2", "RCD, self-loop unrolled 2 steps"),
-    ("seqd", "rcd-unroll3", "RCD, self-loop unrolled 3 steps"),
-    ("rcd", "rcd T1.5", "residual temperature 1.5 (more residual)"),
-    ("rcd", "rcd alpha0.5", "fixed alpha 0.5 at decoding"),
-    ("rcd", "rcd-fixedalpha", "fixed alpha 0.5 in training and decoding, vs entropy alpha"),
-    ("seqd", "rcd-fixedalpha", "RCD trained and decoded with fixed alpha 0.5"),
-    ("seqd-long", "rcd-fixedalpha", "RCD with fixed alpha 0.5 vs SeqD trained 60% longer (equal compute)"),
-    (
-        "seqd-fresh",
-        "rcd-fresh",
-        "small-to-large: a new target fed the reference's residual vs plain, same steps",
-    ),
-    ("rcd-fresh-off", "rcd-fresh", "the residual's worth to the new target"),
-    ("rcd-fresh", "rcd-fresh aligned", "small-to-large: the train-aligned residual vs the self-loop"),
-    (
-        "seqd-fresh",
-        "rcd-fresh aligned",
-        "small-to-large, the train-aligned residual (reference pass each step)",
-    ),
-)
 
 
 @dataclass
@@ -823,7 +681,8 @@ def is_rcd_recipe(method: str) -> bool:
     """A decoding of a stage-rcd arm with its residual, commit order by confidence: the
     candidates a recipe is chosen from."""
     spec = METHODS[method]
-    return ARMS[spec.arm].stage == "rcd" and spec.residual is not None and spec.sweep != "orders"
+    arm = ARMS.get(spec.arm)  # None: the reference
+    return arm is not None and arm.stage == "rcd" and spec.residual is not None and spec.sweep != "orders"
 
 
 def chosen_on_validation(
@@ -1097,15 +956,19 @@ def run(config: StudyConfig) -> dict[str, Any] | None:
     return report(config) if "report" in config.phases else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> HfArgumentParser:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(
+    return HfArgumentParser(
         StudyConfig,
-        prog="python -m benchmarks.study",
+        prog="python -m experiments.study",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     (config,) = parser.parse_args_into_dataclasses(args=argv)
     summary = run(config)
     if summary is not None:
