@@ -435,8 +435,7 @@ class StudyConfig:
             held_out_offset=0,
             ref_steps=self.ref_steps,
             stage_steps=self.stage_steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
+            optim=replace(DemoConfig().optim, batch_size=self.batch_size, lr=self.lr),
             sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size),
         )
 
@@ -502,7 +501,7 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
     )
     ref = root / "ref"
     train(
-        TrainConfig(
+        TrainConfig.of(
             stage="ref",
             model=config.model,
             tokenizer=meta["tokenizer"],
@@ -520,7 +519,7 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
             else dict(model=str(ref))
         )
         train(
-            TrainConfig(
+            TrainConfig.of(
                 stage=arm.stage,
                 reference=str(ref) if arm.stage == "rcd" else None,
                 out=str(root / name),
