@@ -47,7 +47,7 @@ def run(work_dir: Path, quick: bool, threads: int = 1) -> dict:
         progress=False,
     )
     reference = work_dir / "memory-ref"
-    train(TrainConfig(stage="ref", model=MODEL, out=str(reference), **{**common, "max_steps": 1}))
+    train(TrainConfig.of(stage="ref", model=MODEL, out=str(reference), **{**common, "max_steps": 1}))
     result = {"model": MODEL, "batch_size": batch, "response_length": length, "steps": steps, "rows": []}
     for stage, checkpointing in CONFIGS:
         options = dict(
@@ -90,7 +90,7 @@ def worker(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    trainer = Trainer(TrainConfig(**spec["config"]))
+    trainer = Trainer(TrainConfig.of(**spec["config"]))
     meter = PeakMemory(trainer.accelerator.device)
     with meter.measure():
         summary = trainer.train()

@@ -49,7 +49,7 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
     )
     ref = work_dir / "ref"
     train(
-        TrainConfig(
+        TrainConfig.of(
             stage="ref",
             model="tiny-s",
             tokenizer=str(work_dir / "tokenizer"),
@@ -62,7 +62,7 @@ def run(work_dir: Path, quick: bool) -> tuple[dict, TrainedModels]:
 
     def stage(name: str, residual: ResidualTrainingConfig | None = None, steps: int = stage_steps, **extra):
         return train(
-            TrainConfig(
+            TrainConfig.of(
                 stage="seqd" if name == "seqd" else "rcd",
                 model=str(ref),
                 reference=None if name == "seqd" else str(ref),

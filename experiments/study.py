@@ -293,8 +293,7 @@ class StudyConfig:
             held_out_offset=0,
             ref_steps=self.ref_steps,
             stage_steps=self.stage_steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
+            optim=replace(DemoConfig().optim, batch_size=self.batch_size, lr=self.lr),
             sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size),
         )
 
@@ -360,7 +359,7 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
     )
     ref = root / "ref"
     train(
-        TrainConfig(
+        TrainConfig.of(
             stage="ref",
             model=config.model,
             tokenizer=meta["tokenizer"],
@@ -378,7 +377,7 @@ def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) 
             else dict(model=str(ref))
         )
         train(
-            TrainConfig(
+            TrainConfig.of(
                 stage=arm.stage,
                 reference=str(ref) if arm.stage == "rcd" else None,
                 out=str(root / name),

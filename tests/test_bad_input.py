@@ -391,7 +391,7 @@ def test_debug_shows_the_traceback(root, tmp_path, capsys):
 
 # ----------------------------------------------------------------- run directories
 def quick_train(out, data, **kw):
-    return TrainConfig(
+    return TrainConfig.of(
         **{
             "model": "tiny-xs",
             "data": data,

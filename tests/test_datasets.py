@@ -141,7 +141,7 @@ def test_trainer_on_a_dataset_folder_grouped_and_on_a_streamed_parquet(sources, 
         cache_dir=str(tmp_path / "cache"),
     )
     folder = Trainer(
-        TrainConfig(
+        TrainConfig.of(
             data=sources["dir"],
             out=str(tmp_path / "a"),
             prompt_field="problem",
@@ -153,7 +153,7 @@ def test_trainer_on_a_dataset_folder_grouped_and_on_a_streamed_parquet(sources, 
     assert isinstance(folder.loader.batch_sampler.sampler, LengthGroupedSampler)
     assert folder.train()["steps"] == 2
     streamed = Trainer(
-        TrainConfig(data=sources["parquet"], out=str(tmp_path / "b"), streaming=True, **common)
+        TrainConfig.of(data=sources["parquet"], out=str(tmp_path / "b"), streaming=True, **common)
     )
     summary = streamed.train()
     assert summary["steps"] == 2 and summary["final_loss"] > 0
@@ -161,4 +161,4 @@ def test_trainer_on_a_dataset_folder_grouped_and_on_a_streamed_parquet(sources, 
 
 def test_streaming_needs_max_steps(tmp_path):
     with pytest.raises(ValueError, match="--streaming needs --max-steps"):
-        TrainConfig(data="x.parquet", out=str(tmp_path), streaming=True)
+        TrainConfig.of(data="x.parquet", out=str(tmp_path), streaming=True)

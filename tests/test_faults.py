@@ -46,7 +46,7 @@ def config(out, rows, **kw):
         "save_every": SAVE_EVERY,
         "keep_checkpoints": 3,
     }
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.of(**{**base, **kw})
 
 
 def cli_args(out, rows):

@@ -10,6 +10,7 @@ before it was raised before any model loaded.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 
@@ -25,6 +26,7 @@ import rcd
 import rcd.demo
 from conftest import VOCAB
 from rcd.cli import build_parser, command_parsers, main
+from rcd.config import dataclass_from_dict
 from rcd.data.jsonl import DataError
 from rcd.decode import DecodeConfig
 from rcd.demo import DemoConfig
@@ -280,9 +282,25 @@ def field_values(draw, cls, fixed: dict | None = None, most: int = 3) -> dict:
 
 
 def config_fields(cls):
-    from rcd.config import _fields
+    """(field, type, optional?) of each option of `cls`; a flat group's (`TrainConfig.optim`) under
+    their flat names, as `cls.of` takes them."""
+    import types
 
-    return _fields(cls)
+    from rcd.config import _dest, _fields
+
+    options = []
+    for f, kind, optional in _fields(cls):
+        if not f.metadata.get("flat"):
+            options.append((f, kind, optional))
+            continue
+        head, skip = _dest(f.metadata.get("prefix", ""), ""), f.metadata.get("skip", ())
+        for g, inner_kind, inner_optional in config_fields(kind):
+            if g.name in skip:
+                continue
+            options.append(
+                (types.SimpleNamespace(name=head + g.name, metadata=g.metadata), inner_kind, inner_optional)
+            )
+    return options
 
 
 SIZES = st.integers(-2, 12)
@@ -292,7 +310,6 @@ FLOATS = st.one_of(
 
 
 def value_strategy(f, kind) -> st.SearchStrategy:
-    import dataclasses
     import typing
 
     choices = f.metadata.get("choices")
@@ -323,7 +340,7 @@ def refusing(cls, values) -> st.SearchStrategy:
 def build(cls, values):
     """The config, or None when it refuses the values with a message."""
     try:
-        return cls(**values)
+        return dataclass_from_dict(cls, values, strict=True)  # a flat group's options by their flat names
     except (TypeError, ValueError) as err:
         assert str(err).strip(), f"{cls.__name__} refused {values} without a message"
         event(f"{cls.__name__} refused")
@@ -544,15 +561,16 @@ def test_configs_refuse_what_only_their_flags_refused():
     with pytest.raises(
         ValueError, match="attention must be one of"
     ):  # was refused by the tiny model, at training
-        TrainConfig(data="d.jsonl", out="o", attention="bogus")
+        TrainConfig.of(data="d.jsonl", out="o", attention="bogus")
     with pytest.raises(ValueError, match="stage must be one of"):
-        TrainConfig(data="d.jsonl", out="o", stage="bogus")
+        TrainConfig.of(data="d.jsonl", out="o", stage="bogus")
     for config in (
         TrainConfig,
         DemoConfig,
     ):  # was numpy's "Seed must be between 0 and 2**32 - 1", at training
         with pytest.raises(ValueError, match=r"seed must lie in \[0, 2\*\*32\), not -1"):
-            config(**({"data": "d.jsonl", "out": "o"} if config is TrainConfig else {}), seed=-1)
+            build = TrainConfig.of if config is TrainConfig else config
+            build(**({"data": "d.jsonl", "out": "o"} if config is TrainConfig else {}), seed=-1)
     for device in ("", "x", "cuda:-1"):  # was a RuntimeError of torch when the model moved
         with pytest.raises(ValueError, match="is not a torch device"):
             LoadConfig(device=device)
@@ -568,11 +586,11 @@ def test_configs_refuse_what_only_their_flags_refused():
             ResidualConfig(init="dirichlet", dirichlet_concentration=number)
         with pytest.raises(ValueError, match="cfg must be a finite number >= 0"):
             LikelihoodConfig(cfg=number)
-        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
-            DemoConfig(lr=number)
+        with pytest.raises(ValueError, match="all finite"):
+            DemoConfig(optim=dataclasses.replace(DemoConfig().optim, lr=number))
         for name in ("lr", "weight_decay", "max_grad_norm"):
             with pytest.raises(ValueError, match="all finite"):
-                TrainConfig(data="d.jsonl", out="o", **{name: number})
+                TrainConfig.of(data="d.jsonl", out="o", **{name: number})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -608,7 +626,7 @@ def test_demo_refuses_a_sweep_its_blocks_cannot_take_before_training(tmp_path, m
 def test_empty_column_names_are_refused():
     """Found: --response-field '' was refused only once the data was read."""
     with pytest.raises(ValueError, match="must name a column"):
-        TrainConfig(data="d.jsonl", out="o", response_field="")
+        TrainConfig.of(data="d.jsonl", out="o", response_field="")
 
 
 @fuzz_settings(15)

@@ -54,7 +54,7 @@ def test_lora_adapter_loads_and_decodes_as_the_merged_model(tmp_path, data, refe
 
 def test_lora_on_a_preset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="LoRA adapts a saved model"):
-        TrainConfig(data="d.jsonl", out=str(tmp_path), model="tiny-xs", lora_rank=4)
+        TrainConfig.of(data="d.jsonl", out=str(tmp_path), model="tiny-xs", lora_rank=4)
 
 
 def hub_cache(root, repo_id, source):

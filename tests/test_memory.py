@@ -86,7 +86,7 @@ def test_frozen_reference_in_eval_mode_outside_the_optimizer_and_dtype(tmp_path,
 
 def test_dtype_and_mixed_precision_are_exclusive(tmp_path):
     with pytest.raises(ValueError, match="pass one of the two"):
-        TrainConfig(data="d", out=str(tmp_path), dtype="bfloat16", mixed_precision="bf16")
+        TrainConfig.of(data="d", out=str(tmp_path), dtype="bfloat16", mixed_precision="bf16")
 
 
 SHARDED = textwrap.dedent(

@@ -14,7 +14,7 @@ from rcd.residual import ResidualConfig
 def test_training_residual_options_reach_the_stage_config(tmp_path, capsys):
     from rcd.train import TrainConfig
 
-    config = TrainConfig(stage="rcd", reference="ref", data="d", out="o")
+    config = TrainConfig.of(stage="rcd", reference="ref", data="d", out="o")
     assert config.residual.residual == ResidualConfig()  # stage rcd: defaults, T_res 1 as in the paper
     code = main(
         [
@@ -124,7 +124,7 @@ def test_a_config_file_stands_for_flags_and_the_command_line_overrides_it(tmp_pa
         == 0
     )
     assert built[0] == built[1]
-    assert (built[0].max_steps, built[0].residual.dropout, built[0].progress) == (7, 0.3, False)
+    assert (built[0].optim.max_steps, built[0].residual.dropout, built[0].runtime.progress) == (7, 0.3, False)
     bad = tmp_path / "bad.yaml"
     for text, phrase in (
         ("stage: rcd\nbogus: 1\n", "'bogus' is not an option of this command"),

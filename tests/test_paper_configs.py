@@ -65,14 +65,15 @@ def test_each_training_stage_parses_into_a_valid_config(name, trainings):
     reference = ["--reference", "R"] if name.endswith("-rcd") else []
     assert main(["train", "--config", name, "--out", "O", *reference]) == 0
     config = trainings[0]
-    assert config.lr == 1e-5 and config.mixed_precision == "bf16" and config.trust_remote_code
+    optim, data = config.optim, config.dataset
+    assert optim.lr == 1e-5 and config.models.mixed_precision == "bf16" and config.models.trust_remote_code
     if "llada" in name:  # 2 x 48 per device, cosine, 2048 tokens
-        assert (config.batch_size, config.grad_accum, config.schedule, config.epochs) == (2, 48, "cosine", 5)
-        assert config.max_prompt_length + config.max_response_length == 2048
+        assert (optim.batch_size, optim.grad_accum, optim.schedule, optim.epochs) == (2, 48, "cosine", 5)
+        assert data.max_prompt_length + data.max_response_length == 2048
     else:  # 1 x 12 per device, constant after 3% warm-up, 8192 tokens; the 1.7B reference 10 epochs
-        assert (config.batch_size, config.grad_accum, config.schedule) == (1, 12, "constant_with_warmup")
-        assert config.warmup_ratio == 0.03 and config.max_prompt_length + config.max_response_length == 8192
-        assert config.epochs == (10 if name.endswith("-ref") else 5)
+        assert (optim.batch_size, optim.grad_accum, optim.schedule) == (1, 12, "constant_with_warmup")
+        assert optim.warmup_ratio == 0.03 and data.max_prompt_length + data.max_response_length == 8192
+        assert optim.epochs == (10 if name.endswith("-ref") else 5)
     if name.endswith("-rcd"):
         assert config.residual.residual.temperature == 1.0 and config.residual.source == "noisy"
 

@@ -257,7 +257,7 @@ def test_one_stage_rcd_step_trains_the_rule(rule, source):
 def test_cache_reference_is_refused_with_another_rule(tmp_path):
     residual = ResidualTrainingConfig(residual=ResidualConfig(rule="learned-alpha"))
     with pytest.raises(ValueError, match="cache-reference"):
-        TrainConfig(
+        TrainConfig.of(
             model="tiny-xs",
             data="x.jsonl",
             out=str(tmp_path),
@@ -325,10 +325,10 @@ def test_trained_rule_is_saved_by_the_trainer_and_decodes_after_load(tmp_path):
         "lr": 3e-3,
         "progress": False,
     }
-    train(TrainConfig(**common, out=str(tmp_path / "ref"), stage="ref", max_steps=4))
+    train(TrainConfig.of(**common, out=str(tmp_path / "ref"), stage="ref", max_steps=4))
     residual = ResidualTrainingConfig(residual=ResidualConfig(rule="learned-alpha"))
     common.update(model=str(tmp_path / "ref"), reference=str(tmp_path / "ref"))
-    train(TrainConfig(**common, out=str(tmp_path / "rcd"), stage="rcd", max_steps=4), residual)
+    train(TrainConfig.of(**common, out=str(tmp_path / "rcd"), stage="rcd", max_steps=4), residual)
     saved = load_file(tmp_path / "rcd" / PARAMETERS_FILE)
     assert saved["layers.2.weight"].abs().sum() > 0  # trained away from its zero start
     assert not any(

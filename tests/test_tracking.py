@@ -27,4 +27,4 @@ def test_missing_tracker_package_fails_before_any_model_loads(tmp_path, monkeypa
 
     monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
     with pytest.raises(ValueError, match="pip install wandb"):
-        TrainConfig(data="d.jsonl", out=str(tmp_path), report_to="wandb")
+        TrainConfig.of(data="d.jsonl", out=str(tmp_path), report_to="wandb")

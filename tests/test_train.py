@@ -56,7 +56,7 @@ def quick(out, data, **kw):
         schedule="constant",
     )
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 @pytest.fixture(scope="module")

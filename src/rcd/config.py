@@ -8,6 +8,10 @@ flags under the field's `prefix` metadata; those flags have no argparse default,
 config knows which of its nested options were given, and a nested `X | None` field is
 built only when one was (a stage it does not apply to can then refuse it).
 
+A nested field marked `"flat": True` is a group of options (e.g. `TrainConfig.optim`): its
+flags keep their plain names (`--lr`), and its saved form (`flat_dict`, read back by
+`dataclass_from_dict`) lists them at the top level, as a config without groups would.
+
 Residual options are spelled `--res-*` in every command (`RES_PREFIX`).
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -101,7 +106,7 @@ def add_dataclass_arguments(
                 prefix=prefix + f.metadata.get("prefix", ""),
                 skip=f.metadata.get("skip", ()),
                 tracked=True,
-                shown=default if default is not None else kind(),
+                shown=default,
             )
             continue
         flag = "--" + (prefix + f.name).replace("_", "-")
@@ -109,6 +114,8 @@ def add_dataclass_arguments(
         arg_default = argparse.SUPPRESS if tracked else default
         if typing.get_origin(kind) is tuple and default is not None:
             default = ",".join(map(str, default))
+        if shown is not None and default != _default(f):  # this command's own default: the field's is stale
+            help_text = re.sub(r" ?\(default:[^)]*\)", "", help_text)
         if "(default:" not in help_text and default != "":  # a help that says what its default means keeps it
             help_text += f" (default: {'none' if default is None else default})"
         if kind is bool:
@@ -141,7 +148,7 @@ def dataclass_flags(config: Any, *, prefix: str = "", base: Any = None) -> list[
             continue
         if dataclasses.is_dataclass(kind):
             inner_prefix = prefix + f.metadata.get("prefix", "")
-            inner = dataclass_flags(value, prefix=inner_prefix, base=_default(f) or kind())
+            inner = dataclass_flags(value, prefix=inner_prefix, base=_default(f))
             # at its class default, it must still be named once, or the parser keeps `assumed`
             named = (
                 _flag(inner_prefix, g, k, getattr(value, g.name))
@@ -198,19 +205,67 @@ def _given(cls: type, parsed: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return values
 
 
-def dataclass_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    """Rebuild a config from its `dataclasses.asdict` (e.g. a saved report), nested ones included."""
+def dataclass_from_dict(cls: type[T], data: Mapping[str, Any], *, strict: bool = False) -> T:
+    """Rebuild a config from its saved form (`flat_dict` or `dataclasses.asdict`, e.g. a report or
+    a run record), nested ones included; a group saved flat or nested reads back alike.
+
+    strict: a key that is no option of `cls` is refused (TypeError), not ignored.
+    """
+    values, used = _saved_values(cls, data)
+    unknown = set(data) - used
+    if strict and unknown:
+        raise TypeError(f"{cls.__name__} has no option {', '.join(sorted(unknown))}")
+    return cls(**values)
+
+
+def _saved_values(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """({field: value} of `cls` from a saved form, the keys of `data` that were read)."""
     values: dict[str, Any] = {}
+    used: set[str] = set()
     for f, kind, _ in _fields(cls):
+        if f.metadata.get("flat") and not isinstance(data.get(f.name), Mapping):
+            head = _dest(f.metadata.get("prefix", ""), "")
+            inner, inner_used = _saved_values(
+                kind, {k[len(head) :]: v for k, v in data.items() if k.startswith(head)}
+            )
+            used |= {head + k for k in inner_used}
+            base = _default(f)
+            if inner or base is None:
+                values[f.name] = dataclasses.replace(base, **inner) if base is not None else kind(**inner)
+            continue
         if f.name not in data:
             continue
+        used.add(f.name)
         value = data[f.name]
         if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
             value = dataclass_from_dict(kind, value)
         elif typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
         values[f.name] = value
-    return cls(**values)
+    return values, used
+
+
+def flat_dict(config: Any) -> dict[str, Any]:
+    """`dataclasses.asdict` with each `"flat"` group's options at the top level, under their flag
+    names (its `skip`ped fields, which no flag sets, left out): the form runs and reports save."""
+    saved: dict[str, Any] = {}
+    for f, _, _ in _fields(type(config)):
+        value = getattr(config, f.name)
+        if f.metadata.get("flat"):
+            head, skip = _dest(f.metadata.get("prefix", ""), ""), f.metadata.get("skip", ())
+            saved.update({head + k: v for k, v in flat_dict(value).items() if k not in skip})
+        else:
+            saved[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return saved
+
+
+def check_choices(config: Any) -> None:
+    """The `choices` of each field, for a config built in code (argparse checks the flags')."""
+    for f in dataclasses.fields(config):
+        choices, value = f.metadata.get("choices"), getattr(config, f.name)
+        if choices and value is not None and value not in choices:
+            flag = "--" + f.name.replace("_", "-")
+            raise ValueError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
 def dataclass_from_mapping(cls: type[T], options: dict[str, Any], *, prefix: str = "") -> T:

@@ -11,15 +11,14 @@ resumes; OUT's run record (rcd.rundir) keeps the demo's options, and a rerun wit
 
 from __future__ import annotations
 
-import math
 import shlex
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .app import lengths, load_models, sweep_methods, sweep_report
-from .config import RES_PREFIX, dataclass_flags
+from .config import RES_PREFIX, dataclass_flags, flat_dict
 from .data import SYNTHETIC_TASKS, get_synthetic_task, make_splits, read_jsonl, write_jsonl
 from .decode import DecodeConfig
 from .eval.report import trace_plot, write_report
@@ -29,7 +28,15 @@ from .models.tiny import TINY_PRESETS
 from .residual import ResidualConfig
 from .rundir import RunDir
 from .tokenizer import char_tokenizer, word_tokenizer
-from .train import ResidualTrainingConfig, TrainConfig, train
+from .train import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ResidualTrainingConfig,
+    RuntimeConfig,
+    TrainConfig,
+    train,
+)
 
 TOKENIZERS = ("char", "word")
 # more than the study's test + validation problems (1000 + 300 at its defaults)
@@ -39,6 +46,10 @@ HELD_OUT_OFFSET = 2000
 # row (its activations leave the cache); the decoded tokens are the same
 DEMO_SWEEP = SweepConfig(thresholds=(0.5, 0.7, 0.8, 0.9, 0.95), batch_size=128)
 QUICK_SWEEP = SweepConfig(tokens_per_step=(1, 8), thresholds=(0.5, 0.9), batch_size=128)
+# the optimiser of every stage; the demo's flags set batch size and peak rate, the stages' own lengths
+# (ref_steps, stage_steps) their steps
+DEMO_OPTIM = OptimConfig(batch_size=32, lr=1e-3, warmup_steps=50)
+FIXED_OPTIM = tuple(f for f in OptimConfig.__dataclass_fields__ if f not in ("batch_size", "lr"))
 
 
 @dataclass(frozen=True)
@@ -79,8 +90,9 @@ class DemoConfig:
     )
     ref_steps: int = field(default=2400, metadata={"help": "optimizer steps of the reference"})
     stage_steps: int = field(default=600, metadata={"help": "optimizer steps of seqd and of rcd each"})
-    batch_size: int = field(default=32, metadata={"help": "training batch size"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    optim: OptimConfig = field(
+        default=DEMO_OPTIM, metadata={"help": "training", "flat": True, "skip": FIXED_OPTIM}
+    )
     # alpha fixed at 0.5 in training and decoding: the one recipe of the study ahead of SeqD beyond
     # its CI (fixed schedules of 4-8 tokens per step; experiments/findings.md)
     residual: ResidualTrainingConfig = field(
@@ -108,14 +120,14 @@ class DemoConfig:
         task = get_synthetic_task(self.task)  # an unknown task is refused here, with the known ones
         if self.tokenizer == "word" and task.words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
-        if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
-            raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")
+        if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps) < 1:
+            raise ValueError("--n-train, --n-test, --ref-steps and --stage-steps must be >= 1")
         if self.held_out_offset < 0:
             raise ValueError(f"held_out_offset must be >= 0, not {self.held_out_offset}")
         if self.block_length is not None and self.block_length < 1:
             raise ValueError("block_length must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.optim.lr is None:
+            raise ValueError("--lr: give the demo's peak learning rate (e.g. 1e-3)")
         if not 0 <= self.seed < 2**32:  # the training stages' seed (numpy's range)
             raise ValueError(f"seed must lie in [0, 2**32), not {self.seed}")
 
@@ -131,7 +143,7 @@ class DemoConfig:
             n_test=100,
             ref_steps=100,
             stage_steps=40,
-            batch_size=32,
+            optim=replace(self.optim, batch_size=32),
             sweep=sweep,
             held_out_offset=0,
         )
@@ -164,7 +176,7 @@ DEMO_WORK = ("data", "ref", "seqd", "rcd", "report.json", "report.md", "pareto.p
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     config = config.scaled()
     run = RunDir(config.out, "demo", DEMO_WORK)
-    options = {k: v for k, v in asdict(config).items() if k not in ("out", "overwrite")}
+    options = {k: v for k, v in flat_dict(config).items() if k not in ("out", "overwrite")}
     with run:
         run.check(record := run.record_of(options, {}), overwrite=config.overwrite)
         run.record(record)
@@ -176,50 +188,49 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
     out = Path(config.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     train_file, test_file, tokenizer_dir, gen_length = prepare_data(config, out / "data")
-    block = config.block_length or gen_length
+    block = lengths.decode_block_length(config.block_length, gen_length)
     # a tokens-per-step the blocks refuse is refused now, not after training
     settings = config.settings(gen_length, block)
-    common = dict(
+    dataset = DataConfig(
         data=str(train_file),
         eval_data=str(test_file),
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed,
-        warmup_steps=50,
-        log_every=50,
-        save_every=500,
         max_response_length=gen_length,
         response_padding="max",  # train at the decode length (all responses of a task have one length)
-        block_length=block if config.attention == "block-causal" else None,
     )
+    block_length = block if config.attention == "block-causal" else None
     ref_dir, seqd_dir, rcd_dir = out / "ref", out / "seqd", out / "rcd"
-    summaries = {
-        "ref": train(
+
+    def stage(name: str, models: ModelConfig, steps: int, **options: Any) -> dict[str, Any]:
+        return train(
             TrainConfig(
-                stage="ref",
+                stage=name,
+                models=models,
+                dataset=dataset,
+                optim=replace(config.optim, max_steps=steps),
+                runtime=RuntimeConfig(out=str(out / name), log_every=50, save_every=500),
+                seed=config.seed,
+                **options,
+            )
+        )
+
+    from_ref = ModelConfig(model=str(ref_dir), block_length=block_length)
+    summaries = {
+        "ref": stage(
+            "ref",
+            ModelConfig(
                 model=config.model,
                 tokenizer=str(tokenizer_dir),
                 attention=config.attention,
-                out=str(ref_dir),
-                max_steps=config.ref_steps,
-                **common,
-            )
+                block_length=block_length,
+            ),
+            config.ref_steps,
         ),
-        "seqd": train(
-            TrainConfig(
-                stage="seqd", model=str(ref_dir), out=str(seqd_dir), max_steps=config.stage_steps, **common
-            )
-        ),
-        "rcd": train(
-            TrainConfig(
-                stage="rcd",
-                model=str(ref_dir),
-                reference=str(ref_dir),
-                out=str(rcd_dir),
-                max_steps=config.stage_steps,
-                residual=config.residual,
-                **common,
-            )
+        "seqd": stage("seqd", from_ref, config.stage_steps),
+        "rcd": stage(
+            "rcd",
+            replace(from_ref, reference=str(ref_dir)),
+            config.stage_steps,
+            residual=config.residual,
         ),
     }
     models = load_models(str(rcd_dir), reference=str(ref_dir), baseline=str(seqd_dir))
@@ -245,7 +256,7 @@ def _run_demo(config: DemoConfig) -> dict[str, Any]:
         models.device,
         started,
         training=training,
-        config=asdict(config),
+        config=flat_dict(config),
         decoding={"gen_length": gen_length, "block_length": block, "attention": config.attention},
     )
     report["playground"] = shlex.join(playground_command(out, methods[1], shown))

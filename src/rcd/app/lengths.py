@@ -1,4 +1,4 @@
-"""The one rule that sizes the generation length of a task's answers."""
+"""The rules that size decoding to a task's answers: the generation length and its blocks."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def generation_length(
         raise ValueError("no answers to size the generation length by")
     unit = math.lcm(block_length or 1, *tokens_per_step)
     return -(-(max(lengths) + 1) // unit) * unit
+
+
+def decode_block_length(block_length: int | None, gen_length: int) -> int:
+    """The block the decoder fills at a time: `block_length`, or one block of the whole generation."""
+    return block_length or gen_length

@@ -76,7 +76,11 @@ def run_sweep(job: SweepJob) -> dict[str, Any]:
         job.settings.tokens_per_step,
     )
     try:
-        base = DecodeConfig(**job.decode, gen_length=gen_length, block_length=job.block_length or gen_length)
+        base = DecodeConfig(
+            **job.decode,
+            gen_length=gen_length,
+            block_length=lengths.decode_block_length(job.block_length, gen_length),
+        )
     except ValueError as err:
         raise UsageError(str(err)) from err
     settings = job.settings.settings(base)

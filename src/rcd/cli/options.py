@@ -46,7 +46,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-block-length",
         type=int,
         default=None,
-        help="block size a block-causal model was trained with (default: from config, preset or name)",
+        help=LoadConfig.__dataclass_fields__["block_length"].metadata["help"],
     )
 
 

@@ -36,7 +36,7 @@ from .legacy_remote import (
     transformers4_names,
 )
 from .lora import adapter_base, is_adapter_dir, load_adapter
-from .presets import PRESETS, Preset, detect_preset, get_preset
+from .presets import PRESETS, Preset, checkpoint_block_length, detect_preset, get_preset
 
 DTYPES = {
     "float32": torch.float32,
@@ -74,7 +74,14 @@ class LoadConfig:
     attention: str | None = field(
         default=None, metadata={"help": "override the attention mode", "choices": ATTENTION_MODES}
     )
-    block_length: int | None = field(default=None, metadata={"help": "block size of a block-causal model"})
+    # spelled --model-block-length on the command line (--block-length is decoding's block there)
+    block_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "block size a block-causal model was trained with (default: the preset's, else the "
+            "checkpoint's config or, for SDAR, its name's -bN)"
+        },
+    )
     attn_implementation: str | None = field(
         default=None, metadata={"help": "transformers attention kernel (sdpa or eager for native models)"}
     )
@@ -94,7 +101,11 @@ class LoadConfig:
                 f"attention {self.attention!r} is unknown; choose one of {', '.join(ATTENTION_MODES)}"
             )
         if self.block_length is not None and self.block_length < 1:
-            raise ValueError(f"the model's block_length must be >= 1, got {self.block_length}")
+            raise ValueError(
+                f"--model-block-length: the model's block_length must be >= 1, not {self.block_length}"
+            )
+        if self.attn_implementation is not None and not self.attn_implementation.strip():
+            raise ValueError("attn_implementation must name a kernel (sdpa, eager, ...) or be left out")
 
     def kwargs(self) -> dict:
         return asdict(self)
@@ -300,11 +311,14 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
     mode = _first(
         attention, config_attention if config_attention in ATTENTION_MODES else None, preset.attention
     )
+    # the model's one block length, written to its config: the decode loop, the trainer and the
+    # adapter read it from there (`DiffusionModel.block_length`)
     block = _first(
         block_length,
         preset.block_length,
-        getattr(config, "block_length", None),
-        getattr(config, "block_size", None) if preset.forward == "sdar" else None,  # SDAR's own name
+        checkpoint_block_length(config)
+        if preset.forward == "sdar"
+        else getattr(config, "block_length", None),
     )
     if mode == "block-causal" and block is None:
         raise ValueError(

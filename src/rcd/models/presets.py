@@ -152,11 +152,19 @@ def detect_preset(config, name_or_path: str = "") -> Preset | None:
     if family is None:
         return None
     preset = PRESETS[family]
-    if family == "sdar":
-        block = getattr(config, "block_size", None) or getattr(config, "block_length", None)
-        if block is None:
-            found = re.search(r"-b(\d+)(?:\b|_|$)", str(name_or_path))
-            block = int(found.group(1)) if found else None
-        if block is not None:
-            preset = replace(preset, block_length=int(block))
-    return preset
+    block = checkpoint_block_length(config, name_or_path) if family == "sdar" else None
+    return replace(preset, block_length=block) if block is not None else preset
+
+
+def checkpoint_block_length(config, name_or_path: str = "") -> int | None:
+    """The block size a checkpoint declares: SDAR's `block_size` or rcd's `block_length` in its
+    config, else a `-bN` in its name (SDAR's checkpoints); None when it declares none.
+
+    The one reading of a checkpoint's block size; `rcd.models.loading` resolves the model's
+    block length from it, an explicit override and the preset, and writes it to the config.
+    """
+    block = getattr(config, "block_size", None) or getattr(config, "block_length", None)
+    if block is None:
+        found = re.search(r"-b(\d+)(?:\b|_|$)", str(name_or_path))
+        block = found.group(1) if found else None
+    return int(block) if block is not None else None

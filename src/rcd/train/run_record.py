@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..models.tiny import TINY_PRESETS
 from ..rundir import fingerprint
 from .config import TrainConfig
 from .stages import ResidualTrainingConfig
@@ -25,17 +24,17 @@ def train_record(config: TrainConfig, residual: ResidualTrainingConfig | None) -
 
     A data set named on the Hub (not a local file) is recorded by its name and split options.
     """
-    options = {k: v for k, v in asdict(config).items() if k not in INPUTS + OPERATIONAL}
+    saved = config.saved()  # flat, as runs made before the option groups recorded it
+    options = {k: v for k, v in saved.items() if k not in INPUTS + OPERATIONAL}
     options["residual"] = asdict(residual or ResidualTrainingConfig()) if config.stage == "rcd" else None
+    models = config.models
     inputs = {
-        "model": {"preset": config.model}
-        if config.model in TINY_PRESETS
-        else fingerprint(config.model, what="--model"),
-        "reference": fingerprint(config.reference, what="--reference"),
-        "tokenizer": fingerprint(config.tokenizer, what="--tokenizer")
-        if config.tokenizer not in (None, "char")
+        "model": {"preset": models.model} if models.is_preset else fingerprint(models.model, what="--model"),
+        "reference": fingerprint(models.reference, what="--reference"),
+        "tokenizer": fingerprint(models.tokenizer, what="--tokenizer")
+        if models.tokenizer not in (None, "char")
         else None,
-        "data": fingerprint(config.data, what="--data"),
-        "eval_data": fingerprint(config.eval_data, what="--eval-data"),
+        "data": fingerprint(config.dataset.data, what="--data"),
+        "eval_data": fingerprint(config.dataset.eval_data, what="--eval-data"),
     }
     return options, inputs

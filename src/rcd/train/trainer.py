@@ -37,7 +37,7 @@ from ..residual_rules import PARAMETERS_ATTRIBUTE, save_rule_parameters, without
 from ..rundir import RunDir, fingerprint, normal_mode, write_json
 from ..tokenizer import char_tokenizer, tokenizer_from_pretrained
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import LoraConfig, ModelConfig, TrainConfig
 from .memory import ReferenceModule, enable_gradient_checkpointing, freeze, place_reference
 from .noise import add_noise
 from .reference_cache import ReferenceCache
@@ -50,39 +50,50 @@ SUMMARY_FILE = "train_summary.json"
 
 
 def build_model(config: TrainConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """A tiny preset built from scratch (seeded), or a saved model to fine-tune."""
-    if config.model in TINY_PRESETS:
-        tokenizer = load_tokenizer(config.tokenizer)
-        attention = config.attention or "bidirectional"
+    """A tiny preset built from scratch (seeded), or a saved model to fine-tune; either way its
+    config holds the block length the run trains with (`--block-length`, else the model's own)."""
+    models = config.models
+    if models.is_preset:
+        tokenizer = load_tokenizer(models.tokenizer)
+        attention = models.attention or "bidirectional"
         model = tiny_model(
             len(tokenizer),
             seed=config.seed,
             attention=attention,
-            block_length=config.block_length if attention == "block-causal" else None,
+            block_length=models.block_length if attention == "block-causal" else None,
             mask_token_id=tokenizer.mask_token_id,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            max_position_embeddings=max(1024, config.max_prompt_length + config.max_response_length),
-            **TINY_PRESETS[config.model],
+            max_position_embeddings=max(
+                1024, config.dataset.max_prompt_length + config.dataset.max_response_length
+            ),
+            **TINY_PRESETS[models.model],
         )
-        return model.to(DTYPES[config.dtype or "float32"]).train(), tokenizer
-    if not Path(config.model).is_dir() and "/" not in config.model:
-        raise FileNotFoundError(
-            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
-        )
-    model, tokenizer = load(config.model, trust_remote_code=config.trust_remote_code, dtype=config.dtype)
+        return model.to(DTYPES[models.dtype or "float32"]).train(), tokenizer
+    model, tokenizer = load(
+        _saved_model(models.model),
+        trust_remote_code=models.trust_remote_code,
+        dtype=models.dtype,
+        block_length=models.block_length,
+    )
     return model.train(), tokenizer
 
 
-def tokenizer_of(config: TrainConfig) -> PreTrainedTokenizerBase:
-    """The tokenizer a run will use, without loading its model."""
-    if config.model in TINY_PRESETS:
-        return load_tokenizer(config.tokenizer)
-    if not Path(config.model).is_dir() and "/" not in config.model:
+def tokenizer_of(models: ModelConfig, model: str) -> PreTrainedTokenizerBase:
+    """The tokenizer `model` (the run's model or its reference) comes with, without loading it."""
+    if model in TINY_PRESETS:
+        return load_tokenizer(models.tokenizer)
+    return tokenizer_from_pretrained(
+        check_source(_saved_model(model)), trust_remote_code=models.trust_remote_code
+    )
+
+
+def _saved_model(model: str) -> str:
+    if not Path(model).is_dir() and "/" not in model:
         raise FileNotFoundError(
-            f"--model {config.model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
+            f"--model {model!r} is neither a directory, a Hub id (owner/name) nor one of {sorted(TINY_PRESETS)}"
         )
-    return tokenizer_from_pretrained(check_source(config.model), trust_remote_code=config.trust_remote_code)
+    return model
 
 
 def load_tokenizer(path: str | None) -> PreTrainedTokenizerBase:
@@ -111,14 +122,14 @@ def load_reference(
     return freeze(model)
 
 
-def apply_lora(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
+def apply_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
 
-    targets = [t.strip() for t in config.lora_targets.split(",") if t.strip()]
-    lora = LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=targets, lora_dropout=0.0
+    adapters = PeftLoraConfig(
+        r=lora.rank, lora_alpha=lora.alpha, target_modules=lora.target_modules, lora_dropout=0.0
     )
-    return get_peft_model(model, lora)
+    return get_peft_model(model, adapters)
 
 
 class Trainer:
@@ -127,49 +138,53 @@ class Trainer:
             config = replace(config, residual=residual)
         self.config = config
         self.residual = config.residual  # None unless stage rcd
-        self.out = Path(config.out)
+        self.out = Path(config.runtime.out)
         self.accelerator = Accelerator(
             cpu=_cpu_only(),
-            mixed_precision=config.mixed_precision,
-            log_with=None if config.report_to == "none" else config.report_to,
-            project_dir=config.out,
-            gradient_accumulation_steps=config.grad_accum,
+            mixed_precision=config.models.mixed_precision,
+            log_with=None if config.runtime.report_to == "none" else config.runtime.report_to,
+            project_dir=config.runtime.out,
+            gradient_accumulation_steps=config.optim.grad_accum,
             dataloader_config=DataLoaderConfiguration(
                 # a stream is read by every process, each keeping its share of the examples
                 use_seedable_sampler=True,
                 data_seed=config.seed,
-                dispatch_batches=False if config.streaming else None,
+                dispatch_batches=False if config.dataset.streaming else None,
             ),
         )
         set_seed(config.seed)
         if config.stage == "rcd":  # the shared vocabulary, from the tokenizers: before any model loads
+            models = config.models
             check_shared_vocabulary(
-                tokenizer_of(config), tokenizer_of(replace(config, model=config.reference)), config.reference
+                tokenizer_of(models, models.model), tokenizer_of(models, models.reference), models.reference
             )
         model, self.tokenizer = build_model(config)
         context = context_length(model)
-        if context is not None and config.max_prompt_length + config.max_response_length > context:
+        if (
+            context is not None
+            and config.dataset.max_prompt_length + config.dataset.max_response_length > context
+        ):
             raise ValueError(
-                f"--max-prompt-length {config.max_prompt_length} + --max-response-length "
-                f"{config.max_response_length} exceed the model's context of {context} positions; lower them"
+                f"--max-prompt-length {config.dataset.max_prompt_length} + --max-response-length "
+                f"{config.dataset.max_response_length} exceed the model's context of {context} positions; lower them"
             )
-        if config.gradient_checkpointing:
+        if config.models.gradient_checkpointing:
             enable_gradient_checkpointing(model)
-        if config.lora_rank:
-            model = apply_lora(model, config)
-        target = DiffusionModel.wrap(model, config.attention)
+        if config.lora.rank:
+            model = apply_lora(model, config.lora)
+        target = DiffusionModel.wrap(model, config.models.attention)
         self.attention = target.attention
-        self.block_length = config.block_length or target.block_length
+        self.block_length = target.block_length  # resolved once, as the model was built or loaded
         if self.attention == "block-causal" and not self.block_length:
             raise ValueError("block-causal training needs --block-length")
         self.reference = None
         if config.stage == "rcd":
             reference = load_reference(
-                config.reference,
+                config.models.reference,
                 target,
                 self.tokenizer,
-                config.trust_remote_code,
-                config.reference_dtype or config.dtype,
+                config.models.trust_remote_code,
+                config.models.reference_dtype or config.models.dtype,
             )
             self.reference = place_reference(
                 ReferenceModule(reference, self.block_length, self.residual), self.accelerator
@@ -181,16 +196,16 @@ class Trainer:
             self.tokenizer.pad_token_id,
             self.tokenizer.eos_token_id,
             self.block_length if self.attention == "block-causal" else None,
-            config.max_response_length if config.response_padding == "max" else None,
+            config.dataset.max_response_length if config.dataset.response_padding == "max" else None,
         )
         loader = self._train_loader(collate)
         eval_loader = (
             DataLoader(
-                self._load(config.eval_data, config.eval_split),
-                batch_size=config.batch_size,
+                self._load(config.dataset.eval_data, config.dataset.eval_split),
+                batch_size=config.optim.batch_size,
                 collate_fn=collate,
             )
-            if config.eval_data
+            if config.dataset.eval_data
             else None
         )
         module = StageModule(
@@ -201,22 +216,24 @@ class Trainer:
         )
         optimizer = torch.optim.AdamW(
             [p for p in module.parameters() if p.requires_grad],
-            lr=config.lr,
-            weight_decay=config.weight_decay,
+            lr=config.optim.lr,
+            weight_decay=config.optim.weight_decay,
         )
         self.steps_per_epoch = (
             None
-            if config.streaming
-            else math.ceil(math.ceil(len(loader) / self.accelerator.num_processes) / config.grad_accum)
+            if config.dataset.streaming
+            else math.ceil(math.ceil(len(loader) / self.accelerator.num_processes) / config.optim.grad_accum)
         )
-        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.total_steps = config.optim.max_steps or config.optim.epochs * self.steps_per_epoch
         # a prepared scheduler is stepped once per process at each optimizer step (Accelerate
         # sizes schedules in single-process batches), so ours is sized in steps x processes
         processes = self.accelerator.num_processes
         scheduler = get_scheduler(
-            config.schedule,
+            config.optim.schedule,
             optimizer,
-            num_warmup_steps=(config.warmup_steps or math.ceil(config.warmup_ratio * self.total_steps))
+            num_warmup_steps=(
+                config.optim.warmup_steps or math.ceil(config.optim.warmup_ratio * self.total_steps)
+            )
             * processes,
             num_training_steps=self.total_steps * processes,
         )
@@ -230,17 +247,21 @@ class Trainer:
     def _data_options(self, split: str) -> DataOptions:
         c = self.config
         return DataOptions(
-            c.max_prompt_length,
-            c.max_response_length,
-            c.overflow,
-            c.prompt_field,
-            c.response_field,
-            c.messages_field,
+            c.dataset.max_prompt_length,
+            c.dataset.max_response_length,
+            c.dataset.overflow,
+            c.dataset.prompt_field,
+            c.dataset.response_field,
+            c.dataset.messages_field,
             split,
         )
 
     def _load(self, path: str, split: str):
-        cache = None if self.config.cache_dir == "none" else (self.config.cache_dir or default_cache_dir())
+        cache = (
+            None
+            if self.config.dataset.cache_dir == "none"
+            else (self.config.dataset.cache_dir or default_cache_dir())
+        )
         examples, stats = load_examples(path, self.tokenizer, self._data_options(split), cache)
         self.accelerator.print(f"{path}: {stats.describe()}")
         return examples
@@ -248,15 +269,17 @@ class Trainer:
     def _train_loader(self, collate: SftCollator) -> DataLoader:
         """Shuffled, length-grouped (`--group-by-length`) or streamed batches of --data."""
         c = self.config
-        if c.streaming:
-            stream = StreamingExamples(c.data, self.tokenizer, self._data_options(c.data_split), c.seed)
-            return DataLoader(stream, batch_size=c.batch_size, collate_fn=collate)
-        examples = self._load(c.data, c.data_split)
-        if not c.group_by_length:
-            return DataLoader(examples, batch_size=c.batch_size, shuffle=True, collate_fn=collate)
+        if c.dataset.streaming:
+            stream = StreamingExamples(
+                c.dataset.data, self.tokenizer, self._data_options(c.dataset.data_split), c.seed
+            )
+            return DataLoader(stream, batch_size=c.optim.batch_size, collate_fn=collate)
+        examples = self._load(c.dataset.data, c.dataset.data_split)
+        if not c.dataset.group_by_length:
+            return DataLoader(examples, batch_size=c.optim.batch_size, shuffle=True, collate_fn=collate)
         lengths = [len(e.prompt_ids) + len(e.response_ids) for e in examples]
-        sampler = LengthGroupedSampler(lengths, c.batch_size, c.seed)
-        return DataLoader(examples, batch_size=c.batch_size, sampler=sampler, collate_fn=collate)
+        sampler = LengthGroupedSampler(lengths, c.optim.batch_size, c.seed)
+        return DataLoader(examples, batch_size=c.optim.batch_size, sampler=sampler, collate_fn=collate)
 
     # ----------------------------------------------------------------- one batch
     def _noisy(self, batch: dict[str, torch.Tensor], epoch: int):
@@ -304,13 +327,13 @@ class Trainer:
         config, acc = self.config, self.accelerator
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
-        if config.report_to != "none":
-            acc.init_trackers(config.run_name or self.out.name, config=_scalars(asdict(config)))
+        if config.runtime.report_to != "none":
+            acc.init_trackers(config.runtime.run_name or self.out.name, config=_scalars(config.saved()))
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
             desc=f"train {config.stage}",
-            disable=not (config.progress and acc.is_local_main_process),
+            disable=not (config.runtime.progress and acc.is_local_main_process),
             dynamic_ncols=True,
         )
         window = {"loss": 0.0, "micro": 0, "tokens": 0, "seconds": 0.0}
@@ -331,8 +354,8 @@ class Trainer:
                 with acc.accumulate(self.module):
                     loss = self.module(noisy, self._signal(noisy, use_cache=True))
                     acc.backward(loss)
-                    if acc.sync_gradients and config.max_grad_norm > 0:
-                        acc.clip_grad_norm_(self.module.parameters(), config.max_grad_norm)
+                    if acc.sync_gradients and config.optim.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.module.parameters(), config.optim.max_grad_norm)
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad()
@@ -347,10 +370,14 @@ class Trainer:
                     continue
                 self.state.step += 1
                 bar.update(1)
-                saving = config.save_every and self.state.step % config.save_every == 0
-                if saving or self.state.step % config.log_every == 0 or self.state.step == self.total_steps:
+                saving = config.runtime.save_every and self.state.step % config.runtime.save_every == 0
+                if (
+                    saving
+                    or self.state.step % config.runtime.log_every == 0
+                    or self.state.step == self.total_steps
+                ):
                     last_loss = self._log(window, bar)  # before a checkpoint: resume restarts a window
-                if config.eval_every and self.state.step % config.eval_every == 0:
+                if config.runtime.eval_every and self.state.step % config.runtime.eval_every == 0:
                     self._log_eval()
                 if saving:
                     self._save_checkpoint()
@@ -402,7 +429,7 @@ class Trainer:
             self._logged.add((kind, row["step"]))
 
     def _save_checkpoint(self) -> None:
-        path = save_checkpoint(self.accelerator, self.out, self.state, self.config.keep_checkpoints)
+        path = save_checkpoint(self.accelerator, self.out, self.state, self.config.runtime.keep_checkpoints)
         if self.cache is not None and self.accelerator.is_main_process:
             self.cache.save(path / "reference_cache.pt")
 
@@ -413,7 +440,7 @@ class Trainer:
             cut_torn_tail(metrics)  # a kill mid-append: the next row starts on its own line
         self.accelerator.wait_for_everyone()
         rows = read_rows(metrics)
-        path, notices = latest_checkpoint(self.out) if self.config.resume else (None, [])
+        path, notices = latest_checkpoint(self.out) if self.config.runtime.resume else (None, [])
         if self.accelerator.is_main_process:
             for notice in notices:
                 print(f"rcd: {notice}", file=sys.stderr)
@@ -430,9 +457,9 @@ class Trainer:
 
     def _save_adapter(self, model) -> None:
         """OUT/adapter: the LoRA weights and the base they adapt (absolute path or Hub id)."""
-        base = Path(self.config.model)
+        base = Path(self.config.models.model)
         model.peft_config["default"].base_model_name_or_path = (
-            str(base.resolve()) if base.is_dir() else self.config.model
+            str(base.resolve()) if base.is_dir() else self.config.models.model
         )
         model.save_pretrained(self.out / ADAPTER_DIR, safe_serialization=True)
         self.tokenizer.save_pretrained(self.out / ADAPTER_DIR)
@@ -451,7 +478,7 @@ class Trainer:
             "eval_loss": eval_loss,
             "processes": acc.num_processes,
             "device": str(acc.device),
-            "config": asdict(self.config),
+            "config": self.config.saved(),
             "residual": asdict(self.residual) if self.residual is not None else None,
         }
         if self.cache is not None:
@@ -460,7 +487,7 @@ class Trainer:
         rule_module = getattr(
             model, PARAMETERS_ATTRIBUTE, None
         )  # a learned feedback rule's (kept past a merge)
-        if self.config.lora_rank:
+        if self.config.lora.rank:
             if acc.is_main_process:
                 self._save_adapter(model)
             model = model.merge_and_unload()
@@ -509,28 +536,30 @@ def train(config: TrainConfig, residual: ResidualTrainingConfig | None = None) -
 
     OUT is locked while the run lasts. A run of the same options and inputs in OUT is
     continued from its last checkpoint, or, when complete, returned as it is; a run of
-    other options is refused unless `config.overwrite` (see `rcd.rundir`).
+    other options is refused unless `config.runtime.overwrite` (see `rcd.rundir`).
     """
     if residual is not None:  # the older spelling of TrainConfig(residual=...)
         config = replace(config, residual=residual)
     options, inputs = train_record(
         config, config.residual
     )  # before any model loads: a missing path fails here
-    summary_path = Path(config.out) / SUMMARY_FILE
+    summary_path = Path(config.runtime.out) / SUMMARY_FILE
     saved = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    run = RunDir(config.out, "train", (*WORK, *saved.get("files", [])))
+    run = RunDir(config.runtime.out, "train", (*WORK, *saved.get("files", [])))
     record = run.record_of(options, inputs)
     state = PartialState(cpu=_cpu_only())
     with run if state.is_main_process else contextlib.nullcontext():
-        continuing = run.check(record, overwrite=config.overwrite) if state.is_main_process else None
+        continuing = run.check(record, overwrite=config.runtime.overwrite) if state.is_main_process else None
         continuing = bool(_broadcast(continuing))
-        if continuing and not config.resume:
+        if continuing and not config.runtime.resume:
             raise UsageError(
-                f"{config.out} holds a run of these options; drop --no-resume to continue it, "
+                f"{config.runtime.out} holds a run of these options; drop --no-resume to continue it, "
                 "or pass --overwrite to start again"
             )
         if continuing and summary_path.exists():
-            PartialState().print(f"{config.out}: this run is complete ({SUMMARY_FILE}); nothing to do")
+            PartialState().print(
+                f"{config.runtime.out}: this run is complete ({SUMMARY_FILE}); nothing to do"
+            )
             return json.loads(summary_path.read_text())
         trainer = Trainer(config)
         if state.is_main_process:
