@@ -53,6 +53,8 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) ->
     """Write a tiny `kind` checkpoint (weights, config, code if remote, tokenizer) to `path`.
 
     SDAR's config holds `block_size` (4 unless `block_size=None`) and no `pad_token_id`.
+    `config_fields` override the config's, the vocabulary size and mask id included (a real
+    family's: the tokenizer's ids then index the first rows only).
     """
     tokenizer = rcd.char_tokenizer()
     vocab = len(tokenizer)
@@ -64,8 +66,8 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) ->
             model_cls.register_for_auto_class(auto)
             if kind == "sdar":
                 config_fields = {"block_size": SDAR_BLOCK, **config_fields}
-            fields = {k: v for k, v in config_fields.items() if v is not None}
-            config = config_cls(vocab_size=vocab, mask_token_id=tokenizer.mask_token_id, **fields)
+            fields = {"vocab_size": vocab, "mask_token_id": tokenizer.mask_token_id, **config_fields}
+            config = config_cls(**{k: v for k, v in fields.items() if v is not None})
             if kind == "sdar" and not hasattr(config, "pad_token_id"):
                 config.pad_token_id = None  # built here; the saved config has none, as SDAR's
                 model = model_cls(config)

@@ -57,6 +57,7 @@ class Preset:
 
 
 SDAR_BLOCK_SIZES = (4, 8, 16, 32, 64)
+TRADO_BLOCK = 4  # TraDo's released sampling settings (dLLM-RL's README and trado_eval.yaml)
 
 _LLADA = Preset(
     name="llada",
@@ -100,6 +101,15 @@ _LLADA2 = Preset(
     remote_code=True,
     block_grid="absolute",
 )
+# TraDo (Gen-Verse dLLM-RL, TraceRL-trained from SDAR): SDAR's modeling code, config (model_type
+# sdar, mask 151669) and tokenizer; only the name and the block size it is run with differ
+_TRADO = replace(
+    _SDAR,
+    name="trado",
+    description="TraDo 4B/8B Instruct, 8B Thinking (Gen-Verse dLLM-RL; SDAR's remote code): "
+    f"block-causal, blocks of {TRADO_BLOCK} from the sequence start, KV cache",
+    block_length=TRADO_BLOCK,
+)
 _HF = Preset(
     name="hf",
     description="any transformers architecture (Llama, Qwen2, Qwen3, ...) decoded as a dLLM "
@@ -118,6 +128,7 @@ PRESETS: dict[str, Preset] = {
         _DREAM,
         _LLADA2,
         _SDAR,
+        _TRADO,
         *(
             replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
             for b in SDAR_BLOCK_SIZES
@@ -146,15 +157,18 @@ def get_preset(name: str) -> Preset:
 def detect_preset(config, name_or_path: str = "") -> Preset | None:
     """The family preset of a checkpoint's config (None: not a known dLLM family).
 
-    An SDAR config without a block size gets it from the checkpoint name (`...-b32`).
+    An SDAR config without a block size gets it from the checkpoint name (`...-b32`); an SDAR
+    config whose checkpoint's name or path says TraDo is TraDo's (block size 4 unless its config says).
     """
     family = _MODEL_TYPES.get(str(getattr(config, "model_type", "")).lower())
     if family is None:
         return None
     preset = PRESETS[family]
     if family == "sdar":
+        if "trado" in str(name_or_path).lower():  # a Hub id, a local copy or the Hub cache's folder
+            preset = PRESETS["trado"]
         block = getattr(config, "block_size", None) or getattr(config, "block_length", None)
-        if block is None:
+        if block is None and preset.block_length is None:
             found = re.search(r"-b(\d+)(?:\b|_|$)", str(name_or_path))
             block = int(found.group(1)) if found else None
         if block is not None:
