@@ -304,7 +304,7 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
         block_length,
         preset.block_length,
         getattr(config, "block_length", None),
-        getattr(config, "block_size", None) if preset.forward == "sdar" else None,  # SDAR's own name
+        getattr(config, preset.config_block_field, None) if preset.config_block_field else None,
     )
     if mode == "block-causal" and block is None:
         raise ValueError(

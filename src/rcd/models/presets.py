@@ -37,6 +37,8 @@ class Preset:
     chat_template: used only when the tokenizer has none.
     block_grid: where a block-causal model's blocks start ("absolute": from each row's first
         token, as SDAR trains and generates; see `rcd.decode.grid`).
+    config_block_field: the family's own name for its block size in its config (SDAR
+        `block_size`, Fast-dLLM v2 `bd_size`), read when `block_length` is not given.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Preset:
     remote_code: bool = False
     chat_template: str | None = None
     block_grid: str = "generation"
+    config_block_field: str | None = None
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES:
@@ -88,6 +91,7 @@ _SDAR = Preset(
     forward="sdar",
     remote_code=True,
     block_grid="absolute",
+    config_block_field="block_size",
 )
 _LLADA2 = Preset(
     name="llada2",
@@ -110,6 +114,19 @@ _TRADO = replace(
     f"block-causal, blocks of {TRADO_BLOCK} from the sequence start, KV cache",
     block_length=TRADO_BLOCK,
 )
+_FAST_DLLM_V2 = Preset(
+    name="fast-dllm-v2",
+    description="Fast-dLLM v2 1.5B/7B (remote code, Qwen2.5-based): block-causal, blocks of bd_size (32) "
+    "from the sequence start, KV cache, logits shifted by one; its sampler is --threshold with "
+    "--sub-block-length 8",
+    attention="block-causal",
+    mask_token_id=151665,
+    stop_token_ids=(151645, 151643),
+    forward="fast_dllm_v2",
+    remote_code=True,
+    block_grid="absolute",
+    config_block_field="bd_size",
+)
 _HF = Preset(
     name="hf",
     description="any transformers architecture (Llama, Qwen2, Qwen3, ...) decoded as a dLLM "
@@ -129,6 +146,7 @@ PRESETS: dict[str, Preset] = {
         _LLADA2,
         _SDAR,
         _TRADO,
+        _FAST_DLLM_V2,
         *(
             replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
             for b in SDAR_BLOCK_SIZES
@@ -144,6 +162,7 @@ _MODEL_TYPES = {
     "dream": "dream",
     "sdar": "sdar",
     "llada2_moe": "llada2",
+    "fast_dllm_qwen": "fast-dllm-v2",
     "rcd-tiny": "rcd-tiny",
 }
 
