@@ -13,7 +13,8 @@ DEMO_ARGS ?=
 TF4_VERSION ?= 4.57.6
 TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggingface_hub>=0.34,<1.0"
 TF4_DIR     ?= .venv-tf4
-TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
+TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py \
+              tests/test_trado.py tests/test_fastdllm_v2.py
 
 .PHONY: demo test test-fast test-tf4 lint install clean mutate browser
 

@@ -1,4 +1,4 @@
-"""Stand-ins for the remote modeling code of LLaDA, Dream, SDAR and LLaDA2.0 (test fixtures).
+"""Stand-ins for the remote modeling code of LLaDA, Dream, SDAR, LLaDA2.0 and Fast-dLLM v2 (test fixtures).
 
 Written for rcd's tests, not copied: tiny transformers that reproduce only the *calling
 conventions* of the real remote code (forward signatures, mask formats, position ids,

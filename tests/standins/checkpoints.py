@@ -1,7 +1,7 @@
 """Tiny random-weight checkpoints on disk, as the real families ship them.
 
 Remote-code stand-ins are saved with their modeling files and an `auto_map`, so loading
-them needs `trust_remote_code=True` exactly like LLaDA, Dream, SDAR and LLaDA2; transformers-native
+them needs `trust_remote_code=True` exactly like LLaDA, Dream, SDAR, LLaDA2 and Fast-dLLM v2; transformers-native
 architectures (Llama, Qwen2, Qwen3) are saved as plain checkpoints. All use rcd's
 character tokenizer, whose `<mask>` is the mask token.
 
@@ -24,10 +24,12 @@ from rcd.models.legacy_remote import flash_attn_standin, transformers4_names
 
 with transformers4_names(), flash_attn_standin():
     from .configuration_dream import DreamConfig
+    from .configuration_fast_dllm_v2 import Fast_dLLM_QwenConfig
     from .configuration_llada import LLaDAConfig
     from .configuration_llada2_moe import LLaDA2MoeConfig
     from .configuration_sdar import SDARConfig
     from .modeling_dream import DreamModel
+    from .modeling_fast_dllm_v2 import Fast_dLLM_QwenForCausalLM
     from .modeling_llada import LLaDAModelLM
     from .modeling_llada2_moe import LLaDA2MoeModelLM
     from .modeling_sdar import SDARForCausalLM
@@ -37,6 +39,7 @@ REMOTE = {
     "dream": (DreamConfig, DreamModel, "AutoModel"),
     "sdar": (SDARConfig, SDARForCausalLM, "AutoModelForCausalLM"),
     "llada2": (LLaDA2MoeConfig, LLaDA2MoeModelLM, "AutoModelForCausalLM"),
+    "fast-dllm-v2": (Fast_dLLM_QwenConfig, Fast_dLLM_QwenForCausalLM, "AutoModelForCausalLM"),
 }
 NATIVE = {  # Qwen3 arrived in transformers 4.51
     kind: (getattr(transformers, f"{name}Config"), getattr(transformers, f"{name}ForCausalLM"))
@@ -52,7 +55,10 @@ SDAR_BLOCK = 4
 def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) -> Path:
     """Write a tiny `kind` checkpoint (weights, config, code if remote, tokenizer) to `path`.
 
-    SDAR's config holds `block_size` (4 unless `block_size=None`) and no `pad_token_id`.
+    SDAR's config holds `block_size` (4 unless `block_size=None`) and no `pad_token_id`;
+    Fast-dLLM v2's `bd_size` (4 unless given).
+    `config_fields` override the config's, the vocabulary size and mask id included (a real
+    family's: the tokenizer's ids then index the first rows only).
     """
     tokenizer = rcd.char_tokenizer()
     vocab = len(tokenizer)
@@ -64,8 +70,10 @@ def save_checkpoint(kind: str, path: Path, *, seed: int = 0, **config_fields) ->
             model_cls.register_for_auto_class(auto)
             if kind == "sdar":
                 config_fields = {"block_size": SDAR_BLOCK, **config_fields}
-            fields = {k: v for k, v in config_fields.items() if v is not None}
-            config = config_cls(vocab_size=vocab, mask_token_id=tokenizer.mask_token_id, **fields)
+            if kind == "fast-dllm-v2":
+                config_fields = {"bd_size": SDAR_BLOCK, **config_fields}
+            fields = {"vocab_size": vocab, "mask_token_id": tokenizer.mask_token_id, **config_fields}
+            config = config_cls(**{k: v for k, v in fields.items() if v is not None})
             if kind == "sdar" and not hasattr(config, "pad_token_id"):
                 config.pad_token_id = None  # built here; the saved config has none, as SDAR's
                 model = model_cls(config)

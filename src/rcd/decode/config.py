@@ -11,7 +11,15 @@ import math
 from dataclasses import dataclass, field
 
 from .passes import CACHE_MODES
-from .policy import COMMIT_ORDERS, CONFIDENCES, CommitPolicy, FixedSchedule, Threshold, TimeSchedule
+from .policy import (
+    COMMIT_ORDERS,
+    CONFIDENCES,
+    CommitPolicy,
+    FixedSchedule,
+    SubBlocks,
+    Threshold,
+    TimeSchedule,
+)
 
 SCHEDULES = ("even", "time")
 
@@ -32,6 +40,13 @@ class DecodeConfig:
         metadata={
             "help": "dynamic rule: commit positions with confidence > threshold, at least one "
             "(with --steps: at least the fixed schedule's count)"
+        },
+    )
+    sub_block_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "with --threshold: fill each block in sub-blocks of this many tokens, left to right, "
+            "a masked first position alone first (Fast-dLLM v2's small_block_size)"
         },
     )
     order: str = field(
@@ -116,6 +131,17 @@ class DecodeConfig:
             )
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.sub_block_length is not None:
+            if self.threshold is None or self.steps is not None:
+                raise ValueError(
+                    "sub_block_length is Fast-dLLM v2's threshold rule, which has no step budget: "
+                    "give --threshold and drop --steps"
+                )
+            if self.sub_block_length <= 0 or self.block_length % self.sub_block_length:
+                raise ValueError(
+                    f"sub_block_length ({self.sub_block_length}) must be a positive divisor of "
+                    f"block_length ({self.block_length})"
+                )
         if self.threshold is not None and self.steps is None:
             return
         steps, n_blocks = self.total_steps, self.n_blocks
@@ -146,6 +172,8 @@ class DecodeConfig:
     def policy(self, generator=None) -> CommitPolicy:
         """A fresh commit policy of this setting (policies keep per-block state); `generator`
         seeds a random commit order."""
+        if self.sub_block_length is not None:
+            return SubBlocks(self.threshold, self.sub_block_length)
         if self.threshold is not None:
             per_block = None if self.steps is None else self.steps // self.n_blocks
             return Threshold(self.threshold, per_block, self.n_blocks)

@@ -4,7 +4,8 @@ Two rules (docs/method.md, section 1): a fixed schedule (LLaDA: the block's mask
 evenly over its steps, remainder to the earliest, top-k confidence; or Dream's time
 schedule), and a dynamic threshold (every position above tau, and at least the single most
 confident one (Fast-dLLM) or, given a step budget, the fixed schedule's count (SDAR's
-low_confidence_dynamic)). Token choice (greedy or Gumbel-max sampling) is here too.
+low_confidence_dynamic)), optionally within sub-blocks (Fast-dLLM v2). Token choice (greedy or
+Gumbel-max sampling) is here too.
 
 The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
 the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
@@ -256,3 +257,31 @@ class Threshold(CommitPolicy):
     def describe(self) -> str:
         budget = "" if self.steps_per_block is None else f" steps={self.steps_per_block * self.n_blocks}"
         return f"tau={self.threshold:g}{budget}"
+
+
+class SubBlocks(CommitPolicy):
+    """Fast-dLLM v2's rule: a block is filled in sub-blocks of `sub_block_length`, left to
+    right; a step commits, within the first sub-block that still has masks, every mask whose
+    confidence exceeds `threshold` and at least the most confident one (`commit_threshold`).
+    A block whose first position is still masked commits it alone first: Fast-dLLM v2
+    decodes a block's first token autoregressively, from the previous block's last position
+    (a shifted model's prediction there). No step budget: a block runs until it is full."""
+
+    name = "sub-blocks"
+
+    def __init__(self, threshold: float, sub_block_length: int):
+        self.threshold, self.sub_block_length = threshold, sub_block_length
+
+    def commit(self, confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        n = candidates.shape[-1]
+        columns = torch.arange(n, device=candidates.device)
+        first_mask = torch.where(candidates, columns, n).min(-1).values
+        current = (columns // self.sub_block_length)[None, :] == (first_mask // self.sub_block_length)[
+            :, None
+        ]
+        chosen = commit_threshold(confidence, candidates & current, self.threshold)
+        first_alone = candidates & (columns == 0)
+        return torch.where(candidates[:, :1], first_alone, chosen)
+
+    def describe(self) -> str:
+        return f"tau={self.threshold:g} sub-block={self.sub_block_length}"

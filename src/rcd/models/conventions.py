@@ -15,6 +15,11 @@ expects and returns (logits, cache). The families really differ (docs/field-note
   Dream (initialised from an AR model) predicts token i at position i - 1.
 - llada2: as hf (an additive 4D mask, position ids, a cache written by every forward and
   cropped by rcd), but the cache must answer `get_usable_length` (transformers 4's API).
+- fast_dllm_v2: its forward ignores `attention_mask` (it builds a block mask from
+  `input_ids`, so it cannot take embeddings either): rcd runs its decoder layers itself
+  (RoPE, additive 4D mask, a cache written by every call), with the attention modules out
+  of training mode (their training path expects Fast-dLLM's own [noisy, clean] layout);
+  logits shifted right by one, as Dream's (position i's logits predict token i + 1).
 - sdar: a boolean 4D mask (the remote code calls `.bool()` on it), position ids, and
   `store_kv` to write the keys into the cache. Its top-level forward refuses
   `inputs_embeds` in training mode, so the backbone (`model.model`) and `lm_head` are
@@ -23,6 +28,7 @@ expects and returns (logits, cache). The families really differ (docs/field-note
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -109,6 +115,55 @@ class LLaDA2Convention(ForwardConvention):
         return super().__call__(model, inputs_embeds, allowed, position_ids, cache, use_cache)
 
 
+class FastDLLMv2Convention(ForwardConvention):
+    """Fast-dLLM v2: embeddings through its decoder layers under rcd's mask; shifted logits."""
+
+    name = "fast_dllm_v2"
+
+    def embeddings(self, model: nn.Module) -> nn.Embedding:
+        return model.model.embed_tokens
+
+    def __call__(self, model, inputs_embeds, allowed, position_ids, cache=None, use_cache=False):
+        if use_cache and cache is None:  # its attention indexes the cache by layer (transformers 4)
+            from .legacy_remote import LayerIndexedCache
+
+            cache = LayerIndexedCache()
+        backbone = model.model
+        # the rotary module's class is wrapped in torch.compile (minutes per new length on a
+        # CPU, a C++ toolchain needed): its plain forward computes the same cos / sin
+        rope = backbone.rotary_emb.forward(inputs_embeds, position_ids)
+        mask = additive_bias(allowed, inputs_embeds.dtype)
+        hidden = inputs_embeds
+        with _attention_outside_training(backbone.layers):
+            for layer in backbone.layers:
+                hidden = layer(
+                    hidden,
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    past_key_value=cache,
+                    use_cache=use_cache,
+                    position_embeddings=rope,
+                    update_past_key_values=use_cache,
+                )
+        logits = model.lm_head(backbone.norm(hidden))
+        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1), cache if use_cache else None
+
+
+@contextlib.contextmanager
+def _attention_outside_training(layers: nn.ModuleList):
+    """Attention modules in eval mode for the call (gradients still flow; Fast-dLLM v2's
+    attention dropout is 0), their training flags put back after."""
+    attentions = [layer.self_attn for layer in layers]
+    flags = [a.training for a in attentions]
+    try:
+        for a in attentions:
+            a.training = False
+        yield
+    finally:
+        for a, flag in zip(attentions, flags, strict=True):
+            a.training = flag
+
+
 class SDARConvention(ForwardConvention):
     """SDAR: backbone + lm_head, boolean 4D mask, `store_kv` while caching."""
 
@@ -136,7 +191,14 @@ class SDARConvention(ForwardConvention):
 
 CONVENTIONS: dict[str, ForwardConvention] = {
     c.name: c
-    for c in (ForwardConvention(), LLaDAConvention(), DreamConvention(), LLaDA2Convention(), SDARConvention())
+    for c in (
+        ForwardConvention(),
+        LLaDAConvention(),
+        DreamConvention(),
+        LLaDA2Convention(),
+        FastDLLMv2Convention(),
+        SDARConvention(),
+    )
 }
 
 

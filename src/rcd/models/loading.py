@@ -319,6 +319,7 @@ def _configure(model, tokenizer, preset: Preset, mask_token_id, attention, block
         checkpoint_block_length(config)
         if preset.forward == "sdar"
         else getattr(config, "block_length", None),
+        getattr(config, preset.config_block_field, None) if preset.config_block_field else None,
     )
     if mode == "block-causal" and block is None:
         raise ValueError(

@@ -37,6 +37,8 @@ class Preset:
     chat_template: used only when the tokenizer has none.
     block_grid: where a block-causal model's blocks start ("absolute": from each row's first
         token, as SDAR trains and generates; see `rcd.decode.grid`).
+    config_block_field: the family's own name for its block size in its config (SDAR
+        `block_size`, Fast-dLLM v2 `bd_size`), read when `block_length` is not given.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Preset:
     remote_code: bool = False
     chat_template: str | None = None
     block_grid: str = "generation"
+    config_block_field: str | None = None
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_MODES:
@@ -57,6 +60,7 @@ class Preset:
 
 
 SDAR_BLOCK_SIZES = (4, 8, 16, 32, 64)
+TRADO_BLOCK = 4  # TraDo's released sampling settings (dLLM-RL's README and trado_eval.yaml)
 
 _LLADA = Preset(
     name="llada",
@@ -87,6 +91,7 @@ _SDAR = Preset(
     forward="sdar",
     remote_code=True,
     block_grid="absolute",
+    config_block_field="block_size",
 )
 _LLADA2 = Preset(
     name="llada2",
@@ -99,6 +104,28 @@ _LLADA2 = Preset(
     forward="llada2",
     remote_code=True,
     block_grid="absolute",
+)
+# TraDo (Gen-Verse dLLM-RL, TraceRL-trained from SDAR): SDAR's modeling code, config (model_type
+# sdar, mask 151669) and tokenizer; only the name and the block size it is run with differ
+_TRADO = replace(
+    _SDAR,
+    name="trado",
+    description="TraDo 4B/8B Instruct, 8B Thinking (Gen-Verse dLLM-RL; SDAR's remote code): "
+    f"block-causal, blocks of {TRADO_BLOCK} from the sequence start, KV cache",
+    block_length=TRADO_BLOCK,
+)
+_FAST_DLLM_V2 = Preset(
+    name="fast-dllm-v2",
+    description="Fast-dLLM v2 1.5B/7B (remote code, Qwen2.5-based): block-causal, blocks of bd_size (32) "
+    "from the sequence start, KV cache, logits shifted by one; its sampler is --threshold with "
+    "--sub-block-length 8",
+    attention="block-causal",
+    mask_token_id=151665,
+    stop_token_ids=(151645, 151643),
+    forward="fast_dllm_v2",
+    remote_code=True,
+    block_grid="absolute",
+    config_block_field="bd_size",
 )
 _HF = Preset(
     name="hf",
@@ -118,6 +145,8 @@ PRESETS: dict[str, Preset] = {
         _DREAM,
         _LLADA2,
         _SDAR,
+        _TRADO,
+        _FAST_DLLM_V2,
         *(
             replace(_SDAR, name=f"sdar-b{b}", description=f"SDAR with block size {b}", block_length=b)
             for b in SDAR_BLOCK_SIZES
@@ -133,6 +162,7 @@ _MODEL_TYPES = {
     "dream": "dream",
     "sdar": "sdar",
     "llada2_moe": "llada2",
+    "fast_dllm_qwen": "fast-dllm-v2",
     "rcd-tiny": "rcd-tiny",
 }
 
@@ -146,13 +176,18 @@ def get_preset(name: str) -> Preset:
 def detect_preset(config, name_or_path: str = "") -> Preset | None:
     """The family preset of a checkpoint's config (None: not a known dLLM family).
 
-    An SDAR config without a block size gets it from the checkpoint name (`...-b32`).
+    An SDAR config without a block size gets it from the checkpoint name (`...-b32`); an SDAR
+    config whose checkpoint's name or path says TraDo is TraDo's (block size 4 unless its config says).
     """
     family = _MODEL_TYPES.get(str(getattr(config, "model_type", "")).lower())
     if family is None:
         return None
     preset = PRESETS[family]
-    block = checkpoint_block_length(config, name_or_path) if family == "sdar" else None
+    if family != "sdar":
+        return preset
+    if "trado" in str(name_or_path).lower():  # a Hub id, a local copy or the Hub cache's folder
+        preset = PRESETS["trado"]
+    block = checkpoint_block_length(config, name_or_path)
     return replace(preset, block_length=block) if block is not None else preset
 
 
@@ -160,8 +195,9 @@ def checkpoint_block_length(config, name_or_path: str = "") -> int | None:
     """The block size a checkpoint declares: SDAR's `block_size` or rcd's `block_length` in its
     config, else a `-bN` in its name (SDAR's checkpoints); None when it declares none.
 
-    The one reading of a checkpoint's block size; `rcd.models.loading` resolves the model's
-    block length from it, an explicit override and the preset, and writes it to the config.
+    The one reading of an SDAR-family checkpoint's block size (another family's is its preset's
+    `config_block_field`); `rcd.models.loading` resolves the model's block length from it, an
+    explicit override and the preset, and writes it to the config.
     """
     block = getattr(config, "block_size", None) or getattr(config, "block_length", None)
     if block is None:
