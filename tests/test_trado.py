@@ -113,7 +113,7 @@ def test_a_stage2_training_step_runs_on_it(checkpoint, tmp_path):
         "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
     )
     summary = train(
-        TrainConfig(
+        TrainConfig.of(
             stage="rcd",
             model=str(checkpoint),
             reference=str(checkpoint),
