@@ -21,9 +21,11 @@ from transformers import HfArgumentParser
 from rcd.config import dataclass_from_dict
 
 
-def all_but(group: type, *kept: str) -> tuple[str, ...]:
-    """The `skip` of a group of which a driver sets `kept` only (the rest stay the group's)."""
-    return tuple(f.name for f in dataclasses.fields(group) if f.name not in kept)
+def group(default: Any, help_text: str, *kept: str) -> Any:
+    """A driver's field holding one of the library's configs, flat, at the driver's `default`:
+    the options of `kept` get their flags, the others stay `default`'s."""
+    skip = tuple(f.name for f in dataclasses.fields(default) if f.name not in kept)
+    return dataclasses.field(default=default, metadata={"help": help_text, "flat": True, "skip": skip})
 
 
 class DriverParser(HfArgumentParser):

@@ -40,7 +40,7 @@ from rcd.config import flat_dict
 from rcd.train import ModelConfig, OptimConfig
 
 from .arms import GROUPS, Group
-from .options import all_but
+from .options import group
 from .study import LOG_EVERY, StudyConfig, prepare, report
 from .study import run as run_study
 
@@ -89,13 +89,8 @@ class ScaleConfig:
         default=300, metadata={"help": "the probe's reference length never goes below this"}
     )
     max_ref_steps: int = field(default=4000, metadata={"help": "... nor above this"})
-    optim: OptimConfig = field(
-        default=SCALE_OPTIM,
-        metadata={
-            "help": "training: the optimiser of every stage",
-            "flat": True,
-            "skip": all_but(OptimConfig, "batch_size", "lr", "warmup_steps"),
-        },
+    optim: OptimConfig = group(
+        SCALE_OPTIM, "training: the optimiser of every stage", "batch_size", "lr", "warmup_steps"
     )
     n_train: int = field(default=50000, metadata={"help": "training problems per task"})
     n_test: int = field(default=1000, metadata={"help": "held-out test problems"})

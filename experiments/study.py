@@ -53,7 +53,7 @@ from rcd.train import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, Train
 
 from .arms import ARMS, BARRED, COMPARISONS, EQUAL_PASS_BASELINES, METHODS, PLOTTED, RELIABILITY, MethodSpec
 from .calibration import BINS, committed_confidence, gold_tokens
-from .options import all_but
+from .options import group
 
 if TYPE_CHECKING:
     from .options import DriverParser
@@ -221,22 +221,16 @@ class StudyConfig:
     stage_steps: int = field(
         default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"}
     )
-    optim: OptimConfig = field(
-        default=STUDY_OPTIM,
-        metadata={
-            "help": "training: the optimiser of every stage (warm-up at most a tenth of --ref-steps)",
-            "flat": True,
-            "skip": all_but(OptimConfig, "batch_size", "lr", "warmup_steps"),
-        },
+    optim: OptimConfig = group(
+        STUDY_OPTIM,
+        "training: the optimiser of every stage (warm-up at most a tenth of --ref-steps)",
+        "batch_size",
+        "lr",
+        "warmup_steps",
     )
     # each stage's model is set where it is trained; of how models are held, the study sets the precision
-    models: ModelConfig = field(
-        default=ModelConfig(),
-        metadata={
-            "help": "training: precision (bf16: autocast on a GPU)",
-            "flat": True,
-            "skip": all_but(ModelConfig, "mixed_precision"),
-        },
+    models: ModelConfig = group(
+        ModelConfig(), "training: precision (bf16: autocast on a GPU)", "mixed_precision"
     )
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
