@@ -29,19 +29,23 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from rcd.config import flat_dict
+from rcd.train import ModelConfig, OptimConfig
+
 from .arms import GROUPS, Group
+from .options import group
 from .study import LOG_EVERY, StudyConfig, prepare, report
 from .study import run as run_study
 
 if TYPE_CHECKING:
-    from transformers import HfArgumentParser
+    from .options import DriverParser
 
 # cost of a training step relative to a plain one: stage rcd with source `self` adds a
 # reference pass and a no-grad target pass (a forward is about a third of forward + backward)
@@ -50,6 +54,8 @@ STAGE_SHARE = 0.5  # stage-2 steps per reference step
 # wall time of the core groups (training, model loads, decoding) over their training alone:
 # 1.8 on an H200 (tiny-xl, 1300 problems decoded per setting, 8 processes)
 CORE_OVERHEAD = 1.8
+# the optimiser of every stage at this scale (the study caps the warm-up at a tenth of the reference's steps)
+SCALE_OPTIM = OptimConfig(batch_size=128, lr=5e-4, warmup_steps=100)
 
 
 @dataclass
@@ -83,9 +89,9 @@ class ScaleConfig:
         default=300, metadata={"help": "the probe's reference length never goes below this"}
     )
     max_ref_steps: int = field(default=4000, metadata={"help": "... nor above this"})
-    batch_size: int = field(default=128, metadata={"help": "training batch size"})
-    lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
-    warmup_steps: int = field(default=100, metadata={"help": "linear warmup steps"})
+    optim: OptimConfig = group(
+        SCALE_OPTIM, "training: the optimiser of every stage", "batch_size", "lr", "warmup_steps"
+    )
     n_train: int = field(default=50000, metadata={"help": "training problems per task"})
     n_test: int = field(default=1000, metadata={"help": "held-out test problems"})
     n_val: int = field(default=300, metadata={"help": "validation problems"})
@@ -129,11 +135,10 @@ class ScaleConfig:
             probe_steps=2 * LOG_EVERY,
             min_ref_steps=40,
             max_ref_steps=60,
-            batch_size=16,
+            optim=replace(self.optim, batch_size=16, warmup_steps=5),
             n_train=300,
             n_test=40,
             n_val=20,
-            warmup_steps=5,
         )
 
     def study(self, task: str, **sizes) -> StudyConfig:
@@ -145,11 +150,9 @@ class ScaleConfig:
             n_train=self.n_train,
             n_test=self.n_test,
             n_val=self.n_val,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            warmup_steps=self.warmup_steps,
+            optim=self.optim,
             eval_batch_size=self.n_test + self.n_val,
-            mixed_precision="bf16" if torch.cuda.is_available() else "no",
+            models=ModelConfig(mixed_precision="bf16" if torch.cuda.is_available() else "no"),
             # cores shared out: more OpenMP threads than cores spin-wait and stall every process
             threads=max(1, (os.cpu_count() or 1) // len(self.seeds())),
             n_boot=1000 if self.quick else 2000,
@@ -243,10 +246,10 @@ def ref_steps_for(config: ScaleConfig, per_step: float, seconds_left: float) -> 
     return int(steps // 50 * 50 if steps >= 100 else steps)
 
 
-def build_parser() -> HfArgumentParser:
-    from transformers import HfArgumentParser
+def build_parser() -> DriverParser:
+    from .options import DriverParser
 
-    return HfArgumentParser(
+    return DriverParser(
         ScaleConfig,
         prog="python -m experiments.scale",
         description=__doc__,
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     record = {
-        "config": asdict(config),
+        "config": flat_dict(config),
         "device": device,
         "torch": torch.__version__,
         "probe_seconds_per_step": per_step,

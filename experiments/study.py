@@ -42,20 +42,21 @@ import numpy as np
 import torch
 
 import rcd
+from rcd.config import flat_dict
 from rcd.data import get_synthetic_task, read_jsonl, write_jsonl
 from rcd.decode import DecodeConfig
 from rcd.demo import DEMO_SWEEP, TOKENIZERS, DemoConfig, prepare_data
 from rcd.eval.report import pareto_plot
 from rcd.eval.sweep import Method, evaluate
 from rcd.models.tiny import TINY_PRESETS
-from rcd.train import TrainConfig, train
-from rcd.train.config import PRECISIONS
+from rcd.train import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, train
 
 from .arms import ARMS, BARRED, COMPARISONS, EQUAL_PASS_BASELINES, METHODS, PLOTTED, RELIABILITY, MethodSpec
 from .calibration import BINS, committed_confidence, gold_tokens
+from .options import group
 
 if TYPE_CHECKING:
-    from transformers import HfArgumentParser
+    from .options import DriverParser
 
 # ---------------------------------------------------------------------------- statistics
 
@@ -169,6 +170,8 @@ DEVICE = (
 FIXED = (1, 2, 4, 8)  # tokens per step of the fixed schedules
 TAUS = (0.8, 0.9, 0.95)  # threshold grid (validation and test)
 RELIABILITY_TAU = 0.9
+# the optimiser of every stage (warm-up at most a tenth of the reference's steps); its other options the library's
+STUDY_OPTIM = OptimConfig(batch_size=64, lr=1e-3, warmup_steps=50)
 
 
 @dataclass
@@ -218,13 +221,16 @@ class StudyConfig:
     stage_steps: int = field(
         default=400, metadata={"help": "stage-2 steps of an arm of length 1 (the demo: 900)"}
     )
-    batch_size: int = field(default=64, metadata={"help": "training batch size"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    warmup_steps: int = field(
-        default=50, metadata={"help": "linear warmup steps (at most a tenth of the reference's)"}
+    optim: OptimConfig = group(
+        STUDY_OPTIM,
+        "training: the optimiser of every stage (warm-up at most a tenth of --ref-steps)",
+        "batch_size",
+        "lr",
+        "warmup_steps",
     )
-    mixed_precision: str = field(
-        default="no", metadata={"help": "training precision (bf16: autocast on a GPU)", "choices": PRECISIONS}
+    # each stage's model is set where it is trained; of how models are held, the study sets the precision
+    models: ModelConfig = group(
+        ModelConfig(), "training: precision (bf16: autocast on a GPU)", "mixed_precision"
     )
     eval_batch_size: int = field(default=500, metadata={"help": "problems decoded together"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap replicates"})
@@ -253,13 +259,10 @@ class StudyConfig:
             raise ValueError(f"unknown arms/methods {unknown}: choose from {list(ARMS)} / {list(METHODS)}")
         if not set(self.phases) <= {"train", "decode", "report"} or not self.seeds:
             raise ValueError("phases are train, decode, report; give at least one seed")
-        if (
-            min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1
-            or self.warmup_steps < 0
-        ):
-            raise ValueError("sizes and steps must be >= 1, warmup_steps >= 0")
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
+        if min(self.n_test, self.n_val, self.n_train, self.ref_steps, self.stage_steps) < 1:
+            raise ValueError("sizes and steps must be >= 1")
+        if self.optim.lr is None:
+            raise ValueError("--lr: give the study's peak learning rate (e.g. 1e-3)")
         self.target_model = self.target_model or self.model
         for model in (self.model, self.target_model):  # the demo's own checks of task, tokenizer and model
             replace(self.demo(seed=0), model=model)
@@ -275,7 +278,7 @@ class StudyConfig:
             n_val=12,
             ref_steps=20,
             stage_steps=6,
-            batch_size=16,
+            optim=replace(self.optim, batch_size=16),
             n_boot=200,
             eval_batch_size=64,
         )
@@ -293,7 +296,7 @@ class StudyConfig:
             held_out_offset=0,
             ref_steps=self.ref_steps,
             stage_steps=self.stage_steps,
-            optim=replace(DemoConfig().optim, batch_size=self.batch_size, lr=self.lr),
+            optim=self.optim,
             sweep=replace(DEMO_SWEEP, batch_size=self.eval_batch_size),
         )
 
@@ -343,50 +346,39 @@ def prepare(config: StudyConfig) -> dict[str, Any]:
 
 def train_seed(config: StudyConfig, meta: dict, seed: int, arms: Sequence[str]) -> None:
     root = Path(config.out) / f"seed{seed}"
-    common = dict(
+    dataset = DataConfig(
         data=meta["train"],
         eval_data=meta["val"],
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=seed,
-        warmup_steps=min(config.warmup_steps, config.ref_steps // 10),
-        log_every=LOG_EVERY,
-        save_every=300,
-        mixed_precision=config.mixed_precision,
         max_response_length=meta["gen_length"],
         response_padding="max",
-        progress=False,
     )
-    ref = root / "ref"
-    train(
-        TrainConfig.of(
-            stage="ref",
-            model=config.model,
-            tokenizer=meta["tokenizer"],
-            out=str(ref),
-            max_steps=config.ref_steps,
-            **common,
+    optim = replace(config.optim, warmup_steps=min(config.optim.warmup_steps, config.ref_steps // 10))
+
+    def stage(out: str, name: str, models: ModelConfig, steps: int, **options: Any) -> TrainConfig:
+        return TrainConfig(
+            stage=name,
+            models=models,
+            dataset=dataset,
+            optim=replace(optim, max_steps=steps),
+            runtime=RuntimeConfig(out=str(root / out), log_every=LOG_EVERY, save_every=300, progress=False),
+            seed=seed,
+            **options,
         )
-    )  # a finished run is reused as it is
+
+    def built(model: str) -> ModelConfig:
+        """A tiny preset trained from scratch, with the task's tokenizer."""
+        return replace(config.models, model=model, tokenizer=meta["tokenizer"])
+
+    ref = root / "ref"
+    train(stage("ref", "ref", built(config.model), config.ref_steps))  # a finished run is reused as it is
     for name in arms:
         arm = ARMS[name]
         started = time.perf_counter()
-        start = (
-            dict(model=config.target_model, tokenizer=meta["tokenizer"])
-            if arm.fresh
-            else dict(model=str(ref))
-        )
-        train(
-            TrainConfig.of(
-                stage=arm.stage,
-                reference=str(ref) if arm.stage == "rcd" else None,
-                out=str(root / name),
-                max_steps=round(arm.steps * (config.ref_steps if arm.fresh else config.stage_steps)),
-                residual=arm.residual,
-                **start,
-                **common,
-            )
-        )
+        models = built(config.target_model) if arm.fresh else replace(config.models, model=str(ref))
+        if arm.stage == "rcd":
+            models = replace(models, reference=str(ref))
+        steps = round(arm.steps * (config.ref_steps if arm.fresh else config.stage_steps))
+        train(stage(name, arm.stage, models, steps, residual=arm.residual))
         print(f"seed {seed} {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -665,7 +657,7 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
     bars = bars_of(curves, comparisons, config)
     reliability = load_reliability(config)
     return {
-        "config": asdict(config),
+        "config": flat_dict(config),
         "curves": curves,
         "comparisons": comparisons,
         "bars": bars,
@@ -955,10 +947,10 @@ def run(config: StudyConfig) -> dict[str, Any] | None:
     return report(config) if "report" in config.phases else None
 
 
-def build_parser() -> HfArgumentParser:
-    from transformers import HfArgumentParser
+def build_parser() -> DriverParser:
+    from .options import DriverParser
 
-    return HfArgumentParser(
+    return DriverParser(
         StudyConfig,
         prog="python -m experiments.study",
         description=__doc__,

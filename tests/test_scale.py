@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from experiments.arms import ARMS, GROUPS, METHODS
 from experiments.scale import (
     CORE_OVERHEAD,
+    SCALE_OPTIM,
     STAGE_SHARE,
     STEP_COST,
     ScaleConfig,
+    build_parser,
     ref_steps_for,
     seconds_per_step,
 )
+from rcd.config import flat_dict
 
 
 def test_every_group_names_known_arms_and_methods():
@@ -72,3 +76,20 @@ def test_groups_are_chosen_in_order_and_unknown_ones_refused():
         ScaleConfig(groups=["small-to-large"], target_model="tiny-huge")
     with pytest.raises(ValueError, match="small-to-large only"):  # refused where it does not apply
         ScaleConfig(target_model="tiny-xl")
+
+
+def test_the_training_flags_fill_the_optimiser_every_study_of_the_run_gets():
+    """`--lr`, `--batch-size`, `--warmup-steps`: OptimConfig's options at the scale's defaults, handed
+    to each study whole; scale.json's config keeps its old flat keys."""
+    (config,) = build_parser().parse_args_into_dataclasses(["--lr", "1e-3", "--batch_size", "64"])
+    assert config.optim == replace(SCALE_OPTIM, lr=1e-3, batch_size=64) and SCALE_OPTIM.warmup_steps == 100
+    assert config.study("sudoku6", ref_steps=1, stage_steps=1).optim == config.optim
+    quick = replace(config, quick=True).scaled()
+    assert (quick.optim.batch_size, quick.optim.warmup_steps, quick.optim.lr) == (16, 5, 1e-3)
+    assert (
+        list(flat_dict(config))
+        == (
+            "out jobs model target_model groups budget core_share probe_steps ref_steps min_ref_steps max_ref_steps "
+            "batch_size lr warmup_steps n_train n_test n_val quick"
+        ).split()
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
+from experiments import study
 from experiments.study import (
     StudyConfig,
     at_tokens_per_pass,
     beyond_ci,
+    build_parser,
     calibrated_tau,
     cells_right,
     chosen_on_validation,
@@ -22,6 +25,7 @@ from experiments.study import (
     passes_to_reach,
     seed_t_interval,
 )
+from rcd.config import dataclass_from_dict, flat_dict
 
 
 def test_identical_arms_give_a_zero_difference_inside_the_ci():
@@ -276,8 +280,87 @@ def test_unknown_model_or_tokenizer_fails_when_the_config_is_built():
         StudyConfig(tokenizer="bpe")
     with pytest.raises(ValueError, match="unknown task"):
         StudyConfig(task="sudoku9")
-    with pytest.raises(ValueError, match="mixed_precision"):
-        StudyConfig(mixed_precision="fp8")
+    with pytest.raises(SystemExit):  # the library's choices of --mixed-precision
+        build_parser().parse_args_into_dataclasses(["--mixed-precision", "fp8"])
+    with pytest.raises(ValueError, match="--lr"):  # the library's check of the optimiser
+        build_parser().parse_args_into_dataclasses(["--lr", "-1"])
+
+
+# the keys of study.json's "config" as the study saved them before it held the library's groups
+SAVED_KEYS = (
+    "out task tokenizer model target_model seeds arms methods phases data_seed n_train n_test n_val ref_steps "
+    "stage_steps batch_size lr warmup_steps mixed_precision eval_batch_size n_boot min_tokens_per_pass "
+    "tokens_per_step taus select_on_val decode_limit threads quick"
+).split()
+
+
+def test_the_training_flags_fill_the_librarys_groups_and_every_stage_uses_them(monkeypatch):
+    """`--lr` and the others are OptimConfig's / ModelConfig's options, under the study's old
+    flags (both spellings) and defaults; each stage's TrainConfig gets them (warm-up capped)."""
+    (default,) = build_parser().parse_args_into_dataclasses([])
+    assert (default.optim.batch_size, default.optim.lr, default.optim.warmup_steps) == (64, 1e-3, 50)
+    assert default.models.mixed_precision == "no" and default == StudyConfig()
+    argv = ["--batch_size", "8", "--lr", "2e-3", "--warmup-steps", "7", "--mixed_precision", "bf16"]
+    (config,) = build_parser().parse_args_into_dataclasses(argv + ["--ref-steps", "40", "--arms", "rcd"])
+    assert (config.optim.batch_size, config.optim.lr, config.optim.warmup_steps) == (8, 2e-3, 7)
+    assert list(flat_dict(config)) == SAVED_KEYS
+    stages = []
+    monkeypatch.setattr(study, "train", stages.append)
+    meta = {"train": "train.jsonl", "val": "val.jsonl", "tokenizer": "tok", "gen_length": 24}
+    study.train_seed(config, meta, 3, config.arms)
+    assert [c.stage for c in stages] == ["ref", "rcd"]
+    for c in stages:
+        assert (c.optim.batch_size, c.optim.lr, c.optim.warmup_steps) == (8, 2e-3, 4)  # 40 // 10
+        assert c.models.mixed_precision == "bf16" and c.seed == 3 and c.dataset.max_response_length == 24
+    assert stages[0].models.model == "tiny-xs" and stages[1].models.reference.endswith("ref")
+
+
+def test_an_old_run_directory_is_reported_with_the_old_config_keys(tmp_path):
+    """`--phases report` over a run made before the groups: its data and per-problem records are
+    read as they are, and study.json keeps the flat config that reads back into the same config."""
+    from experiments.study import main
+
+    out = tmp_path / "study"
+    made_by = {"task": "sudoku6", "tokenizer": "char", "n_train": 20000, "n_test": 1000, "n_val": 300}
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "meta.json").write_text(json.dumps({"gen_length": 48, "made_by": made_by}))
+    rng = np.random.default_rng(0)
+    for seed, method, steps in itertools.product((0, 1), ("seqd", "rcd"), (12, 6)):
+        correct = (rng.random(20) < 0.5).astype(int).tolist()
+        record = {
+            "setting": f"steps={steps}",
+            "rule": "fixed",
+            "tokens_per_step": 48 / steps,
+            "accuracy": float(np.mean(correct)),
+            "n": 20,
+            "forward_passes": 20 * steps,
+            "seconds": 1.0,
+            "extra": {},
+            "method": method,
+            "seed": seed,
+            "split": "test",
+            "passes_per_problem": float(steps),
+            "correct": correct,
+            "cells": [float(c) for c in correct],
+        }
+        path = out / f"seed{seed}" / "decode" / method / f"test-steps{steps}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    argv = ["--out", str(out), "--seeds", "0", "1", "--phases", "report", "--n-boot", "100"]
+    assert main(argv + ["--arms", "seqd", "rcd", "--methods", "seqd", "rcd"]) == 0
+    summary = json.loads((out / "study.json").read_text())
+    assert list(summary["config"]) == SAVED_KEYS and summary["config"]["lr"] == 1e-3
+    assert (
+        dataclass_from_dict(StudyConfig, summary["config"])
+        == build_parser().parse_args_into_dataclasses(
+            argv + ["--arms", "seqd", "rcd", "--methods", "seqd", "rcd"]
+        )[0]
+    )
+    assert {(c["base"], c["new"], c["setting"]) for c in summary["comparisons"]} >= {
+        ("seqd", "rcd", "steps=12"),
+        ("seqd", "rcd", "steps=6"),
+    }
+    assert "# RCD study: sudoku6" in (out / "study.md").read_text()
 
 
 @pytest.mark.slow  # trains the study's arms

@@ -224,9 +224,15 @@ def _saved_values(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], s
     used: set[str] = set()
     for f, kind, _ in _fields(cls):
         if f.metadata.get("flat") and not isinstance(data.get(f.name), Mapping):
-            head = _dest(f.metadata.get("prefix", ""), "")
+            head, skip = _dest(f.metadata.get("prefix", ""), ""), f.metadata.get("skip", ())
+            # a `skip`ped option has no flag and is not saved: a key of that name is another option's
             inner, inner_used = _saved_values(
-                kind, {k[len(head) :]: v for k, v in data.items() if k.startswith(head)}
+                kind,
+                {
+                    k[len(head) :]: v
+                    for k, v in data.items()
+                    if k.startswith(head) and k[len(head) :] not in skip
+                },
             )
             used |= {head + k for k in inner_used}
             base = _default(f)
