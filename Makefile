@@ -13,7 +13,7 @@ DEMO_ARGS ?=
 TF4_VERSION ?= 4.57.6
 TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggingface_hub>=0.34,<1.0"
 TF4_DIR     ?= .venv-tf4
-TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py
+TF4_TESTS   ?= tests/models/test_models.py tests/models/test_presets.py tests/models/test_remote_code.py tests/decode/test_generate.py
 
 .PHONY: demo test test-fast test-tf4 lint install clean mutate browser
 
@@ -32,7 +32,7 @@ test: $(STAMP) browser
 test-fast: $(STAMP) browser
 	$(PYTEST) -m "not slow"
 
-# The playground's browser test (tests/test_playground.py) drives Debian's chromium with its
+# The playground's browser test (tests/serve/test_playground.py) drives Debian's chromium with its
 # chromedriver: installed with apt-get as root (or sudo without a password), nothing done when present.
 BROWSER_PACKAGES = chromium chromium-driver
 browser:

@@ -6,7 +6,7 @@ from pathlib import Path
 import rcd
 from rcd.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_python_example_runs(capsys):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 USAGE = ROOT / "docs" / "usage.md"
 README_MAX_BYTES = 12_000  # a guide; the reference lives in docs/
