@@ -21,9 +21,11 @@ demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
 # tests run in parallel (pytest-xdist): one worker per core, a test file's tests on one worker
-# (its module fixtures, trained tiny models among them, are built once)
+# (its module fixtures, trained tiny models among them, are built once), the files in the
+# order tests/conftest.py gives them (files with a long test first, then those with a slow one),
+# not by test count (--no-loadscope-reorder: pytest-xdist 3.8)
 TEST_WORKERS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: $(STAMP) browser
 	$(PYTEST)
@@ -47,7 +49,7 @@ browser:
 	fi
 
 test-tf4: $(STAMP) $(TF4_DIR)/.installed
-	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)
+	PYTHONPATH=$(TF4_DIR) $(PYTEST) $(TF4_TESTS)
 
 $(TF4_DIR)/.installed: Makefile | $(STAMP)
 	rm -rf $(TF4_DIR)
