@@ -13,8 +13,8 @@ DEMO_ARGS ?=
 TF4_VERSION ?= 4.57.6
 TF4_PACKAGES = "transformers==$(TF4_VERSION)" "tokenizers>=0.22,<=0.23.0" "huggingface_hub>=0.34,<1.0"
 TF4_DIR     ?= .venv-tf4
-TF4_TESTS   ?= tests/test_models.py tests/test_presets.py tests/test_remote_code.py tests/test_generate.py \
-              tests/test_trado.py tests/test_fastdllm_v2.py
+TF4_TESTS   ?= tests/models/test_models.py tests/models/test_presets.py tests/models/test_remote_code.py \
+              tests/decode/test_generate.py tests/models/test_trado.py tests/models/test_fastdllm_v2.py
 
 .PHONY: demo test test-fast test-tf4 lint install clean mutate browser
 
@@ -22,9 +22,11 @@ demo: $(CORE)
 	$(VENV)/bin/rcd demo $(DEMO_ARGS)
 
 # tests run in parallel (pytest-xdist): one worker per core, a test file's tests on one worker
-# (its module fixtures, trained tiny models among them, are built once)
+# (its module fixtures, trained tiny models among them, are built once), the files in the
+# order tests/conftest.py gives them (files with a long test first, then those with a slow one),
+# not by test count (--no-loadscope-reorder: pytest-xdist 3.8)
 TEST_WORKERS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: $(STAMP) browser
 	$(PYTEST)
@@ -33,7 +35,7 @@ test: $(STAMP) browser
 test-fast: $(STAMP) browser
 	$(PYTEST) -m "not slow"
 
-# The playground's browser test (tests/test_playground.py) drives Debian's chromium with its
+# The playground's browser test (tests/serve/test_playground.py) drives Debian's chromium with its
 # chromedriver: installed with apt-get as root (or sudo without a password), nothing done when present.
 BROWSER_PACKAGES = chromium chromium-driver
 browser:
@@ -48,7 +50,7 @@ browser:
 	fi
 
 test-tf4: $(STAMP) $(TF4_DIR)/.installed
-	PYTHONPATH=$(TF4_DIR) $(PY) -m pytest -q $(TF4_TESTS)
+	PYTHONPATH=$(TF4_DIR) $(PYTEST) $(TF4_TESTS)
 
 $(TF4_DIR)/.installed: Makefile | $(STAMP)
 	rm -rf $(TF4_DIR)

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     sys.path[:0] = [
         str(ROOT / "tests"),
+        str(ROOT / "tests" / "serve"),
         str(ROOT),
     ]  # as pytest's pythonpath (tests/serving.py uses benchmarks/)
     from selenium import webdriver

@@ -67,3 +67,24 @@ def slow_except(names, fast):
     """Parametrize values: those in `fast` run in every tier, the rest are marked slow
     (`make test-fast` keeps a representative corner of a large matrix)."""
     return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a `long` test (minutes end to end) run first, then those holding a slow
+    one, then the rest; each file's tests stay together and in their order.
+
+    Under xdist (`make test`: one worker per core, a file's tests on one worker, files handed
+    out in this order with --no-loadscope-reorder) the longest runs start at once and the
+    short files fill the other workers around them, instead of a minutes-long file starting
+    last and running alone.
+    """
+    rank = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        if item.get_closest_marker("long"):
+            if not item.get_closest_marker("slow"):
+                raise pytest.UsageError(f"{item.nodeid}: a long test is slow too (mark it slow)")
+            rank[file] = 0
+        elif item.get_closest_marker("slow"):
+            rank[file] = min(rank.get(file, 1), 1)
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 2))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 
+import lm_eval.models  # noqa: F401  (lm-eval adds its own model types only to an empty registry: before "rcd")
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather, gather_object

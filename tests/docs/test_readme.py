@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 USAGE = ROOT / "docs" / "usage.md"
 README_MAX_BYTES = 12_000  # a guide; the reference lives in docs/
@@ -44,12 +44,6 @@ def test_readme_has_a_runnable_quick_start():
     blocks = "\n".join(local_blocks(README.read_text()))
     for command in ("rcd data", "rcd train", "rcd sweep"):
         assert command in blocks, f"no `bash local` block of the README runs {command}"
-
-
-def test_usage_runs_every_training_stage_and_the_comparison():
-    blocks = "\n".join(local_blocks(USAGE.read_text()))
-    for command in ("--config", "--stage seqd", "--stage rcd", "rcd generate", "--baseline"):
-        assert command in blocks, f"no `bash local` block of docs/usage.md runs {command}"
 
 
 DOCUMENTS = [
@@ -93,6 +87,7 @@ def run_local_blocks(document: Path, cwd: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # the quick start trains 3600 steps
 def test_readme_local_blocks_run_as_written(tmp_path):
     blocks = run_local_blocks(README, tmp_path)
     # the quick start trains a working model, with the held-out loss the README states
@@ -101,14 +96,3 @@ def test_readme_local_blocks_run_as_written(tmp_path):
     assert abs(summary["eval_loss"] - stated) < 0.02, summary["eval_loss"]
     curves = json.loads((tmp_path / "runs/sweep/report.json").read_text())["curves"]
     assert max(p["accuracy"] for points in curves.values() for p in points) > 0.1  # an untrained model: 0
-
-
-@pytest.mark.slow
-def test_usage_local_blocks_run_as_written(tmp_path):
-    run_local_blocks(USAGE, tmp_path)
-    for stage in ("ref", "seqd", "rcd"):
-        assert (tmp_path / "runs" / stage / "train_summary.json").exists(), stage
-    summary = json.loads((tmp_path / "runs/ref/train_summary.json").read_text())
-    assert summary["steps"] == 100, "the YAML file's max-steps did not reach the run"
-    curves = json.loads((tmp_path / "runs/sweep/report.json").read_text())["curves"]
-    assert {"seqd", "rcd", "rcd-cold"} <= set(curves), sorted(curves)

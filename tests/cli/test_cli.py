@@ -1,12 +1,14 @@
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
+
+import pytest
 
 import rcd
 from rcd.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_python_example_runs(capsys):
@@ -49,6 +51,11 @@ def test_generate_command_with_saved_model(tmp_path, capsys):
     assert "'1+1=' ->" in out and "'12+3=' ->" in out and "forward passes:" in out
 
 
-def test_python_dash_m_rcd_help():
-    done = subprocess.run([sys.executable, "-m", "rcd", "--help"], capture_output=True, text=True)
-    assert done.returncode == 0 and "generate" in done.stdout and "demo" in done.stdout
+def test_python_dash_m_rcd_help(monkeypatch, capsys):
+    """`python -m rcd` runs rcd/__main__.py; here in this process (a fresh interpreter pays
+    rcd's import again: the serve tests start `python -m rcd serve` in one)."""
+    monkeypatch.setattr(sys, "argv", ["rcd", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("rcd", run_name="__main__", alter_sys=True)
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "generate" in out and "demo" in out

@@ -141,6 +141,18 @@ def test_lm_eval_model_reads_rcd_options(setup):
         RcdLM(pretrained=str(model), no_such_option=1)
 
 
+def test_registering_rcd_keeps_lm_evals_own_model_types():
+    """lm-eval fills its model registry with its own types only while it is empty: "rcd"
+    registered first hid them ("local-completions", "hf") from `rcd lm-eval` and from any
+    later lm-eval run in the process."""
+    from lm_eval.api.registry import get_model
+
+    from rcd.eval.harness import RcdLM
+
+    assert get_model("rcd") is RcdLM
+    assert get_model("local-completions").__name__ == "LocalCompletionsAPI"
+
+
 @pytest.mark.slow
 def test_multiple_choice_task_scores_with_the_monte_carlo_bound(setup, monkeypatch):
     """Through lm-eval's Python API, with only the local tasks indexed (faster)."""

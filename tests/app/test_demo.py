@@ -6,7 +6,7 @@ import pytest
 
 from rcd.cli import main
 
-pytestmark = pytest.mark.slow  # the quick demo: three training stages and sweeps
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # the quick demo: three training stages and sweeps
 
 
 POINT_KEYS = {"setting": str, "tokens_per_step": float, "accuracy": float, "n": int}

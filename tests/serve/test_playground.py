@@ -29,7 +29,7 @@ from rcd.demo import DemoConfig, example_setting, playground_command
 from rcd.eval.sweep import rcd_methods
 from serving import Server, save_tiny
 
-STATIC = Path(__file__).resolve().parents[1] / "src" / "rcd" / "serve" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "src" / "rcd" / "serve" / "static"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TIMEOUT = 30  # seconds any wait on the page may take
 

@@ -13,7 +13,7 @@ import pytest
 from experiments import arms
 from experiments.study import is_rcd_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = (ROOT / "experiments" / "findings.md", ROOT / "experiments" / "README.md")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`]+)`")

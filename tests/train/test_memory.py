@@ -89,6 +89,8 @@ def test_dtype_and_mixed_precision_are_exclusive(tmp_path):
         TrainConfig.of(data="d", out=str(tmp_path), dtype="bfloat16", mixed_precision="bf16")
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))  # test_memory, and conftest one folder up
+
 SHARDED = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist, rcd
@@ -121,7 +123,7 @@ def test_reference_sharded_across_two_gloo_processes(tmp_path, data, reference_d
     """
     script = tmp_path / "shard.py"
     script.write_text(SHARDED)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE)])}
     done = subprocess.run(
         [
             sys.executable,

@@ -422,7 +422,7 @@ def test_sweep_config_refuses_or_sweeps(bidirectional_dir, values):
 @fuzz_settings(30)
 @given(values=field_values(DemoConfig))
 def test_demo_config_refuses_or_gives_its_settings(values):
-    """(A demo trains three models: its configs are built here, and run by tests/test_demo.py.)"""
+    """(A demo trains three models: its configs are built here, and run by tests/app/test_demo.py.)"""
     config = build(DemoConfig, values)
     if config is None:
         return
