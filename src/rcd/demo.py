@@ -14,9 +14,13 @@ from __future__ import annotations
 import math
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .app import lengths, load_models, sweep_methods, sweep_report
 from .config import RES_PREFIX, dataclass_flags
@@ -94,6 +98,9 @@ class DemoConfig:
         metadata={"help": "the decoding sweep (--quick: two settings of each rule)", "prefix": "sweep-"},
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
+    # 1: the tiny models' kernels are too small to split; on a shared 2-core host 2 threads trained
+    # 14x slower than 1 (their threads wait on each other; docs/findings.md, the demo's table)
+    threads: int = field(default=1, metadata={"help": "torch CPU threads of training and decoding"})
     overwrite: bool = field(
         default=False,
         metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"},
@@ -108,8 +115,11 @@ class DemoConfig:
         task = get_synthetic_task(self.task)  # an unknown task is refused here, with the known ones
         if self.tokenizer == "word" and task.words is None:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
-        if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size) < 1:
-            raise ValueError("n_train, n_test, ref_steps, stage_steps and batch_size must be >= 1")
+        if (
+            min(self.n_train, self.n_test, self.ref_steps, self.stage_steps, self.batch_size, self.threads)
+            < 1
+        ):
+            raise ValueError("n_train, n_test, ref_steps, stage_steps, batch_size and threads must be >= 1")
         if self.held_out_offset < 0:
             raise ValueError(f"held_out_offset must be >= 0, not {self.held_out_offset}")
         if self.block_length is not None and self.block_length < 1:
@@ -165,10 +175,21 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     config = config.scaled()
     run = RunDir(config.out, "demo", DEMO_WORK)
     options = {k: v for k, v in asdict(config).items() if k not in ("out", "overwrite")}
-    with run:
+    with run, torch_threads(config.threads):
         run.check(record := run.record_of(options, {}), overwrite=config.overwrite)
         run.record(record)
         return _run_demo(config)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set for the demo, and given back after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_demo(config: DemoConfig) -> dict[str, Any]:
