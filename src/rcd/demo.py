@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .app import lengths, load_models, sweep_methods, sweep_report
 from .config import RES_PREFIX, dataclass_flags, flat_dict
@@ -106,6 +110,12 @@ class DemoConfig:
         metadata={"help": "the decoding sweep (--quick: two settings of each rule)", "prefix": "sweep-"},
     )
     seed: int = field(default=0, metadata={"help": "seed of data, models and noise"})
+    # None keeps torch's count (the demo's 7-minute figure). On a host other jobs load, 1 trained
+    # 9-17x faster than 2 on 2 cores (experiments/findings.md, the demo's table); idle, unmeasured
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "torch CPU threads of training and decoding (default: torch's; 1 on a busy host)"},
+    )
     overwrite: bool = field(
         default=False,
         metadata={"help": "discard the demo run --out holds (data, stages, report) and start again"},
@@ -122,6 +132,8 @@ class DemoConfig:
             raise ValueError(f"task {self.task} has no word vocabulary; use --tokenizer char")
         if min(self.n_train, self.n_test, self.ref_steps, self.stage_steps) < 1:
             raise ValueError("--n-train, --n-test, --ref-steps and --stage-steps must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1 (or left out: torch's own count), not {self.threads}")
         if self.held_out_offset < 0:
             raise ValueError(f"held_out_offset must be >= 0, not {self.held_out_offset}")
         if self.block_length is not None and self.block_length < 1:
@@ -176,11 +188,26 @@ DEMO_WORK = ("data", "ref", "seqd", "rcd", "report.json", "report.md", "pareto.p
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     config = config.scaled()
     run = RunDir(config.out, "demo", DEMO_WORK)
-    options = {k: v for k, v in flat_dict(config).items() if k not in ("out", "overwrite")}
-    with run:
+    # the thread count changes how fast, not what: a run resumes under another
+    options = {k: v for k, v in flat_dict(config).items() if k not in ("out", "overwrite", "threads")}
+    with run, torch_threads(config.threads):
         run.check(record := run.record_of(options, {}), overwrite=config.overwrite)
         run.record(record)
         return _run_demo(config)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set for the demo (None: left as they are), and given back after it."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_demo(config: DemoConfig) -> dict[str, Any]:

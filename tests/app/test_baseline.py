@@ -89,8 +89,9 @@ def test_demo_decodes_its_baseline_plainly(tmp_path, decode_calls, monkeypatch):
     seeds = {"ref": 0, "seqd": 1, "rcd": 2}
 
     def trained(config, residual=None):  # stands for training: a tiny model per stage
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer if config.stage == "ref" else config.model)
-        save_tiny(Path(config.out), seed=seeds[config.stage], tokenizer=tokenizer)
+        models = config.models
+        tokenizer = AutoTokenizer.from_pretrained(models.tokenizer if config.stage == "ref" else models.model)
+        save_tiny(Path(config.runtime.out), seed=seeds[config.stage], tokenizer=tokenizer)
         return {
             "steps": 1,
             "train_seconds": 0.0,

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rcd.cli import main
+from rcd.eval.sweep import accuracy_stderr
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]  # the quick demo: three training stages and sweeps
 
@@ -37,6 +38,8 @@ def test_quick_demo_writes_the_report(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     assert isinstance(report["task"], str)
     check_curves(report["curves"], ["seqd", "rcd"])
+    for point in report["curves"]["seqd"] + report["curves"]["rcd"]:
+        assert point["stderr"] == pytest.approx(accuracy_stderr(point["accuracy"], point["n"]))
     assert set(report["curves"]) == {"seqd", "rcd"}  # RCD warm-started only (the cold start: `rcd sweep`)
     settings = [p["setting"] for p in report["curves"]["seqd"]]
     assert any(s.startswith("steps=") for s in settings) and any(s.startswith("tau=") for s in settings)
@@ -51,6 +54,7 @@ def test_quick_demo_writes_the_report(demo_dir):
     )
     table = (demo_dir / "report.md").read_text()
     assert "| setting |" in table and "seqd" in table and "rcd" in table
+    assert "±" in table and "standard error" in table
 
 
 def test_demo_reuses_finished_stages(demo_dir, capsys):

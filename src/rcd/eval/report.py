@@ -15,12 +15,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..decode.output import TraceStep  # noqa: E402
+from .sweep import accuracy_stderr  # noqa: E402
 
 
 def markdown_table(
-    curves: Mapping[str, Sequence[dict]], note: Callable[[str, dict], str] | None = None
+    curves: Mapping[str, Sequence[dict]],
+    note: Callable[[str, dict], str] | None = None,
+    stderr: bool = False,
 ) -> str:
-    """One row per setting; per method 'accuracy % @ tokens/step' (+ `note(method, point)`)."""
+    """One row per setting; per method 'accuracy % @ tokens/step' (with stderr: 'accuracy ± its
+    standard error %', from the point's n) (+ `note(method, point)`)."""
     names = list(curves)
     settings = list(dict.fromkeys(p["setting"] for pts in curves.values() for p in pts))
     lines = ["| setting | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -28,10 +32,20 @@ def markdown_table(
         cells = []
         for name in names:
             point = next((p for p in curves[name] if p["setting"] == setting), None)
-            cell = "" if point is None else f"{100 * point['accuracy']:.1f}% @ {point['tokens_per_step']:.2f}"
+            cell = "" if point is None else f"{_accuracy(point, stderr)} @ {point['tokens_per_step']:.2f}"
             cells.append(cell + (note(name, point) if note and point else ""))
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _accuracy(point: dict, stderr: bool) -> str:
+    if not stderr:
+        return f"{100 * point['accuracy']:.1f}%"
+    return f"{100 * point['accuracy']:.1f} ± {100 * accuracy_stderr(point['accuracy'], point['n']):.1f}%"
+
+
+def _problems(curves: Mapping[str, Sequence[dict]]) -> str:
+    return " / ".join(str(n) for n in sorted({p["n"] for points in curves.values() for p in points}))
 
 
 def pareto_plot(curves: Mapping[str, Sequence[dict]], path: str | Path, title: str = "") -> None:
@@ -132,9 +146,11 @@ def write_report(report: dict[str, Any], out: Path, title: str | None = None) ->
     lines = [
         f"# {title or 'rcd: ' + report['task']}",
         "",
-        "Exact-match accuracy @ tokens per forward pass (every pass counted, warm-start passes included).",
+        "Exact-match accuracy ± its standard error (sqrt(p(1-p)/n), n = "
+        f"{_problems(report['curves'])} held-out problems) @ tokens per forward pass "
+        "(every pass counted, warm-start passes included).",
         "",
-        markdown_table(report["curves"]),
+        markdown_table(report["curves"], stderr=True),
         "",
     ]
     if report["training"]:

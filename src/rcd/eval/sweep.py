@@ -7,6 +7,7 @@ included, so methods are compared at the parallelism they really achieve.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -100,9 +101,16 @@ class Point:
     tokens_per_step: float
     accuracy: float
     n: int
+    stderr: float  # of the accuracy over n problems: sqrt(p(1-p)/n)
     forward_passes: int
     seconds: float
     extra: dict = field(default_factory=dict)
+
+
+def accuracy_stderr(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on n problems (binomial): what one run's
+    difference of a few points is worth at that size."""
+    return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
 def parallelism_settings(
@@ -148,6 +156,7 @@ def evaluate(
         tokens_per_step=tokens / max(passes, 1),
         accuracy=correct / len(examples),
         n=len(examples),
+        stderr=accuracy_stderr(correct / len(examples), len(examples)),
         forward_passes=passes,
         seconds=time.perf_counter() - start,
     )
