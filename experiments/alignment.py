@@ -163,6 +163,9 @@ def print_run(run: dict) -> None:
     print("  AUC for a wrong commit: " + ", ".join(f"{k} {v:.3f}" for k, v in commits["auc"].items()))
 
 
+PLOT_MIN_COUNT = 30  # a point of the picture averages at least this many fed positions (the tables show all)
+
+
 def plot(runs: list[dict], path: Path) -> None:
     """Mean KL by entropy bin and by step, a colour per T_res: solid, to the trained-on reference
     (the training temperature); dashed, both at T_res."""
@@ -173,17 +176,19 @@ def plot(runs: list[dict], path: Path) -> None:
 
     fig, (by_bin, by_step) = plt.subplots(1, 2, figsize=(11, 4.2))
     for run, colour in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
-        bins = [b for b in run["by_entropy_bin"] if b["count"]]
+        bins = [b for b in run["by_entropy_bin"] if b["count"] >= PLOT_MIN_COUNT]
+        by_steps = [s for s in run["by_step"] if s["count"] >= PLOT_MIN_COUNT]
         centres = [(b["entropy_from"] + b["entropy_to"]) / 2 for b in bins]
-        steps = [s["step"] for s in run["by_step"]]
+        steps = [s["step"] for s in by_steps]
         label = f"T_res {run['res_temperature']:g} (mean {run['mean_kl_trained']:.3f} / {run['mean_kl']:.3f})"
         by_bin.plot(centres, [b["mean_kl_trained"] for b in bins], "o-", color=colour, label=label)
         by_bin.plot(centres, [b["mean_kl"] for b in bins], "--", color=colour, alpha=0.6)
-        by_step.plot(steps, [s["mean_kl_trained"] for s in run["by_step"]], "o-", color=colour, label=label)
-        by_step.plot(steps, [s["mean_kl"] for s in run["by_step"]], "--", color=colour, alpha=0.6)
+        by_step.plot(steps, [s["mean_kl_trained"] for s in by_steps], "o-", color=colour, label=label)
+        by_step.plot(steps, [s["mean_kl"] for s in by_steps], "--", color=colour, alpha=0.6)
     by_bin.set(xlabel="self-loop entropy H(p_self)/log V at T_res (bin centre)", ylabel="mean KL, nats")
     by_step.set(xlabel="residual update (denoising step)", ylabel="mean KL, nats")
     by_bin.set_title("KL(p_ref || p_self): solid, p_ref at the training T; dashed, at T_res", fontsize=9)
+    by_step.set_title(f"points of >= {PLOT_MIN_COUNT} fed positions; legend: mean solid / dashed", fontsize=9)
     for axes in (by_bin, by_step):
         axes.set_yscale("log")
         axes.grid(alpha=0.3)
