@@ -90,7 +90,8 @@ def _rate(flags: torch.Tensor) -> float:
 def link_commits(record: AlignmentRecord, trace: list[TraceStep], gold: torch.Tensor) -> CommitLink:
     """Link the commits of one decode (`generate(..., return_trace=True)`, its `record`) to the
     last residual update that fed each position. `gold`: (B, G) gold ids of the first G generated
-    positions, NO_GOLD where a position is not scored; commits past G are not scored."""
+    positions, NO_GOLD where a position is not scored; commits past G are not scored, nor positions
+    a stop filled with EOS after its block (no pass committed them: one block, as on Sudoku, has none)."""
     if any(step.gen_starts is None for step in trace):
         raise ValueError("the trace has no gen_starts: decode with return_trace=True")
     rows, columns, generated, tokens, confidence = [], [], [], [], []
