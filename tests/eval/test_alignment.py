@@ -14,8 +14,8 @@ from rcd.residual import ResidualConfig
 GEN, BLOCK, STEPS = 8, 4, 4
 
 
-def kl_by_hand(z_reference, z_self, temperature):
-    p = torch.softmax(z_reference.double() / temperature, -1)
+def kl_by_hand(z_reference, z_self, temperature, reference_temperature=None):
+    p = torch.softmax(z_reference.double() / (reference_temperature or temperature), -1)
     q = torch.softmax(z_self.double() / temperature, -1)
     return (p * (p.log() - q.log())).sum(-1)
 
@@ -35,6 +35,7 @@ def test_first_updates_match_a_by_hand_replay(temperature):
         block_length=BLOCK,
         steps=STEPS,
         residual=residual,
+        train_temperature=1.3,
         return_trace=True,
     )
     plain = rcd.generate(model, prompts, gen_length=GEN, block_length=BLOCK, steps=STEPS, residual=residual)
@@ -53,6 +54,9 @@ def test_first_updates_match_a_by_hand_replay(temperature):
     assert record.position[at_step].tolist() == still.nonzero()[:, 1].tolist()
     assert record.kl[at_step].tolist() == pytest.approx(expect.tolist(), rel=1e-9)
     assert (record.kl[at_step] > 1e-3).all()  # two different models: far from zero
+    trained = kl_by_hand(z_reference[still], z_self[still], temperature, reference_temperature=1.3)
+    assert record.kl_trained[at_step].tolist() == pytest.approx(trained.tolist(), rel=1e-9)
+    assert not torch.allclose(record.kl_trained, record.kl)  # the training temperature is its own
 
     q = torch.softmax(z_self[still].double() / temperature, -1)
     entropy = -(q * q.log()).sum(-1) / math.log(q.shape[-1])
@@ -110,7 +114,10 @@ def test_alignment_command_writes_its_tables(tmp_path, capsys):
         model = rcd.tiny_model(len(tok), mask_token_id=tok.mask_token_id, seed=seed)
         model.save_pretrained(tmp_path / name)
         tok.save_pretrained(tmp_path / name)
-    (tmp_path / "test.jsonl").write_text('{"prompt": "1+1="}\n{"prompt": "12+30="}\n{"prompt": "7+8="}\n')
+    rows = [("1+1=", "2"), ("12+30=", "42"), ("7+8=", "15"), ("2+2=", "4")]
+    (tmp_path / "test.jsonl").write_text(
+        "".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in rows)
+    )
     args = [
         "--model",
         str(tmp_path / "rcd"),
@@ -118,6 +125,8 @@ def test_alignment_command_writes_its_tables(tmp_path, capsys):
         str(tmp_path / "ref"),
         "--data",
         str(tmp_path / "test.jsonl"),
+        "--skip",
+        "1",
         "--limit",
         "2",
         "--bins",
@@ -128,18 +137,27 @@ def test_alignment_command_writes_its_tables(tmp_path, capsys):
         "4",
         "--steps",
         "4",
-        "--res-temperature",
-        "0.9",
+        "--temperatures",
+        "0.5,1.5",
         "--json",
         str(tmp_path / "out.json"),
+        "--plot",
+        str(tmp_path / "kl.png"),
     ]
     assert main(args) == 0
-    tables = json.loads((tmp_path / "out.json").read_text())
-    assert (
-        tables["count"]
-        == sum(b["count"] for b in tables["by_entropy_bin"])
-        == sum(s["count"] for s in tables["by_step"])
-        > 0
-    )
-    assert len(tables["by_entropy_bin"]) == 5 and tables["mean_kl"] > 0
+    runs = json.loads((tmp_path / "out.json").read_text())["runs"]
+    assert [run["res_temperature"] for run in runs] == [0.5, 1.5]
+    for run in runs:
+        assert run["problems"] == 2
+        assert (
+            run["count"]
+            == sum(b["count"] for b in run["by_entropy_bin"])
+            == sum(s["count"] for s in run["by_step"])
+            > 0
+        )
+        assert len(run["by_entropy_bin"]) == 5 and run["mean_kl"] > 0
+        # gold responses of 1-2 tokens: the commits scored are those of the first two positions
+        assert 2 <= run["commits"]["commits"] <= 4 and run["solved"] == 0.0
+    assert runs[0]["mean_kl"] != runs[1]["mean_kl"]  # T_res reaches the probe
+    assert (tmp_path / "kl.png").stat().st_size > 0
     assert "mean KL(reference || self)" in capsys.readouterr().out
