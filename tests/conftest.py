@@ -1,10 +1,12 @@
 import importlib
+import json
 import os
 
 import pytest
 import torch
 
 import rcd
+from rcd.train import TrainConfig, train
 
 VOCAB = 48
 MASK = VOCAB - 1
@@ -88,3 +90,29 @@ def pytest_collection_modifyitems(config, items):
         elif item.get_closest_marker("slow"):
             rank[file] = min(rank.get(file, 1), 1)
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], 2))
+
+
+def one_stage2_step(checkpoint, tmp_path, **options) -> dict:
+    """One step of stage rcd on a remote-code checkpoint, itself as the frozen reference, over
+    eight tiny examples: the presets' check that training runs on their model."""
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
+    )
+    return train(
+        TrainConfig.of(
+            stage="rcd",
+            model=str(checkpoint),
+            reference=str(checkpoint),
+            data=str(data),
+            out=str(tmp_path / "out"),
+            trust_remote_code=True,
+            batch_size=4,
+            max_prompt_length=16,
+            max_response_length=16,
+            max_steps=1,
+            progress=False,
+            save_every=0,
+            **options,
+        )
+    )

@@ -4,17 +4,15 @@ threshold decoding in sub-blocks, each block's first token autoregressive) match
 token by `--threshold` with `--sub-block-length` against a re-statement
 (tests/fastdllm_v2_reference.py), RCD decoding with the exact cache, a stage-2 training step."""
 
-import json
-
 import pytest
 import torch
 
 import rcd
+from conftest import one_stage2_step
 from fastdllm_v2_reference import fast_dllm_v2_generate
 from rcd.decode.policy import SubBlocks
 from rcd.models.adapter import DiffusionModel
 from rcd.models.presets import PRESETS
-from rcd.train import TrainConfig, train
 from standins.checkpoints import save_checkpoint
 
 VOCAB, MASK = 152064, 151665  # Fast_dLLM_v2_7B's config and its |<MASK>| token
@@ -178,24 +176,5 @@ def test_rcd_decodes_the_same_with_and_without_the_cache(fast):
 
 
 def test_a_stage2_training_step_runs_on_it(checkpoint, tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
-    )
-    summary = train(
-        TrainConfig.of(
-            stage="rcd",
-            model=str(checkpoint),
-            reference=str(checkpoint),
-            data=str(data),
-            out=str(tmp_path / "out"),
-            trust_remote_code=True,
-            batch_size=4,
-            max_prompt_length=16,
-            max_response_length=16,
-            max_steps=1,
-            progress=False,
-            save_every=0,
-        )
-    )
+    summary = one_stage2_step(checkpoint, tmp_path)
     assert summary["steps"] == 1 and summary["final_loss"] > 0

@@ -3,7 +3,6 @@
 decoding with the exact cache, and a stage-2 training step."""
 
 import contextlib
-import json
 import sys
 
 import pytest
@@ -11,11 +10,11 @@ import torch
 from transformers import DynamicCache
 
 import rcd
+from conftest import one_stage2_step
 from llada2_reference import llada2_generate
 from rcd.models import legacy_remote, loading
 from rcd.models.compat import TRANSFORMERS_MAJOR
 from rcd.models.presets import PRESETS
-from rcd.train import TrainConfig, train
 from standins.checkpoints import eager_copy, save_checkpoint
 
 B = 4  # the stand-in is decoded with blocks of 4 (the real models: 32, the preset's default)
@@ -109,27 +108,7 @@ def test_rcd_decoding_is_the_same_with_and_without_the_cache(llada2):
 
 
 def test_a_stage2_training_step_runs_on_it(checkpoint, tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
-    )
-    summary = train(
-        TrainConfig.of(
-            stage="rcd",
-            model=str(checkpoint),
-            reference=str(checkpoint),
-            data=str(data),
-            out=str(tmp_path / "out"),
-            trust_remote_code=True,
-            block_length=B,
-            batch_size=4,
-            max_prompt_length=16,
-            max_response_length=16,
-            max_steps=1,
-            progress=False,
-            save_every=0,
-        )
-    )
+    summary = one_stage2_step(checkpoint, tmp_path, block_length=B)
     assert summary["steps"] == 1 and summary["final_loss"] > 0
 
 

@@ -4,15 +4,14 @@ under a TraDo name. Detected from the name, decoded with blocks of 4 token for t
 its own `block_diffusion_generate` (SDAR's loop, tests/sdar_reference.py), RCD decoding
 with the exact cache, and a stage-2 training step."""
 
-import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 import rcd
+from conftest import one_stage2_step
 from rcd.models.presets import PRESETS, detect_preset
-from rcd.train import TrainConfig, train
 from sdar_reference import sdar_generate
 from standins.checkpoints import save_checkpoint
 
@@ -108,24 +107,5 @@ def test_rcd_decodes_the_same_with_and_without_the_cache(trado):
 
 
 def test_a_stage2_training_step_runs_on_it(checkpoint, tmp_path):
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        "".join(json.dumps({"prompt": f"{a}+{a}=", "response": str(2 * a)}) + "\n" for a in range(8))
-    )
-    summary = train(
-        TrainConfig.of(
-            stage="rcd",
-            model=str(checkpoint),
-            reference=str(checkpoint),
-            data=str(data),
-            out=str(tmp_path / "out"),
-            trust_remote_code=True,
-            batch_size=4,
-            max_prompt_length=16,
-            max_response_length=16,
-            max_steps=1,
-            progress=False,
-            save_every=0,
-        )
-    )
+    summary = one_stage2_step(checkpoint, tmp_path)
     assert summary["steps"] == 1 and summary["final_loss"] > 0
