@@ -87,7 +87,7 @@ def run_local_blocks(document: Path, cwd: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.long  # the quick start trains 3600 steps
+@pytest.mark.long  # the quick start trains 2000 steps
 def test_readme_local_blocks_run_as_written(tmp_path):
     blocks = run_local_blocks(README, tmp_path)
     # the quick start trains a working model, with the held-out loss the README states
