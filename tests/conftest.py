@@ -12,9 +12,15 @@ VOCAB = 48
 MASK = VOCAB - 1
 
 # under pytest-xdist each worker gets its share of the cores (torch would take them all in
-# every worker, and the workers would fight over them)
+# every worker, and the workers would fight over them). The commands a test runs as
+# subprocesses (the README's and usage's blocks, `rcd serve`) inherit the share through
+# OMP_NUM_THREADS: with torch's default of every core, a subprocess's threads spin-wait on
+# cores the other worker holds, and the README's training ran several times slower.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    WORKER_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(WORKER_THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(WORKER_THREADS))
+    os.environ.setdefault("MKL_NUM_THREADS", str(WORKER_THREADS))
 
 
 def make_model(attention: str = "bidirectional", seed: int = 0, **kw):
