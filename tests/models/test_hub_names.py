@@ -10,7 +10,7 @@ from huggingface_hub import constants
 import rcd
 from rcd.cli import main
 from rcd.models import hub
-from test_bad_input import save_tiny
+from test_bad_input import save_tiny, write_jsonl
 from test_lora_hub import hub_cache
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: the connection is refused at once
@@ -43,10 +43,27 @@ def test_a_path_that_does_not_exist_fails_without_asking_the_hub(name, tmp_path,
         rcd.load(name)
 
 
-def test_a_hub_id_without_network_fails_at_once_with_one_line(no_network, capsys, caplog):
+# every command that takes a model name (sweep once read the tokenizer before the name's check)
+COMMAND_LINES = {
+    "generate": ["--prompt", "1+1="],
+    "sweep": ["--data", "data.jsonl", "--out", "out"],
+    "eval": ["--data", "data.jsonl", "--out", "out"],
+    "serve": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_LINES))
+def test_a_hub_id_without_network_fails_at_once_with_one_line(
+    command, no_network, capsys, caplog, monkeypatch
+):
+    monkeypatch.chdir(no_network.parent)
+    write_jsonl(
+        no_network.parent / "data.jsonl",
+        [{"prompt": "1+1=", "response": "2", "question": "1+1?", "answer": "#### 2"}],
+    )
     started = time.perf_counter()
     with caplog.at_level(logging.DEBUG, logger="huggingface_hub"):
-        code = main(["generate", "--model", "rcd-test/no-such-model", "--prompt", "1+1="])
+        code = main([command, "--model", "rcd-test/no-such-model", *COMMAND_LINES[command]])
     seconds = time.perf_counter() - started
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err

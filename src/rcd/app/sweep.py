@@ -18,10 +18,10 @@ from ..decode import DecodeConfig
 from ..errors import UsageError
 from ..eval.report import write_report
 from ..eval.sweep import Method, SweepConfig, exact_match, rcd_methods, sweep
-from ..models.loading import LoadConfig
+from ..models.loading import LoadConfig, load_tokenizer
 from ..residual import ResidualConfig
 from ..rundir import fingerprint
-from ..tokenizer import check_representable, tokenizer_from_pretrained
+from ..tokenizer import check_representable
 from . import lengths
 from .models import LoadedModels, load_models
 
@@ -66,7 +66,8 @@ def run_sweep(job: SweepJob) -> dict[str, Any]:
             fingerprint(getattr(job, name), what=f"--{name}")  # a path that does not exist
     checker = get_synthetic_task(job.task).is_correct if job.task else exact_match
     rows = sweep_rows(job.data, needs_answer=not job.task)[: job.limit]
-    tokenizer = tokenizer_from_pretrained(job.model)
+    # through the model-name checks: a Hub id without a network fails at once, not after the Hub's retries
+    tokenizer, _ = load_tokenizer(job.model, trust_remote_code=job.load.trust_remote_code)
     for i, row in enumerate(rows):
         check_representable(tokenizer, row["prompt"], f"{job.data}: row {i + 1}: prompt")
     gen_length = job.gen_length or lengths.generation_length(
