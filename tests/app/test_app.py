@@ -9,6 +9,7 @@ from rcd.demo import DemoConfig, prepare_data
 from rcd.errors import UsageError
 from rcd.eval.sweep import SweepConfig
 from rcd.tokenizer import char_tokenizer
+from test_bad_input import save_tiny
 
 
 def test_generation_length_holds_the_longest_answer_in_units_every_setting_divides():
@@ -42,7 +43,7 @@ def test_demo_and_sweep_size_generation_by_the_one_rule(tmp_path, monkeypatch):
         prepare_data(demo, tmp_path / "demo")
     assert len(calls[0][0]) == 6 and calls[0][1:] == (4, (1, 2))
 
-    char_tokenizer().save_pretrained(tmp_path / "model")
+    save_tiny(tmp_path / "model")
     write_jsonl(
         tmp_path / "eval.jsonl", [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "response": "4"}]
     )
