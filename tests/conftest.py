@@ -71,10 +71,15 @@ def require_extra(module: str, extra: str):
     return pytest.importorskip(module, reason=f"optional extra: pip install 'rcd[{extra}]'")
 
 
-def slow_except(names, fast):
-    """Parametrize values: those in `fast` run in every tier, the rest are marked slow
-    (`make test-fast` keeps a representative corner of a large matrix)."""
-    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in names]
+def slow_except(cases, fast):
+    """Parametrize cases (values, or tuples of values for several names): those in `fast` run
+    in every tier, the rest are marked slow (`make test-fast` keeps a representative corner
+    of a large matrix; `make test` runs it all)."""
+    marks = {False: pytest.mark.slow, True: ()}
+    return [
+        pytest.param(*(case if isinstance(case, tuple) else (case,)), marks=marks[case in fast])
+        for case in cases
+    ]
 
 
 def pytest_collection_modifyitems(config, items):

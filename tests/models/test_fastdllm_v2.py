@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rcd
-from conftest import one_stage2_step
+from conftest import one_stage2_step, slow_except
 from fastdllm_v2_reference import fast_dllm_v2_generate
 from rcd.decode.policy import SubBlocks
 from rcd.models.adapter import DiffusionModel
@@ -82,11 +82,12 @@ def test_training_mode_goes_through_the_layers_out_of_training(fast):
 # (prompt length, threshold, gen length): a partial first block (prompt tail + masks), a
 # prompt on a block boundary past the first block (its first new token autoregressive from
 # the prefill), prompts shorter than one block; thresholds where the random 152k-row head's
-# top probabilities (~1e-3 to 1e-2) sometimes pass, sometimes not; 1 commits one per step
+# top probabilities (~1e-3 to 1e-2) sometimes pass, sometimes not; 1 commits one per step.
+# The 152k-row head makes each case ~2 s: the fast tier keeps the first two.
 SETTINGS = [(5, 0.003, 16), (16, 0.003, 16), (11, 0.002, 24), (3, 0.005, 16), (13, 1.0, 16), (17, 0.0025, 16)]
 
 
-@pytest.mark.parametrize("length, threshold, gen", SETTINGS)
+@pytest.mark.parametrize("length, threshold, gen", slow_except(SETTINGS, fast=set(SETTINGS[:2])))
 @pytest.mark.parametrize("cache", ["exact", "none"])
 def test_greedy_decoding_matches_fast_dllm_v2s_own_generate(fast, length, threshold, gen, cache):
     model, tok = fast
@@ -104,7 +105,7 @@ def test_greedy_decoding_matches_fast_dllm_v2s_own_generate(fast, length, thresh
     assert out.generated[0].tolist() == expected
 
 
-@pytest.mark.parametrize("length", [5, 16])
+@pytest.mark.parametrize("length", slow_except([5, 16], fast={5}))
 def test_a_stop_token_ends_both_at_the_same_place(fast, length):
     """Fast-dLLM v2 ends a block as soon as a stop token has no mask before it and cuts the
     output there; rcd stops after the block: the same tokens up to the stop."""
@@ -159,6 +160,7 @@ def test_sub_block_options_are_validated():
     )
 
 
+@pytest.mark.slow  # ~5 s (the 152k-row head); the fast tier tests the cache on tiny models (tests/decode/test_cache.py)
 def test_rcd_decodes_the_same_with_and_without_the_cache(fast):
     model, tok = fast
     ids, mask = rcd.encode_prompts(tok, ["12+34=", "7*8=56;"])

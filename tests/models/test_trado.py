@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rcd
-from conftest import one_stage2_step
+from conftest import one_stage2_step, slow_except
 from rcd.models.presets import PRESETS, detect_preset
 from sdar_reference import sdar_generate
 from standins.checkpoints import save_checkpoint
@@ -60,10 +60,11 @@ def test_detection_keeps_sdar_for_sdar_names_and_a_configs_own_block_size():
 # thin (the top token has ~1e-3 to 1e-2), so the thresholds sit there: some steps commit
 # more than the step's count, others fall back to the count's most confident. TraDo's own
 # setting is 4 steps per block of 4 at threshold 0.9 (dLLM-RL's trado_eval.yaml).
-SETTINGS = [(5, 4, None), (6, 2, None), (5, 4, 0.002), (6, 4, 0.003), (9, 2, 0.002), (8, 2, 0.0025)]
+# The fast tier keeps the first two (a count alone, and a threshold).
+SETTINGS = [(5, 4, None), (5, 4, 0.002), (6, 2, None), (6, 4, 0.003), (9, 2, 0.002), (8, 2, 0.0025)]
 
 
-@pytest.mark.parametrize("length, per_block, threshold", SETTINGS)
+@pytest.mark.parametrize("length, per_block, threshold", slow_except(SETTINGS, fast=set(SETTINGS[:2])))
 @pytest.mark.parametrize("cache", ["exact", "none"])
 def test_greedy_decoding_matches_trados_own_generate(trado, length, per_block, threshold, cache):
     model, tok = trado
