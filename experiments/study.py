@@ -828,8 +828,9 @@ def multiplicity_note(rows: Sequence[dict]) -> str:
     passes = sum(r["at"] == "equal passes" for r in rows)
     return (
         f"{len(rows)} comparisons of exact match ({steps} at equal steps, {passes} at equal passes: the "
-        "baseline interpolated per problem on its fixed schedules, linear in log tokens per pass, to the "
-        "challenger's measured tokens per pass; the rest at equal tau or a tau calibrated on validation), "
+        "baseline interpolated per problem on its curve of the same rule (fixed schedules or thresholds), "
+        "linear in log tokens per pass, to the challenger's measured tokens per pass; the rest at equal tau "
+        "or a tau calibrated on validation), "
         f"{len(defined)} with an interval, {sum(beyond_ci(r['correct']) for r in rows)} beyond it (bold: the "
         "t-interval and, where there is one, the bootstrap both exclude 0). "
         "Each interval is 95% and no multiplicity correction is applied: with no true difference anywhere, "
