@@ -9,16 +9,19 @@ against each other when this module loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import NamedTuple
 
+from rcd.decode import DecodeConfig
 from rcd.residual import ResidualConfig
 from rcd.train import ResidualTrainingConfig
 
 REFERENCE = "ref"  # the seed's stage-1 model: trained before every arm, decoded like one
 STAGES = ("seqd", "rcd")
-SWEEPS = ("full", "core", "fixed", "orders")
+SWEEPS = ("full", "core", "fixed", "orders", "thresholds")
+# the commit rule and lengths are the sweep's; a method may set the rest of DecodeConfig (`MethodSpec.decode`)
+SWEPT = ("gen_length", "block_length", "steps", "threshold", "order")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ class MethodSpec:
     """A decoding of one arm (or of the reference): residual None = plain decoding. Sweeps
     (CPU-sized): 'full' = fixed schedules of 1/2/4/8 tokens per step and the threshold grid on
     validation and test; 'core' = the fixed schedules and tau 0.9; 'fixed' = 2/4/8 tokens per
-    step; 'orders' = random and left-to-right commit orders at 4 tokens per step.
+    step; 'orders' = random and left-to-right commit orders at 4 tokens per step; 'thresholds' =
+    the threshold grid alone, on validation and test. `decode`: (field, value) pairs of
+    `DecodeConfig` applied to every setting (the confidence kind or its pass); its reports pair it
+    with other methods by the commit rule alone.
 
     Its roles in the report: `reliability` (the table of commits by confidence), `barred` (an
     RCD recipe the issue's bars are checked for), `equal_passes` (a baseline that also gets a
@@ -63,10 +69,16 @@ class MethodSpec:
     barred: bool = False
     equal_passes: bool = False
     plot: int | None = None
+    decode: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if self.sweep not in SWEEPS:
             raise ValueError(f"method {self.name}: sweep {self.sweep!r} is not one of {SWEEPS}")
+        names = [name for name, _ in self.decode]
+        allowed = {f.name for f in fields(DecodeConfig)} - set(SWEPT)
+        if not set(names) <= allowed:
+            raise ValueError(f"method {self.name}: decode sets {names}; choose among {sorted(allowed)}")
+        DecodeConfig(threshold=0.9, **dict(self.decode))  # the values are DecodeConfig's to check
 
 
 class Comparison(NamedTuple):
@@ -90,6 +102,8 @@ COLD = ResidualConfig(init="zero")
 # the study's RCD recipe: entropy alpha (the paper's), the residual from the target's own pass
 SELF = ResidualTrainingConfig(source="self", dropout=0.3)
 HALF = dict(alpha="fixed", fixed_alpha=0.5)  # alpha fixed at 0.5 (the demo's recipe)
+MARGIN = (("confidence", "margin"),)  # top-1 minus top-2 probability meets the threshold
+PLAIN_PASS = (("confidence_pass", "plain"),)  # the residual-free pass's confidence, one more pass a step
 
 ARM_TABLE: tuple[Arm, ...] = (
     Arm("seqd", "seqd"),
@@ -135,6 +149,32 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec(
         "rcd-fixedalpha", "rcd-fixedalpha", replace(WARM, **HALF), reliability=True, barred=True, plot=5
     ),
+    # issue 30 item 4: fixes a practitioner would try for the over-confident commits under thresholds
+    MethodSpec(
+        "rcd-fixedalpha margin", "rcd-fixedalpha", replace(WARM, **HALF), "thresholds", decode=MARGIN, plot=10
+    ),
+    MethodSpec(
+        "rcd-fixedalpha plain-pass",
+        "rcd-fixedalpha",
+        replace(WARM, **HALF),
+        "thresholds",
+        decode=PLAIN_PASS,
+        plot=11,
+    ),
+    MethodSpec(
+        "rcd-fixedalpha T1.5", "rcd-fixedalpha", replace(WARM, **HALF, temperature=1.5), "thresholds", plot=12
+    ),
+    MethodSpec(
+        "rcd-fixedalpha T1.5 plain-pass",
+        "rcd-fixedalpha",
+        replace(WARM, **HALF, temperature=1.5),
+        "thresholds",
+        decode=PLAIN_PASS,
+        plot=13,
+    ),
+    MethodSpec(
+        "seqd margin", "seqd", None, "thresholds", decode=MARGIN, plot=14
+    ),  # the margin on SeqD itself
     MethodSpec("seqd-fresh", "seqd-fresh", None, "core", equal_passes=True, plot=7),
     # warm start: the smaller reference's pass, counted
     MethodSpec("rcd-fresh", "rcd-fresh", WARM, "core", plot=8),
@@ -176,6 +216,18 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison(
         "seqd-long", "rcd-fixedalpha", "RCD with fixed alpha 0.5 vs SeqD trained 60% longer (equal compute)"
     ),
+    Comparison(
+        "seqd", "rcd-fixedalpha margin", "fixed alpha 0.5, margin confidence, vs SeqD's threshold curve"
+    ),
+    Comparison(
+        "seqd", "rcd-fixedalpha plain-pass", "fixed alpha 0.5, residual-free confidence (+1 pass a step)"
+    ),
+    Comparison("seqd", "rcd-fixedalpha T1.5", "fixed alpha 0.5, residual temperature 1.5 at decoding"),
+    Comparison(
+        "seqd", "rcd-fixedalpha T1.5 plain-pass", "fixed alpha 0.5, T_res 1.5 and residual-free confidence"
+    ),
+    Comparison("rcd-fixedalpha", "rcd-fixedalpha T1.5", "residual temperature 1.5 at decoding, same model"),
+    Comparison("seqd", "seqd margin", "the margin rule on SeqD itself"),
     Comparison(
         "seqd-fresh",
         "rcd-fresh",

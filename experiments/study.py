@@ -392,6 +392,9 @@ def settings_of(spec: MethodSpec, gen_length: int, config: StudyConfig) -> list[
         ]
     if spec.sweep == "fixed":
         return [(split, s) for split in splits_of(config) for k, s in fixed.items() if k > 1]
+    if spec.sweep == "thresholds":
+        splits = ("val", "test") if len(config.taus) > 1 else ("test",)
+        return [(split, replace(base, threshold=t)) for split in splits for t in config.taus]
     out = [("test", s) for s in fixed.values()]
     out += [("val", s) for s in fixed.values()] if config.select_on_val else []
     if spec.sweep == "core":
@@ -432,7 +435,8 @@ def decode_seed(config: StudyConfig, meta: dict, seed: int, methods: Sequence[st
         if not (root / spec.arm / "train_summary.json").exists():
             print(f"seed {seed} {name}: arm {spec.arm} not trained, skipped", flush=True)
             continue
-        for split, setting in settings_of(spec, meta["gen_length"], config):
+        for split, rule in settings_of(spec, meta["gen_length"], config):
+            setting = replace(rule, **dict(spec.decode))  # the record keeps the rule's name: pairs by rule
             path = record_path(config, seed, name, split, setting)
             if path.exists():
                 continue
@@ -603,21 +607,23 @@ def summarise(records: dict, config: StudyConfig) -> dict[str, Any]:
                         **row,
                     }
                 )
+            # at equal passes: the baseline's curve of the same rule (fixed schedules, or thresholds)
+            # interpolated per problem to the challenger's measured tokens per pass
             if (
                 row
                 and base in EQUAL_PASS_BASELINES
-                and compared_at(setting) == "equal steps"
+                and compared_at(setting) in ("equal steps", "equal tau")
                 and abs(row["tokens_per_step"][0] / row["tokens_per_step"][1] - 1) > 0.01
             ):
-                fixed = {
+                curve = {
                     s: r
                     for (mb, sp, s), r in records.items()
-                    if mb == base and sp == "test" and compared_at(s) == "equal steps" and " " not in s
+                    if mb == base and sp == "test" and compared_at(s) == compared_at(setting) and " " not in s
                 }
                 interpolated = {
                     seed: point
                     for seed, r in by_seed.items()
-                    if (point := at_tokens_per_pass(fixed, seed, r["tokens_per_step"])) is not None
+                    if (point := at_tokens_per_pass(curve, seed, r["tokens_per_step"])) is not None
                 }
                 row = compare(interpolated, by_seed)
                 if row:
@@ -702,9 +708,9 @@ def compared_at(setting: str) -> str:
 
 def at_tokens_per_pass(fixed: dict[str, dict[int, dict]], seed: int, tokens_per_pass: float) -> dict | None:
     """One seed's baseline record at `tokens_per_pass`, interpolated per problem between its two
-    fixed schedules that bracket it (linear in log tokens per pass: the schedules double);
-    None outside the measured range (no extrapolation). Each problem's score becomes a weighted
-    mean of its two scores, so the pairing with the challenger's problems is kept."""
+    settings of one curve that bracket it (fixed schedules, which double, or thresholds; linear in
+    log tokens per pass); None outside the measured range (no extrapolation). Each problem's score
+    becomes a weighted mean of its two scores, so the pairing with the challenger's problems is kept."""
     points = sorted(
         ((r[seed]["tokens_per_step"], r[seed]) for r in fixed.values() if seed in r), key=lambda p: p[0]
     )
@@ -822,8 +828,9 @@ def multiplicity_note(rows: Sequence[dict]) -> str:
     passes = sum(r["at"] == "equal passes" for r in rows)
     return (
         f"{len(rows)} comparisons of exact match ({steps} at equal steps, {passes} at equal passes: the "
-        "baseline interpolated per problem on its fixed schedules, linear in log tokens per pass, to the "
-        "challenger's measured tokens per pass; the rest at equal tau or a tau calibrated on validation), "
+        "baseline interpolated per problem on its curve of the same rule (fixed schedules or thresholds), "
+        "linear in log tokens per pass, to the challenger's measured tokens per pass; the rest at equal tau "
+        "or a tau calibrated on validation), "
         f"{len(defined)} with an interval, {sum(beyond_ci(r['correct']) for r in rows)} beyond it (bold: the "
         "t-interval and, where there is one, the bootstrap both exclude 0). "
         "Each interval is 95% and no multiplicity correction is applied: with no true difference anywhere, "

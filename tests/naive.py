@@ -39,8 +39,11 @@ def naive_generate(
     threshold=None,
     residual=None,
     reference=None,
+    confidence_pass="step",
 ):
-    """residual: None or dict(alpha=..., temperature=..., init='zero'|'self'|'reference')."""
+    """residual: None or dict(alpha=..., temperature=..., init='zero'|'self'|'reference');
+    confidence_pass 'plain': with a residual, the confidence of each chosen token is read from a
+    second pass over plain masks (counted in nfe)."""
     mask_id = model.config.mask_token_id
     block_causal = model.config.attention == "block-causal"
     E = model.get_input_embeddings().weight.detach()
@@ -92,8 +95,13 @@ def naive_generate(
                 zc = z.clone()
                 zc[:, mask_id] = float("-inf")  # [M] is never a prediction
                 probs = torch.softmax(zc, -1)
-                conf = {i: probs[i].max().item() for i in cands}
                 tok = {i: int(zc[i].argmax()) for i in cands}
+                if residual is not None and confidence_pass == "plain":
+                    zp = _logits(model, embeds(upto, False), P, block_length, block_causal)
+                    nfe += 1
+                    zp[:, mask_id] = float("-inf")
+                    probs = torch.softmax(zp, -1)
+                conf = {i: probs[i, tok[i]].item() for i in cands}
                 ranked = sorted(cands, key=lambda i: -conf[i])
                 if per_block is not None:
                     k = masked0 // per_block + (1 if step < masked0 % per_block else 0)

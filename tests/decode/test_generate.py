@@ -60,6 +60,64 @@ def test_matches_naive_reference_loop(models, references, mode, policy, residual
             assert (out.nfe, out.reference_nfe) == (nfe, ref_nfe)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy", ["fixed-2", "threshold"])
+@pytest.mark.parametrize("residual", slow_except(["rcd-self-tres", "rcd-one"], fast={"rcd-self-tres"}))
+def test_residual_free_confidence_matches_naive_loop(models, mode, policy, residual):
+    """confidence_pass='plain': the residual pass picks the tokens, a second pass over plain masks
+    gives their confidence; every row's passes (the extra one per step included) as the naive loop counts them."""
+    model, spec = models[mode], RESIDUALS[residual]
+    prompts = random_prompts(2, 5, seed=4)
+    out = rcd.generate(
+        model,
+        prompts,
+        gen_length=12,
+        block_length=4,
+        residual=rcd.ResidualConfig(**spec),
+        confidence_pass="plain",
+        **POLICIES[policy],
+    )
+    for row in range(2):
+        expect, nfe, _ = naive_generate(
+            model,
+            prompts[row].tolist(),
+            gen_length=12,
+            block_length=4,
+            residual=spec,
+            confidence_pass="plain",
+            **POLICIES[policy],
+        )
+        assert out.sequences[row].tolist() == expect
+        assert int(out.row_forward_passes[row]) == nfe
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_residual_free_confidence_is_plain_decodings_and_costs_a_pass_per_step(models, mode):
+    """With a warm start the first step's residual pass already carries a residual; its
+    residual-free confidence is what plain decoding (no residual) reads at that step wherever
+    both choose the same token (elsewhere plain decoding's own argmax scores higher), not the
+    residual pass's own; and each of the 6 steps pays one more forward pass."""
+    model = models[mode]
+    common = dict(gen_length=12, block_length=4, steps=6, return_trace=True)
+    prompts = random_prompts(2, 5, seed=5)
+    warm = rcd.ResidualConfig(
+        init="self", alpha="fixed", fixed_alpha=0.1
+    )  # a light residual: tokens mostly agree
+    free = rcd.generate(model, prompts, residual=warm, confidence_pass="plain", **common)
+    own = rcd.generate(model, prompts, residual=warm, **common)
+    plain = rcd.generate(model, prompts, **common)
+    first = [out.trace[0].confidence.nan_to_num() for out in (free, own, plain)]
+    same = free.trace[0].tokens == plain.trace[0].tokens
+    assert same.any() and torch.allclose(first[0][same], first[2][same])
+    assert (first[0] <= first[2] + 1e-12).all() and not torch.allclose(first[0], first[1])
+    assert free.nfe == own.nfe + 6
+    assert torch.equal(free.row_forward_passes, own.row_forward_passes + 6)
+    assert free.tokens_per_step == pytest.approx(24 / int(free.row_forward_passes.sum()))
+    # plain decoding's step pass is residual-free already: the option changes nothing there
+    again = rcd.generate(model, prompts, confidence_pass="plain", **common)
+    assert torch.equal(again.sequences, plain.sequences) and again.nfe == plain.nfe == 6
+
+
 def test_fixed_schedule_counts_forward_passes():
     model = make_model()
     out = rcd.generate(model, random_prompts(1, 4), gen_length=16, block_length=8, steps=4)

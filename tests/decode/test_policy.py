@@ -10,6 +10,7 @@ from rcd.decode.policy import (
     commit_top_k,
     fixed_schedule,
     position_confidence,
+    token_confidence,
 )
 
 
@@ -87,6 +88,16 @@ def test_margin_and_entropy_confidences():
     assert torch.equal(position_confidence(probs, tokens, "prob"), torch.tensor([0.5, 1.0]))
 
 
+def test_token_confidence_of_another_pass_leaves_the_mask_out():
+    """The residual-free pass scores tokens another pass chose: p renormalised without [M]
+    (id 2 here: 0.4 / 0.1 / 0.5 becomes 0.8 / 0.2), read at the given token, not its own argmax."""
+    logits = torch.log(torch.tensor([[0.4, 0.1, 0.5], [0.4, 0.1, 0.5]]))
+    tokens = torch.tensor([1, 0])
+    assert torch.allclose(token_confidence(logits, tokens, "prob", banned=2), torch.tensor([0.2, 0.8]))
+    assert torch.allclose(token_confidence(logits, tokens, "margin", banned=2), torch.tensor([0.6, 0.6]))
+    assert torch.allclose(token_confidence(logits, tokens, "prob"), torch.tensor([0.1, 0.4]))
+
+
 def test_commit_temperature_draws_like_dreams_alg_temp():
     """Two commits of five: each position's chance of being among them equals that of
     torch.multinomial(softmax(c / T), 2) without replacement (Dream's alg_temp)."""
@@ -118,3 +129,6 @@ def test_dreams_options_are_validated_where_the_config_is_built():
     )
     assert setting.describe() == "steps=4 commit-T=0.5 margin"
     assert rcd.DecodeConfig(threshold=0.8, confidence="margin").describe() == "tau=0.8 margin"
+    assert rcd.DecodeConfig(threshold=0.8, confidence_pass="plain").describe() == "tau=0.8 plain-pass"
+    with pytest.raises(ValueError, match="confidence_pass must be one of"):
+        rcd.DecodeConfig(threshold=0.8, confidence_pass="reference")

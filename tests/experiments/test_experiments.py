@@ -98,12 +98,16 @@ def test_the_tables_refuse_unknown_names_and_duplicates():
         arms.index((*arms.ARM_TABLE, arms.Arm("seqd", "seqd")), "arms")
     with pytest.raises(ValueError, match="sweep"):
         arms.MethodSpec("x", "seqd", sweep="everything")
+    with pytest.raises(ValueError, match="choose among"):  # the sweep sets the commit rule itself
+        arms.MethodSpec("x", "seqd", decode=(("threshold", 0.5),))
+    with pytest.raises(ValueError, match="confidence_pass must be one of"):  # DecodeConfig checks the value
+        arms.MethodSpec("x", "seqd", decode=(("confidence_pass", "reference"),))
 
 
 def test_the_roles_come_from_the_rows_in_table_order():
     assert arms.RELIABILITY == ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
     assert arms.BARRED == ("rcd", "rcd-fixedalpha")
-    assert arms.PLOTTED[:2] == ("seqd", "rcd") and len(arms.PLOTTED) == 10
+    assert arms.PLOTTED[:2] == ("seqd", "rcd") and len(arms.PLOTTED) == 15
 
 
 def test_decodings_of_the_reference_are_not_rcd_recipes():

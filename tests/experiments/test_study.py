@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,6 +150,48 @@ def test_the_baseline_is_interpolated_per_problem_to_the_challengers_passes():
     assert point["correct"] == pytest.approx([1 - w, 1]) and point["cells"] == pytest.approx([1 - w / 2, 0.5])
     assert at_tokens_per_pass(fixed, 0, 4.0)["correct"] == pytest.approx([0, 1])
     assert at_tokens_per_pass(fixed, 0, 6.86) is None and at_tokens_per_pass(fixed, 1, 3.0) is None
+
+
+def test_a_threshold_fix_is_decoded_with_its_options_and_paired_with_seqds_threshold_curve(tmp_path):
+    """'thresholds' decodes the tau grid alone (validation and test) with the method's DecodeConfig
+    options; its records pair with SeqD's by the rule's name, at equal tau and, SeqD's threshold curve
+    interpolated per problem to the fix's measured tokens per pass, at equal passes."""
+    config = StudyConfig(out=str(tmp_path), taus=[0.8, 0.9], seeds=[0], n_boot=50)
+    spec = study.METHODS["rcd-fixedalpha margin"]
+    settings = study.settings_of(spec, 48, config)
+    assert [(split, s.threshold) for split, s in settings] == [
+        ("val", 0.8),
+        ("val", 0.9),
+        ("test", 0.8),
+        ("test", 0.9),
+    ]
+    assert replace(settings[0][1], **dict(spec.decode)).describe() == "tau=0.8 margin"
+
+    def record(tokens_per_pass: float, correct: list[int]) -> dict:
+        return {
+            "n": 4,
+            "rule": "threshold",
+            "tokens_per_step": tokens_per_pass,
+            "passes_per_problem": 48 / tokens_per_pass,
+            "correct": correct,
+            "cells": [float(c) for c in correct],
+        }
+
+    records = {
+        ("seqd", "test", "tau=0.8"): {0: record(6.0, [1, 0, 1, 0])},
+        ("seqd", "test", "tau=0.9"): {0: record(4.0, [1, 1, 1, 0])},
+        ("rcd-fixedalpha margin", "test", "tau=0.9"): {0: record(5.0, [0, 1, 1, 1])},
+    }
+    rows = [
+        r
+        for r in study.summarise(records, config)["comparisons"]
+        if (r["base"], r["new"]) == ("seqd", "rcd-fixedalpha margin")
+    ]
+    assert [r["at"] for r in rows] == ["equal tau", "equal passes"]
+    w = np.log(5 / 4) / np.log(6 / 4)
+    seqd_at_5 = (1 - w) * np.array([1, 1, 1, 0]) + w * np.array([1, 0, 1, 0])
+    assert rows[0]["correct"]["diff"] == pytest.approx(0.0)
+    assert rows[1]["correct"]["diff"] == pytest.approx(np.mean(np.array([0, 1, 1, 1]) - seqd_at_5))
 
 
 def test_shapes_must_pair():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .passes import CACHE_MODES
 from .policy import (
     COMMIT_ORDERS,
+    CONFIDENCE_PASSES,
     CONFIDENCES,
     CommitPolicy,
     FixedSchedule,
@@ -73,6 +74,16 @@ class DecodeConfig:
             "choices": CONFIDENCES,
         },
     )
+    confidence_pass: str = field(
+        default="step",
+        metadata={
+            "help": "the forward pass the confidence is read from: the step's own (step), or, with RCD, one more "
+            "pass of the same model with plain mask embeddings at the masked positions (plain: the residual-free "
+            "confidence of the token the residual pass chose; one more forward pass per step, counted; plain "
+            "decoding's step pass is residual-free already, so it adds none)",
+            "choices": CONFIDENCE_PASSES,
+        },
+    )
     commit_temperature: float = field(
         default=0.0,
         metadata={
@@ -117,6 +128,10 @@ class DecodeConfig:
             raise ValueError("schedule applies to fixed steps; a threshold rule has no schedule")
         if self.confidence not in CONFIDENCES:
             raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        if self.confidence_pass not in CONFIDENCE_PASSES:
+            raise ValueError(
+                f"confidence_pass must be one of {CONFIDENCE_PASSES}, got {self.confidence_pass!r}"
+            )
         if self.confidence == "entropy" and self.threshold is not None:
             raise ValueError(
                 "confidence 'entropy' (negative entropy) has no [0, 1] scale for a threshold: "
@@ -190,6 +205,7 @@ class DecodeConfig:
         return self.gen_length / self.total_steps
 
     def describe(self) -> str:
-        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9' ('tau=0.9 margin')."""
+        """Short name of the commit rule, e.g. 'steps=64' or 'tau=0.9' ('tau=0.9 margin', 'tau=0.9 plain-pass')."""
         confidence = "" if self.confidence == "prob" else f" {self.confidence}"
-        return self.policy().describe() + confidence
+        source = "" if self.confidence_pass == "step" else f" {self.confidence_pass}-pass"
+        return self.policy().describe() + confidence + source

@@ -24,7 +24,7 @@ from .config import DecodeConfig
 from .grid import layout
 from .output import GenerationOutput, TraceStep
 from .passes import APPROXIMATE_CACHES, DecodeSequence, ModelPass, check_cache
-from .policy import CommitPolicy, choose_tokens
+from .policy import CommitPolicy, choose_tokens, token_confidence
 from .state import ResidualObserver, ResidualState
 
 
@@ -178,6 +178,17 @@ def generate(
                     banned=mask_id,
                     confidence=config.confidence,
                 )
+                if state is not None and config.confidence_pass == "plain":
+                    # the residual-free pass vouches for the residual pass's tokens: one more pass, counted
+                    plain = _plain_logits(init_passes, predict_start, predict_end, block_start)("model")
+                    nfe += 1
+                    row_passes += rows.long()
+                    confidence = token_confidence(
+                        plain[:, block_start - predict_start : block_end - predict_start],
+                        tokens,
+                        config.confidence,
+                        banned=mask_id,
+                    )
                 commit = policy.commit(confidence, candidates)
                 block_ids[commit] = tokens[commit]
                 if trace is not None or on_step is not None:

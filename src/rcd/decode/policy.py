@@ -5,7 +5,9 @@ evenly over its steps, remainder to the earliest, top-k confidence; or Dream's t
 schedule), and a dynamic threshold (every position above tau, and at least the single most
 confident one (Fast-dLLM) or, given a step budget, the fixed schedule's count (SDAR's
 low_confidence_dynamic)), optionally within sub-blocks (Fast-dLLM v2). Token choice (greedy or
-Gumbel-max sampling) is here too.
+Gumbel-max sampling) is here too, and the confidence the rules read: its kind (`CONFIDENCES`:
+probability, margin, negative entropy) and the pass it is read from (`CONFIDENCE_PASSES`: the
+step's own, or for RCD a residual-free pass of the same model).
 
 The functions are the rules' arithmetic; `FixedSchedule` and `Threshold` are the objects
 the decode loop drives (`DecodeConfig.policy()` builds the one a config asks for).
@@ -30,6 +32,10 @@ def fixed_schedule(masked_count: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 CONFIDENCES = ("prob", "margin", "entropy")
+# which forward pass the confidence is read from: the step's own (with RCD, the residual pass that
+# also chose the token), or an extra pass of the same model over plain mask embeddings at the masked
+# positions (RCD's residual-free confidence: one more forward pass per step, counted)
+CONFIDENCE_PASSES = ("step", "plain")
 
 
 def choose_tokens(
@@ -55,8 +61,19 @@ def choose_tokens(
         tokens = (logits.double() + temperature * gumbel).argmax(dim=-1)
     else:
         tokens = logits.argmax(dim=-1)
+    return tokens, token_confidence(logits, tokens, confidence)
+
+
+def token_confidence(
+    logits: torch.Tensor, tokens: torch.Tensor, confidence: str = "prob", banned: int | None = None
+) -> torch.Tensor:
+    """`position_confidence` of softmax(z) for the given tokens, `banned` (the mask id) left out
+    of p; so another pass's logits (the residual-free pass) can vouch for tokens chosen elsewhere."""
+    if banned is not None:
+        logits = logits.clone()
+        logits[..., banned] = float("-inf")
     probs = torch.softmax(at_least_fp32(logits), dim=-1)
-    return tokens, position_confidence(probs, tokens, confidence)
+    return position_confidence(probs, tokens, confidence)
 
 
 def position_confidence(probs: torch.Tensor, tokens: torch.Tensor, kind: str = "prob") -> torch.Tensor:
