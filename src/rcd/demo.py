@@ -58,8 +58,10 @@ FIXED_OPTIM = tuple(f for f in OptimConfig.__dataclass_fields__ if f not in ("ba
 
 @dataclass(frozen=True)
 class DemoConfig:
+    # the easier level of the study's Sudoku (12-16 blanks instead of 16-22): at the minutes a demo trains,
+    # models of sudoku6 solve 15-25% of it and every curve sits near the floor (issue #31)
     task: str = field(
-        default="sudoku6", metadata={"help": "synthetic task", "choices": tuple(SYNTHETIC_TASKS)}
+        default="sudoku6-easy", metadata={"help": "synthetic task", "choices": tuple(SYNTHETIC_TASKS)}
     )
     out: str = field(default="runs/demo", metadata={"help": "output directory"})
     quick: bool = field(default=False, metadata={"help": "a small, fast run (smoke test)"})

@@ -144,26 +144,31 @@ def _count_completions(rows: list[list[int]], limit: int = 2) -> int:
     return count(0)
 
 
-def test_sudoku_independently():
-    for example in SYNTHETIC_TASKS["sudoku6"].generate(40, seed=0):
+@pytest.mark.parametrize(("name", "fewest", "most"), [("sudoku6", 16, 22), ("sudoku6-easy", 12, 16)])
+def test_sudoku_independently(name: str, fewest: int, most: int):
+    blanks = []
+    for example in SYNTHETIC_TASKS[name].generate(40, seed=0):
         puzzle, solution = _grid(example["prompt"]), _grid(example["response"])
         assert _is_valid_sudoku(solution)
         givens_kept = zip(example["prompt"].removesuffix(":"), example["response"], strict=True)
         assert all(given in (".", digit) for given, digit in givens_kept)
-        assert 16 <= sum(row.count(0) for row in puzzle) <= 22
+        blanks.append(sum(row.count(0) for row in puzzle))
         assert _count_completions(puzzle) == 1
+    assert fewest <= min(blanks) and max(blanks) <= most and len(set(blanks)) > 1
 
 
-def test_sudoku_checker_needs_givens_and_constraints():
-    example = SYNTHETIC_TASKS["sudoku6"].generate(1, seed=5)[0]
+@pytest.mark.parametrize("name", ["sudoku6", "sudoku6-easy"])
+def test_sudoku_checker_needs_givens_and_constraints(name: str):
+    task = SYNTHETIC_TASKS[name]
+    example = task.generate(1, seed=5)[0]
+    assert task.is_correct(example, example["response"])
     swap_digits = str.maketrans("12", "21")  # still a valid grid, but not these givens
     relabelled = example["response"].translate(swap_digits)
-    assert _is_valid_sudoku(_grid(relabelled)) and not SYNTHETIC_TASKS["sudoku6"].is_correct(
-        example, relabelled
-    )
+    assert _is_valid_sudoku(_grid(relabelled)) and not task.is_correct(example, relabelled)
     row = example["response"][:6]
     swapped_in_row = row[1] + row[0] + example["response"][2:]  # rows fine, columns broken
-    assert not SYNTHETIC_TASKS["sudoku6"].is_correct(example, swapped_in_row)
+    assert not task.is_correct(example, swapped_in_row)
+
 
 
 def test_countdown_independently():

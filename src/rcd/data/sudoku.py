@@ -2,17 +2,23 @@
 
 6x6 rather than 4x4: a 4x4 board has only 288 solution grids, which a model memorises;
 6x6 has 28,200,960. Train and test never share a solution grid (split by answer).
+Two levels differ only in the number of blanks: `sudoku6` (16-22, the study's task) and
+`sudoku6-easy` (12-16, the demo's: a model trained for minutes on 2 CPU cores solves most of them;
+with 10-14 most of the answer is copied from the prompt and the same model learned the rules less well,
+experiments/findings.md).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 from .spec import Example, TaskSpec
 
 SIZE, BOX_ROWS, BOX_COLS = 6, 2, 3
 HOLES = range(16, 23)
+EASY_HOLES = range(12, 17)
 BLANK = "."
 ALL_DIGITS = sum(1 << d for d in range(1, SIZE + 1))
 
@@ -90,11 +96,11 @@ def solutions(grid: Grid, limit: int, rng: random.Random | None = None) -> list[
     return found
 
 
-def make_puzzle(rng: random.Random) -> tuple[Grid, Grid]:
+def make_puzzle(rng: random.Random, blanks: range = HOLES) -> tuple[Grid, Grid]:
     """(puzzle, solution): cells of a random grid blanked in random order, each only if
-    the solution stays unique."""
+    the solution stays unique, until a count drawn from `blanks` is reached."""
     solution = solutions([0] * SIZE * SIZE, 1, rng)[0]
-    puzzle, holes, target = list(solution), 0, rng.choice(HOLES)
+    puzzle, holes, target = list(solution), 0, rng.choice(blanks)
     for cell in rng.sample(range(SIZE * SIZE), SIZE * SIZE):
         if holes == target:
             break
@@ -119,10 +125,13 @@ def parse_grid(text: str, blanks: bool) -> Grid | None:
     return [0 if ch == BLANK else int(ch) for ch in text.replace("|", "")]
 
 
-def _sample(rng: random.Random) -> Example:
-    puzzle, solution = make_puzzle(rng)
-    answer = format_grid(solution)
-    return {"prompt": format_grid(puzzle) + ":", "response": answer, "answer": answer}
+def _sampler(blanks: range) -> Callable[[random.Random], Example]:
+    def sample(rng: random.Random) -> Example:
+        puzzle, solution = make_puzzle(rng, blanks)
+        answer = format_grid(solution)
+        return {"prompt": format_grid(puzzle) + ":", "response": answer, "answer": answer}
+
+    return sample
 
 
 def _check(prompt: str, completion: str) -> bool:
@@ -138,14 +147,20 @@ def _check(prompt: str, completion: str) -> bool:
     )
 
 
-SUDOKU = TaskSpec(
-    name="sudoku6",
-    description="6x6 Sudoku, 16-22 blanks, unique solution; cells of a row, column or box "
-    "exclude each other, so cells filled in one step can collide on the same digit",
-    sample=_sample,
-    check=_check,
-    alphabet=f"123456{BLANK}|:",
-    max_prompt_chars=SIZE * SIZE + SIZE,
-    max_response_chars=SIZE * SIZE + SIZE - 1,
-    split_key="answer",
-)
+def sudoku_task(name: str, blanks: range) -> TaskSpec:
+    """The 6x6 task with a number of blanks drawn from `blanks`; the checker is the same."""
+    return TaskSpec(
+        name=name,
+        description=f"6x6 Sudoku, {blanks.start}-{blanks.stop - 1} blanks, unique solution; cells of a "
+        "row, column or box exclude each other, so cells filled in one step can collide on the same digit",
+        sample=_sampler(blanks),
+        check=_check,
+        alphabet=f"123456{BLANK}|:",
+        max_prompt_chars=SIZE * SIZE + SIZE,
+        max_response_chars=SIZE * SIZE + SIZE - 1,
+        split_key="answer",
+    )
+
+
+SUDOKU = sudoku_task("sudoku6", HOLES)
+SUDOKU_EASY = sudoku_task("sudoku6-easy", EASY_HOLES)

@@ -8,9 +8,9 @@ from .arithmetic import CHAIN_SUM, MUL
 from .countdown import COUNTDOWN
 from .sorting import SORT
 from .spec import Example, TaskSpec
-from .sudoku import SUDOKU
+from .sudoku import SUDOKU, SUDOKU_EASY
 
-SYNTHETIC_TASKS: dict[str, TaskSpec] = {task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, COUNTDOWN)}
+SYNTHETIC_TASKS: dict[str, TaskSpec] = {task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, SUDOKU_EASY, COUNTDOWN)}
 
 DRAWS_PER_EXAMPLE = 20
 """Give up when a task needs more draws than this per wanted example (space too small)."""
