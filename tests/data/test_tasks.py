@@ -170,7 +170,6 @@ def test_sudoku_checker_needs_givens_and_constraints(name: str):
     assert not task.is_correct(example, swapped_in_row)
 
 
-
 def test_countdown_independently():
     for example in SYNTHETIC_TASKS["countdown"].generate(N, seed=0):
         target, numbers = re.fullmatch(r"(\d+) from (.*) :", example["prompt"]).groups()

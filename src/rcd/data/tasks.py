@@ -10,7 +10,9 @@ from .sorting import SORT
 from .spec import Example, TaskSpec
 from .sudoku import SUDOKU, SUDOKU_EASY
 
-SYNTHETIC_TASKS: dict[str, TaskSpec] = {task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, SUDOKU_EASY, COUNTDOWN)}
+SYNTHETIC_TASKS: dict[str, TaskSpec] = {
+    task.name: task for task in (MUL, CHAIN_SUM, SORT, SUDOKU, SUDOKU_EASY, COUNTDOWN)
+}
 
 DRAWS_PER_EXAMPLE = 20
 """Give up when a task needs more draws than this per wanted example (space too small)."""
