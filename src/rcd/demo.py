@@ -89,7 +89,8 @@ class DemoConfig:
     n_train: int = field(default=20000, metadata={"help": "training problems"})
     n_test: int = field(default=300, metadata={"help": "held-out problems"})
     # the study (experiments.study, data seed 0) takes its test and validation problems from the start of the
-    # same stream, and the demo's recipe was chosen on them: the demo's held-out problems come after them
+    # same stream, and the demo's recipe was chosen on them: with --task sudoku6 the demo's held-out problems
+    # come after them
     held_out_offset: int = field(
         default=HELD_OUT_OFFSET,
         metadata={
