@@ -394,3 +394,24 @@ def test_check_generation_refuses_what_generate_refuses(block_causal):
     with pytest.raises(ValueError, match="needs reference="):
         check(block_causal, config, residual=rcd.ResidualConfig(init="reference"))
     assert check(block_causal, config) == "exact"
+
+
+def test_reference_feedback_counts_each_rows_own_passes(bidirectional, references):
+    """Under feedback="reference" a row pays a reference pass after each of its steps that leaves masks, and
+    none once it is done; rows that finish at different steps are counted apart (from the trace)."""
+    out = rcd.generate(
+        bidirectional,
+        random_prompts(4, 4, seed=3),
+        gen_length=8,
+        block_length=8,
+        threshold=0.2,
+        reference=references["bidirectional"],
+        residual=rcd.ResidualConfig(init="reference", feedback="reference"),
+        return_trace=True,
+    )
+    stepped = torch.stack([~step.confidence.isnan().all(-1) for step in out.trace])  # (steps, rows)
+    left = torch.stack([(~step.confidence.isnan() & ~step.committed).any(-1) for step in out.trace])
+    assert len(set(stepped.sum(0).tolist())) > 1  # the rows finish at different steps
+    assert (out.row_forward_passes - out.row_reference_passes).tolist() == stepped.sum(0).tolist()
+    # the warm start, then one reference pass per step that leaves masks
+    assert out.row_reference_passes.tolist() == (1 + left.sum(0)).tolist()
