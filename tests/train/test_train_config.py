@@ -117,13 +117,13 @@ def test_the_learning_rate_default_depends_on_the_model_and_is_set_once():
 
 def test_the_demo_holds_the_optimiser_group_and_saves_its_options_as_before():
     demo = DemoConfig()
-    assert isinstance(demo.optim, OptimConfig) and (demo.optim.batch_size, demo.optim.lr) == (32, 1e-3)
+    assert isinstance(demo.optim, OptimConfig) and (demo.optim.batch_size, demo.optim.lr) == (32, 1.5e-3)
     saved = flat_dict(demo)
-    assert (saved["batch_size"], saved["lr"]) == (32, 1e-3) and "warmup_steps" not in saved  # no flag sets it
+    assert (saved["batch_size"], saved["lr"]) == (32, 1.5e-3) and "warmup_steps" not in saved  # no flag sets it
     # a report written before the groups (report.json's "config": batch_size and lr at the top level)
     old = {**json.loads(json.dumps(saved)), "batch_size": 16, "lr": 3e-4}
     again = dataclass_from_dict(DemoConfig, old)
-    assert (again.optim.batch_size, again.optim.lr, again.optim.warmup_steps) == (16, 3e-4, 50)
+    assert (again.optim.batch_size, again.optim.lr, again.optim.warmup_steps) == (16, 3e-4, 200)
     assert again == dataclasses.replace(demo, optim=dataclasses.replace(demo.optim, batch_size=16, lr=3e-4))
 
 
