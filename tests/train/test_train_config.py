@@ -119,7 +119,8 @@ def test_the_demo_holds_the_optimiser_group_and_saves_its_options_as_before():
     demo = DemoConfig()
     assert isinstance(demo.optim, OptimConfig) and (demo.optim.batch_size, demo.optim.lr) == (32, 1.5e-3)
     saved = flat_dict(demo)
-    assert (saved["batch_size"], saved["lr"]) == (32, 1.5e-3) and "warmup_steps" not in saved  # no flag sets it
+    assert (saved["batch_size"], saved["lr"]) == (32, 1.5e-3)
+    assert "warmup_steps" not in saved  # no flag sets it
     # a report written before the groups (report.json's "config": batch_size and lr at the top level)
     old = {**json.loads(json.dumps(saved)), "batch_size": 16, "lr": 3e-4}
     again = dataclass_from_dict(DemoConfig, old)
