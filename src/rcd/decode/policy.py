@@ -52,9 +52,7 @@ def choose_tokens(
     `banned` (the mask id) is never chosen: committing [M] would leave the position masked
     forever; a trained dLLM gives it ~0 probability, so this changes nothing else.
     """
-    if banned is not None:
-        logits = logits.clone()
-        logits[..., banned] = float("-inf")
+    logits = _without(logits, banned)
     if temperature > 0:
         noise = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
         gumbel = -torch.log(-torch.log(noise.clamp_min(1e-300)))
@@ -69,11 +67,17 @@ def token_confidence(
 ) -> torch.Tensor:
     """`position_confidence` of softmax(z) for the given tokens, `banned` (the mask id) left out
     of p; so another pass's logits (the residual-free pass) can vouch for tokens chosen elsewhere."""
-    if banned is not None:
-        logits = logits.clone()
-        logits[..., banned] = float("-inf")
-    probs = torch.softmax(at_least_fp32(logits), dim=-1)
+    probs = torch.softmax(at_least_fp32(_without(logits, banned)), dim=-1)
     return position_confidence(probs, tokens, confidence)
+
+
+def _without(logits: torch.Tensor, banned: int | None) -> torch.Tensor:
+    """logits with the `banned` token's set to -inf: a copy, so the caller's logits are never changed."""
+    if banned is None:
+        return logits
+    logits = logits.clone()
+    logits[..., banned] = float("-inf")
+    return logits
 
 
 def position_confidence(probs: torch.Tensor, tokens: torch.Tensor, kind: str = "prob") -> torch.Tensor:
