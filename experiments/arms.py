@@ -105,6 +105,13 @@ HALF = dict(alpha="fixed", fixed_alpha=0.5)  # alpha fixed at 0.5 (the demo's re
 MARGIN = (("confidence", "margin"),)  # top-1 minus top-2 probability meets the threshold
 PLAIN_PASS = (("confidence_pass", "plain"),)  # the residual-free pass's confidence, one more pass a step
 
+
+def two_pass_training(**residual: object) -> ResidualTrainingConfig:
+    """The two-pass rules' training (soft-masking, self-conditioning): the first pass, without
+    gradient and with plain masks, feeds the second; half the steps train the first pass alone."""
+    return ResidualTrainingConfig(source="selfcond", dropout=0.5, residual=ResidualConfig(**residual))
+
+
 ARM_TABLE: tuple[Arm, ...] = (
     Arm("seqd", "seqd"),
     Arm("rcd", "rcd", residual=SELF),
@@ -115,6 +122,12 @@ ARM_TABLE: tuple[Arm, ...] = (
     Arm("rcd-unroll2", "rcd", residual=replace(SELF, unroll=2)),
     Arm("rcd-unroll3", "rcd", residual=replace(SELF, unroll=3)),
     Arm("rcd-fixedalpha", "rcd", residual=replace(SELF, residual=ResidualConfig(**HALF))),
+    # issue 30: RCD's relatives (docs/method.md, section 2.5), each trained the way its paper does
+    Arm("rcd-softmask", "rcd", residual=two_pass_training(rule="soft-mask", top_k=3)),
+    Arm("rcd-softmask-slerp", "rcd", residual=two_pass_training(rule="soft-mask-slerp", top_k=3)),
+    Arm("rcd-selfcond-proj", "rcd", residual=two_pass_training(rule="selfcond-proj")),
+    # the weighting alone changes: the fixed-alpha recipe's source and dropout, alpha from an MLP
+    Arm("rcd-learned-alpha", "rcd", residual=replace(SELF, residual=ResidualConfig(rule="learned-alpha"))),
     Arm("seqd-fresh", "seqd", fresh=True),  # the small-to-large baseline: the same new model, plain objective
     # ... and the same new model trained with the paper's recipe
     Arm("rcd-fresh", "rcd", fresh=True, residual=ResidualTrainingConfig(source="noisy")),
@@ -175,6 +188,15 @@ METHOD_TABLE: tuple[MethodSpec, ...] = (
     MethodSpec(
         "seqd margin", "seqd", None, "thresholds", decode=MARGIN, plot=14
     ),  # the margin on SeqD itself
+    # issue 30 item 2: the relatives. Two-pass rules start cold (their first pass is plain),
+    # learned alpha warm like the fixed-alpha recipe; IterSmooth is training-free: on SeqD
+    MethodSpec("rcd-softmask", "rcd-softmask", replace(COLD, rule="soft-mask", top_k=3), plot=15),
+    MethodSpec(
+        "rcd-softmask-slerp", "rcd-softmask-slerp", replace(COLD, rule="soft-mask-slerp", top_k=3), plot=16
+    ),
+    MethodSpec("rcd-selfcond-proj", "rcd-selfcond-proj", replace(COLD, rule="selfcond-proj"), plot=17),
+    MethodSpec("rcd-learned-alpha", "rcd-learned-alpha", replace(WARM, rule="learned-alpha"), plot=18),
+    MethodSpec("seqd itersmooth", "seqd", replace(COLD, rule="itersmooth"), plot=19),
     MethodSpec("seqd-fresh", "seqd-fresh", None, "core", equal_passes=True, plot=7),
     # warm start: the smaller reference's pass, counted
     MethodSpec("rcd-fresh", "rcd-fresh", WARM, "core", plot=8),
@@ -228,6 +250,15 @@ COMPARISONS: tuple[Comparison, ...] = (
     ),
     Comparison("rcd-fixedalpha", "rcd-fixedalpha T1.5", "residual temperature 1.5 at decoding, same model"),
     Comparison("seqd", "seqd margin", "the margin rule on SeqD itself"),
+    Comparison("seqd", "rcd-softmask", "soft-masking (learned confidence weight, top-3), two-pass training"),
+    Comparison("seqd", "rcd-softmask-slerp", "soft-masking, spherical mix"),
+    Comparison("seqd", "rcd-selfcond-proj", "self-conditioning through a learned projection"),
+    Comparison("seqd", "rcd-learned-alpha", "alpha from a small MLP, the fixed-alpha recipe's training"),
+    Comparison("rcd-fixedalpha", "rcd-learned-alpha", "learned vs fixed alpha, same source and dropout"),
+    Comparison("seqd", "seqd itersmooth", "IterSmooth (dInfer): training-free soft tokens on SeqD"),
+    Comparison("seqd-long", "rcd-softmask", "soft-masking vs SeqD trained 60% longer"),
+    Comparison("seqd-long", "rcd-selfcond-proj", "self-conditioning vs SeqD trained 60% longer"),
+    Comparison("seqd-long", "rcd-learned-alpha", "learned alpha vs SeqD trained 60% longer"),
     Comparison(
         "seqd-fresh",
         "rcd-fresh",

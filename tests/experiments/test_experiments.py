@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from experiments import arms
 from experiments.study import is_rcd_recipe
+from rcd.residual import ResidualConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = (ROOT / "experiments" / "findings.md", ROOT / "experiments" / "README.md")
@@ -107,7 +109,7 @@ def test_the_tables_refuse_unknown_names_and_duplicates():
 def test_the_roles_come_from_the_rows_in_table_order():
     assert arms.RELIABILITY == ("seqd", "rcd", "rcd-off", "rcd-paper", "rcd-fixedalpha")
     assert arms.BARRED == ("rcd", "rcd-fixedalpha")
-    assert arms.PLOTTED[:2] == ("seqd", "rcd") and len(arms.PLOTTED) == 15
+    assert arms.PLOTTED[:2] == ("seqd", "rcd") and len(arms.PLOTTED) == 20
 
 
 def test_decodings_of_the_reference_are_not_rcd_recipes():
@@ -115,3 +117,25 @@ def test_decodings_of_the_reference_are_not_rcd_recipes():
     (the small-to-large group decodes `ref` on validation too)."""
     assert not is_rcd_recipe("ref") and not is_rcd_recipe("ref+res")
     assert is_rcd_recipe("rcd") and not is_rcd_recipe("rcd-off")
+
+
+RELATIVES = ("rcd-softmask", "rcd-softmask-slerp", "rcd-selfcond-proj", "rcd-learned-alpha")
+
+
+def test_each_relative_is_decoded_with_the_rule_and_start_it_was_trained_for():
+    """A relative's decoding uses its arm's rule (and top-k); the two-pass rules, whose first
+    training pass sees plain masks, start cold; learned alpha differs from the fixed-alpha
+    recipe in its weight alone; IterSmooth, training-free, decodes the SeqD model."""
+    for name in RELATIVES:
+        trained, decoded = arms.ARMS[name].residual, arms.METHODS[name].residual
+        assert decoded.rule == trained.residual.rule != "rcd"
+        assert decoded.top_k == trained.residual.top_k
+        assert (decoded.init == "zero") == (trained.source == "selfcond")
+        assert is_rcd_recipe(name)
+    fixed = arms.ARMS["rcd-fixedalpha"].residual
+    assert arms.ARMS["rcd-learned-alpha"].residual == replace(
+        fixed, residual=ResidualConfig(rule="learned-alpha")
+    )
+    itersmooth = arms.METHODS["seqd itersmooth"]
+    assert itersmooth.arm == "seqd" and itersmooth.residual.rule == "itersmooth"
+    assert not is_rcd_recipe("seqd itersmooth")

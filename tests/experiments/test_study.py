@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from experiments import study
 from experiments.study import (
@@ -287,6 +288,35 @@ def test_quick_study_end_to_end(tmp_path):
     assert sorted(p.stat().st_mtime_ns for p in out.glob("seed*/decode/*/*.json")) == before
     with pytest.raises(SystemExit, match="holds data made with"):  # another task's data is never adopted
         main(args + ["--task", "mul"])
+
+
+@pytest.mark.slow  # trains two learned rules at toy size
+def test_the_relatives_train_their_rules_parameters_and_decode_with_them(tmp_path):
+    """Stage rcd trains a learned rule's module with the model (it leaves its starting values)
+    and saves it beside the weights; the study decodes each relative and pairs it with SeqD."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from experiments.study import ARMS, main
+    from rcd.residual_rules import residual_rule
+
+    out = tmp_path / "study"
+    relatives = ["rcd-softmask", "rcd-learned-alpha"]
+    args = ["--quick", "--out", str(out), "--seeds", "0", "--tokens-per-step", "8", "--taus", "0.9"]
+    assert (
+        main([*args, "--arms", "seqd", *relatives, "--methods", "seqd", *relatives, "seqd itersmooth"]) == 0
+    )
+    for arm, rule in zip(relatives, ("soft-mask", "learned-alpha")):
+        path = out / "seed0" / arm / "residual_rule.safetensors"
+        with safe_open(str(path), "pt") as handle:
+            assert handle.metadata()["rule"] == rule
+        start = residual_rule(ARMS[arm].residual.residual).build_parameters(32).state_dict()
+        trained = load_file(str(path))
+        assert trained.keys() == start.keys()
+        assert any(not torch.equal(trained[name], start[name]) for name in start)
+    summary = json.loads((out / "study.json").read_text())
+    pairs = {(c["base"], c["new"]) for c in summary["comparisons"]}
+    assert {("seqd", "rcd-softmask"), ("seqd", "rcd-learned-alpha"), ("seqd", "seqd itersmooth")} <= pairs
 
 
 @pytest.mark.slow  # trains the study's arms
