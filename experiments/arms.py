@@ -108,7 +108,7 @@ PLAIN_PASS = (("confidence_pass", "plain"),)  # the residual-free pass's confide
 
 def two_pass_training(**residual: object) -> ResidualTrainingConfig:
     """The two-pass rules' training (soft-masking, self-conditioning): the first pass, without
-    gradient and with plain masks, feeds the second; half the steps train the first pass alone."""
+    gradient and with plain masks, feeds the second; half the samples (dropout 0.5) get plain masks."""
     return ResidualTrainingConfig(source="selfcond", dropout=0.5, residual=ResidualConfig(**residual))
 
 
